@@ -1,0 +1,240 @@
+"""Backbone names -> MONAI / timm networks, 2D and 3D, with swappable input and output layers.
+
+Every backbone exposes the same small surface so methods and the fine-tuning loop can
+treat them alike:
+
+* ``spatial_dims``      2 (slice-wise) or 3 (volumetric);
+* ``replace_input(c)``  / ``replace_output(c)``  swap the first / last layer for ``c`` channels
+  (SI paper section 5.4: "the input layer is replaced ... the output layer is replaced");
+* ``encoder_prefixes``  parameter-name prefixes of the encoder, for methods that transfer
+  only the encoder (contrastive / MAE-style objectives).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from benchmark.registry import Registry
+
+BACKBONES: Registry[type] = Registry("backbone")
+
+
+def list_backbones() -> list[str]:
+    return BACKBONES.names()
+
+
+@dataclass(frozen=True)
+class BackboneSize:
+    """Width knobs shared by all backbones; the profile picks one (narrow for smoke, paper for paper)."""
+
+    unet_features: tuple[int, ...] = (32, 64, 128, 256, 512, 32)
+    swin_feature_size: int = 48
+    swin_window: int = 7
+    vit_dim: int = 768
+    vit_depth: int = 12
+    vit_heads: int = 12
+    vit_patch: int = 16
+
+
+# Smoke: window 4 because 7 pads the tiny feature maps of a 64x64x32 crop (3x slower on CPU).
+SMOKE_SIZE = BackboneSize(unet_features=(8, 16, 32, 64, 64, 8), swin_feature_size=12, swin_window=4, vit_dim=48, vit_depth=2, vit_heads=4, vit_patch=8)
+PAPER_SIZE = BackboneSize()
+
+
+def build_backbone(name: str, *, in_channels: int, out_channels: int, size: BackboneSize, roi: tuple[int, ...]) -> nn.Module:
+    return BACKBONES.get(name)(in_channels=in_channels, out_channels=out_channels, size=size, roi=roi)
+
+
+def _kaiming_init(module: nn.Module) -> None:
+    """Kaiming initialisation of every convolution (SI paper 5.4, for the from-scratch network)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            nn.init.kaiming_normal_(m.weight, a=0.01, nonlinearity="leaky_relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def _conv_like(old: nn.Module, *, in_channels: int | None = None, out_channels: int | None = None) -> nn.Module:
+    """A fresh conv with ``old``'s geometry but new channel counts (weights re-initialised)."""
+    new = type(old)(
+        in_channels if in_channels is not None else old.in_channels,
+        out_channels if out_channels is not None else old.out_channels,
+        kernel_size=old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        bias=old.bias is not None,
+    )
+    _kaiming_init(new)
+    return new
+
+
+@BACKBONES.register("unet2d")
+class UNet2D(nn.Module):
+    """2D U-Net (Ronneberger et al. 2015) as MONAI BasicUNet; the SI paper's backbone (section 5.4)."""
+
+    spatial_dims = 2
+    encoder_prefixes = ("net.conv_0", "net.down_")
+
+    def __init__(self, *, in_channels: int, out_channels: int, size: BackboneSize, roi: tuple[int, ...]) -> None:
+        super().__init__()
+        from monai.networks.nets import BasicUNet
+
+        self.net = BasicUNet(spatial_dims=2, in_channels=in_channels, out_channels=out_channels, features=size.unet_features)
+        _kaiming_init(self.net)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, out, H, W]
+        return self.net(x)
+
+    def replace_input(self, channels: int) -> None:
+        block = self.net.conv_0.conv_0
+        block.conv = _conv_like(block.conv, in_channels=channels)
+
+    def replace_output(self, channels: int) -> None:
+        self.net.final_conv = _conv_like(self.net.final_conv, out_channels=channels)
+
+
+@BACKBONES.register("swin_unetr")
+class SwinUNETR3D(nn.Module):
+    """Swin-UNETR (Tang et al. 2022) from MONAI; the DAE paper's backbone (section 2)."""
+
+    spatial_dims = 3
+    encoder_prefixes = ("net.swinViT",)
+
+    def __init__(self, *, in_channels: int, out_channels: int, size: BackboneSize, roi: tuple[int, ...]) -> None:
+        super().__init__()
+        from monai.networks.nets import SwinUNETR
+
+        self.net = SwinUNETR(
+            in_channels=in_channels,
+            out_channels=out_channels,
+            feature_size=size.swin_feature_size,
+            window_size=size.swin_window,
+            spatial_dims=3,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, D, H, W] -> [B, out, D, H, W]
+        return self.net(x)
+
+    @property
+    def patch_embed(self) -> nn.Module:
+        """The tokeniser whose output [B, C, D', H', W'] is what DAE's local masking disrupts."""
+        return self.net.swinViT.patch_embed
+
+    def bottleneck(self, x: torch.Tensor) -> torch.Tensor:
+        """Deepest encoder features [B, 16*feature_size, ...] (for contrastive heads)."""
+        return self.net.swinViT(x, self.net.normalize)[-1]
+
+    def replace_input(self, channels: int) -> None:
+        # The tokeniser's projection and the first skip block both read the raw input.
+        embed = self.net.swinViT.patch_embed
+        embed.proj = _conv_like(embed.proj, in_channels=channels)
+        enc = self.net.encoder1.layer
+        enc.conv1.conv = _conv_like(enc.conv1.conv, in_channels=channels)
+        if hasattr(enc, "conv3"):
+            enc.conv3.conv = _conv_like(enc.conv3.conv, in_channels=channels)
+
+    def replace_output(self, channels: int) -> None:
+        self.net.out.conv.conv = _conv_like(self.net.out.conv.conv, out_channels=channels)
+
+
+class SeriesViTEncoder(nn.Module):
+    """ViT over per-series 3D patches: every series of a multi-series scan is tokenised separately.
+
+    Tokens carry a learned position embedding (shared across series) plus a learned series
+    embedding, so the encoder can relate the same location across series (CSM paper III.B).
+    Transformer blocks are timm's ``Block``. ``visible`` / ``attn_mask`` let MAE-style methods
+    encode only unmasked tokens.
+    """
+
+    def __init__(self, *, num_series: int, roi: tuple[int, int, int], size: BackboneSize) -> None:
+        super().__init__()
+        from timm.models.vision_transformer import Block
+
+        p = size.vit_patch
+        if any(r % p for r in roi):
+            raise ValueError(f"ViT patch size {p} must divide the crop size {roi}")
+        self.patch = p
+        self.grid = tuple(r // p for r in roi)
+        self.num_series = num_series
+        self.num_patches = self.grid[0] * self.grid[1] * self.grid[2]
+        self.dim = size.vit_dim
+        self.patch_embed = nn.Conv3d(1, size.vit_dim, kernel_size=p, stride=p)
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1, self.num_patches, size.vit_dim))
+        self.series_embed = nn.Parameter(torch.zeros(1, num_series, 1, size.vit_dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.series_embed, std=0.02)
+        self.blocks = nn.ModuleList(Block(size.vit_dim, size.vit_heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(size.vit_depth))
+        self.norm = nn.LayerNorm(size.vit_dim)
+
+    def tokenize(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, S, D, H, W] -> tokens [B, S, N, dim] with position and series embeddings added."""
+        b, s = x.shape[:2]
+        t = self.patch_embed(x.reshape(b * s, 1, *x.shape[2:]))  # [B*S, dim, d, h, w]
+        t = t.flatten(2).transpose(1, 2).reshape(b, s, self.num_patches, self.dim)
+        return t + self.pos_embed + self.series_embed[:, :s]
+
+    def encode(self, tokens: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens [B, L, dim] -> [B, L, dim]; attn_mask [B, 1, L, L] bool (True = may attend)."""
+        for block in self.blocks:
+            tokens = block(tokens, attn_mask=attn_mask)
+        return self.norm(tokens)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, S, D, H, W] -> features [B, S, N, dim] (no masking)."""
+        t = self.tokenize(x)
+        b, s = t.shape[:2]
+        return self.encode(t.reshape(b, s * self.num_patches, self.dim)).reshape(b, s, self.num_patches, self.dim)
+
+
+@BACKBONES.register("vit")
+class ViTSegmenter(nn.Module):
+    """Series-token ViT encoder + light UNETR-style convolutional decoder (CSM paper's ViT backbone).
+
+    Series features at each location are averaged, so a scan with a series zero-filled still
+    yields a feature map; the decoder upsamples the token grid back to voxels with MONAI blocks.
+    """
+
+    spatial_dims = 3
+    encoder_prefixes = ("encoder.",)
+
+    def __init__(self, *, in_channels: int, out_channels: int, size: BackboneSize, roi: tuple[int, ...]) -> None:
+        super().__init__()
+        from monai.networks.blocks import UnetOutBlock, UnetResBlock
+
+        self.encoder = SeriesViTEncoder(num_series=in_channels, roi=tuple(roi), size=size)
+        steps = int(round(torch.log2(torch.tensor(float(size.vit_patch))).item()))
+        widths = [max(size.vit_dim // 2 ** (i + 1), 8) for i in range(steps)]
+        ups, res, prev = [], [], size.vit_dim
+        for w in widths:
+            ups.append(nn.ConvTranspose3d(prev, w, kernel_size=2, stride=2))
+            res.append(UnetResBlock(3, w, w, kernel_size=3, stride=1, norm_name="instance"))
+            prev = w
+        self.ups, self.res = nn.ModuleList(ups), nn.ModuleList(res)
+        self.skip = UnetResBlock(3, in_channels, prev, kernel_size=3, stride=1, norm_name="instance")
+        self.fuse = UnetResBlock(3, 2 * prev, prev, kernel_size=3, stride=1, norm_name="instance")
+        self.out = UnetOutBlock(3, prev, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, S, D, H, W] -> [B, out, D, H, W]
+        feats = self.encoder(x).mean(dim=1)  # [B, N, dim], averaged over series
+        b = feats.shape[0]
+        y = feats.transpose(1, 2).reshape(b, self.encoder.dim, *self.encoder.grid)
+        for up, res in zip(self.ups, self.res):
+            y = res(up(y))
+        return self.out(self.fuse(torch.cat([y, self.skip(x)], dim=1)))
+
+    def replace_input(self, channels: int) -> None:
+        # Tokenisation is per series, so only the series embedding and the skip block depend on it.
+        from monai.networks.blocks import UnetResBlock
+
+        enc = self.encoder
+        old = enc.series_embed.data
+        new = torch.zeros(1, channels, 1, enc.dim)
+        nn.init.trunc_normal_(new, std=0.02)
+        new[:, : min(channels, old.shape[1])] = old[:, : min(channels, old.shape[1])]
+        enc.series_embed, enc.num_series = nn.Parameter(new), channels
+        self.skip = UnetResBlock(3, channels, self.skip.conv1.conv.out_channels, kernel_size=3, stride=1, norm_name="instance")
+
+    def replace_output(self, channels: int) -> None:
+        self.out.conv.conv = _conv_like(self.out.conv.conv, out_channels=channels)

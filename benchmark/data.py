@@ -1,0 +1,135 @@
+"""From a task's cases to training batches: load + resample volumes, random crops, SI source pools.
+
+Every random draw is seeded from (seed, sample index), so a dataset gives the same sample
+for the same index in any process; under DDP a DistributedSampler splits the indices.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from benchmark.errors import BenchmarkInputError
+from tasks.base import Case, SegmentationTask, Volume
+
+
+def load_volumes(task: SegmentationTask, cases: list[Case], *, volume_size: tuple[int, int, int] | None) -> list[Volume]:
+    """Load and normalise ``cases``; resample to ``volume_size`` when the profile asks for it (smoke)."""
+    volumes = [task.load(case) for case in cases]
+    if volume_size is None:
+        return volumes
+    from monai.transforms import Resize
+
+    resize_image = Resize(spatial_size=volume_size, mode="trilinear")
+    resize_label = Resize(spatial_size=volume_size, mode="nearest")
+    out = []
+    for v in volumes:
+        if tuple(v.image.shape[1:]) == tuple(volume_size):
+            out.append(v)
+            continue
+        image = np.asarray(resize_image(v.image), dtype=np.float32)
+        label = np.asarray(resize_label(v.label[None].astype(np.float32)))[0].round().astype(np.int64)
+        out.append(Volume(case_id=v.case_id, image=image, label=label))
+    return out
+
+
+def _pad_to(array: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
+    """Zero-pad the trailing spatial dims of [C, *spatial] up to ``size`` (crops larger than the volume)."""
+    spatial = array.shape[1:]
+    pads = [(0, 0)] + [(0, max(0, s - d)) for d, s in zip(spatial, size)]
+    return np.pad(array, pads) if any(p[1] for p in pads) else array
+
+
+def random_crop(
+    volume: Volume, roi: tuple[int, ...], rng: np.random.Generator, *, foreground_prob: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """A crop of ``roi`` from ``volume``: 3D roi -> [C, *roi]; 2D roi -> one axial slice [C, *roi].
+
+    With probability ``foreground_prob`` the crop is centred on a labelled voxel (nnU-Net-style
+    foreground oversampling, so small structures are seen during fine-tuning).
+    """
+    image, label = volume.image, volume.label[None]
+    if len(roi) == 2:
+        z = _pick_slice(volume, rng, foreground_prob)
+        image, label = image[..., z], label[..., z]
+    image, label = _pad_to(image, roi), _pad_to(label, roi)
+    spatial = image.shape[1:]
+    if foreground_prob > 0 and rng.random() < foreground_prob and label.any():
+        points = np.argwhere(label[0] > 0)
+        centre = points[rng.integers(len(points))]
+        start = [int(np.clip(c - r // 2, 0, s - r)) for c, r, s in zip(centre, roi, spatial)]
+    else:
+        start = [int(rng.integers(0, s - r + 1)) for r, s in zip(roi, spatial)]
+    window = tuple(slice(a, a + r) for a, r in zip(start, roi))
+    return image[(slice(None), *window)], label[(slice(None), *window)]
+
+
+def _pick_slice(volume: Volume, rng: np.random.Generator, foreground_prob: float) -> int:
+    depth = volume.image.shape[-1]
+    if foreground_prob > 0 and rng.random() < foreground_prob:
+        labelled = np.flatnonzero(volume.label.reshape(-1, depth).any(axis=0))
+        if labelled.size:
+            return int(labelled[rng.integers(labelled.size)])
+    body = np.flatnonzero((volume.image != 0).reshape(-1, depth).any(axis=0))  # skip empty slices
+    return int(body[rng.integers(body.size)]) if body.size else int(rng.integers(depth))
+
+
+class CropDataset(Dataset):
+    """``length`` random crops; ``with_label`` adds ``batch["label"]`` [1, *roi] (raw label values)."""
+
+    def __init__(self, volumes: list[Volume], *, roi, length: int, seed: int, with_label: bool, foreground_prob: float = 0.0):
+        if not volumes:
+            raise BenchmarkInputError("no training cases to sample from; expected at least one")
+        self.volumes, self.roi, self.length, self.seed = volumes, tuple(roi), length, seed
+        self.with_label, self.foreground_prob = with_label, foreground_prob
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, index))
+        volume = self.volumes[int(rng.integers(len(self.volumes)))]
+        image, label = random_crop(volume, self.roi, rng, foreground_prob=self.foreground_prob if self.with_label else 0.0)
+        item = {"image": torch.from_numpy(np.ascontiguousarray(image))}
+        if self.with_label:
+            item["label"] = torch.from_numpy(np.ascontiguousarray(label))
+        return item
+
+
+class SourcePoolDataset(Dataset):
+    """Source identification pools: ``pool_size`` axial slices [N, C, H, W]; slice 0 is the target.
+
+    CSI draws each slice from a different patient, WSI from one patient (SI paper 5.2.1-5.2.2).
+    A non-target slice whose foreground does not overlap the target's is redrawn, since the paper
+    excludes "all combinations without any overlapping between the brain regions" (5.2).
+    """
+
+    max_redraws = 20
+
+    def __init__(self, volumes: list[Volume], *, roi, length: int, seed: int, pool_size: int, same_patient: bool):
+        if not same_patient and len(volumes) < pool_size:
+            raise BenchmarkInputError(
+                f"cross-patient source identification needs >= {pool_size} training cases (N = pool_size), got {len(volumes)}"
+            )
+        self.volumes, self.roi, self.length, self.seed = volumes, tuple(roi), length, seed
+        self.pool_size, self.same_patient = pool_size, same_patient
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        from benchmark.methods.csi import foreground_overlap
+
+        rng = np.random.default_rng((self.seed, index))
+        if self.same_patient:
+            patients = [int(rng.integers(len(self.volumes)))] * self.pool_size
+        else:
+            patients = rng.choice(len(self.volumes), size=self.pool_size, replace=False).tolist()
+        slices = [torch.from_numpy(random_crop(self.volumes[patients[0]], self.roi, rng)[0])]
+        for patient in patients[1:]:
+            for _ in range(self.max_redraws):
+                candidate = torch.from_numpy(random_crop(self.volumes[patient], self.roi, rng)[0])
+                if foreground_overlap(slices[0], candidate):
+                    break
+            slices.append(candidate)
+        return {"sources": torch.stack(slices)}

@@ -1,0 +1,71 @@
+"""Where each task's data comes from: a user's folder (``--data-root``) or the built-in synthetic set.
+
+The synthetic set is written once into the cache in the task's real layout (atomically: a
+temp folder renamed into place) and then read through the same reader as real data.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from benchmark.errors import BenchmarkInputError
+from benchmark.plan import TaskData
+from tasks import SegmentationTask
+
+SYNTHETIC_SEED = 2024
+
+
+def _generator_version(task: SegmentationTask) -> str:
+    """Changes whenever the synthetic generator or the task's writer changes, invalidating old copies."""
+    import tasks.synthetic
+
+    source = inspect.getsource(tasks.synthetic) + inspect.getsource(type(task).write_synthetic)
+    return hashlib.sha256(source.encode()).hexdigest()[:10]
+
+
+def synthetic_root(task: SegmentationTask, cache_dir: Path) -> Path:
+    """Write (once) and return the folder of the task's synthetic dataset."""
+    shape = task.synthetic_shape
+    name = f"{task.name}-n{task.synthetic_cases}-{'x'.join(map(str, shape))}-{_generator_version(task)}"
+    root = Path(cache_dir) / "synthetic" / name
+    if not root.exists():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{name}."))
+        try:
+            task.write_synthetic(tmp, n_cases=task.synthetic_cases, shape=shape, seed=SYNTHETIC_SEED)
+            os.replace(tmp, root)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not root.exists():  # another process may have won the race
+                raise
+    return root
+
+
+def _fingerprint(cases) -> str:
+    """Paths, sizes and modification times of every file: changes if the data changes."""
+    h = hashlib.sha256()
+    for case in cases:
+        for path in (*case.images, case.label):
+            st = Path(path).stat()
+            h.update(f"{path}|{st.st_size}|{int(st.st_mtime)}".encode())
+    return h.hexdigest()[:16]
+
+
+def resolve_task_data(task: SegmentationTask, *, data_root: Path | None, cache_dir: Path) -> TaskData:
+    """Find and check the task's cases up front (layout, shapes, label values) before any training."""
+    synthetic = data_root is None
+    if synthetic:
+        root = synthetic_root(task, cache_dir)
+    else:
+        root = Path(data_root).expanduser()
+        if not root.is_dir():
+            raise BenchmarkInputError(f"--data-root {root}: folder does not exist; expected {task.description}")
+        if not any(root.iterdir()):
+            raise BenchmarkInputError(f"--data-root {root}: folder is empty; expected {task.description}")
+    cases = task.find_cases(root)
+    task.check_cases(cases, root=root)
+    return TaskData(task=task, root=root, cases=cases, synthetic=synthetic, fingerprint=_fingerprint(cases))

@@ -1,0 +1,212 @@
+"""A Plan: the cells (method, backbone, task, fraction, seed, hyperparameters) of a run, grouped.
+
+Cells that share a pretraining (method, backbone, task, seed, hyperparameters) form one
+Group: pretrained once, then fine-tuned at every label fraction. Splits are patient-wise
+and seeded; the test cases are fixed per task; label fractions are nested.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.errors import BenchmarkInputError
+from benchmark.methods import get_method
+from benchmark.profiles import Profile
+from benchmark.store import content_hash, pretrain_checkpoint_path
+from tasks import Case, SegmentationTask
+
+
+# ---- label fractions ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Fraction:
+    """A label budget: a percentage of the training cases ("25%") or a number of cases ("5")."""
+
+    label: str
+    percent: float | None = None
+    count: int | None = None
+
+    def n_labeled(self, n_train: int) -> int:
+        if self.count is not None:
+            if self.count > n_train:
+                raise BenchmarkInputError(f"fraction {self.label!r} asks for {self.count} labelled cases but only {n_train} training cases exist")
+            return self.count
+        return max(1, int(math.floor(self.percent / 100.0 * n_train + 0.5)))
+
+
+def parse_fractions(text: str) -> list[Fraction]:
+    out = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        if re.fullmatch(r"\d+(\.\d+)?%", item):
+            percent = float(item[:-1])
+            if not 0 < percent <= 100:
+                raise BenchmarkInputError(f"--fractions: {item!r} is outside (0%, 100%]")
+            out.append(Fraction(label=f"{percent:g}%", percent=percent))
+        elif re.fullmatch(r"\d+", item) and int(item) > 0:
+            out.append(Fraction(label=f"{int(item)} cases", count=int(item)))
+        else:
+            raise BenchmarkInputError(f"--fractions: {item!r} is not a percentage like '25%' or a case count like '5'")
+    if not out:
+        raise BenchmarkInputError("--fractions is empty; expected e.g. '100%,25%'")
+    return out
+
+
+# ---- splits ------------------------------------------------------------------------------------
+def split_cases(case_ids: list[str], *, test_fraction: float, split_seed: int) -> tuple[list[str], list[str]]:
+    """Patient-wise (train, test) split; the same for every method, fraction and run seed."""
+    ids = sorted(case_ids)
+    order = np.random.default_rng(split_seed).permutation(len(ids))
+    n_test = max(1, int(round(test_fraction * len(ids))))
+    if len(ids) - n_test < 1:
+        raise BenchmarkInputError(f"only {len(ids)} case(s): need at least 2 to hold out a test case")
+    test = sorted(ids[i] for i in order[:n_test])
+    train = sorted(ids[i] for i in order[n_test:])
+    return train, test
+
+
+def labeled_subset(train_ids: list[str], n: int, *, seed: int) -> list[str]:
+    """The first n of a seeded permutation: smaller fractions are subsets of larger ones (nested)."""
+    order = np.random.default_rng(10_000 + seed).permutation(len(train_ids))
+    return sorted(train_ids[i] for i in order[:n])
+
+
+# ---- the plan ----------------------------------------------------------------------------------
+@dataclass
+class TaskData:
+    """A task with its resolved data folder and cases (real or synthetic)."""
+
+    task: SegmentationTask
+    root: Path
+    cases: list[Case]
+    synthetic: bool
+    fingerprint: str
+
+
+@dataclass
+class Cell:
+    cell_id: str
+    method: str
+    backbone: str
+    task: str
+    fraction: str
+    n_labeled: int
+    seed: int
+    fold: int
+    labeled_ids: list[str]
+
+
+@dataclass
+class Group:
+    method: str
+    backbone: str
+    task: str
+    seed: int
+    hparams: dict[str, Any]
+    config: dict[str, Any]
+    label_aware: bool
+    cells: list[Cell] = field(default_factory=list)
+    na_reason: str | None = None
+    pretrain_key: str | None = None
+    spec: dict[str, Any] | None = None  # what the worker needs (JSON-serialisable)
+
+    @property
+    def title(self) -> str:
+        return f"{self.method}/{self.backbone} on {self.task} seed {self.seed}"
+
+
+@dataclass
+class Plan:
+    groups: list[Group]
+    profile: Profile
+
+    def runnable(self) -> list[Group]:
+        return [g for g in self.groups if g.na_reason is None]
+
+
+def _backbone_for(method_cls, requested: str | None) -> str:
+    return requested or method_cls.default_backbone
+
+
+def build_plan(
+    *,
+    methods: list[str],
+    task_data: list[TaskData],
+    fractions: list[Fraction],
+    seeds: list[int],
+    profile: Profile,
+    cache_dir: Path,
+    backbone: str | None = None,
+    hparams: dict[str, dict[str, Any]] | None = None,
+) -> Plan:
+    hparams = hparams or {}
+    groups: list[Group] = []
+    for td in task_data:
+        task = td.task
+        train_ids, test_ids = split_cases([c.case_id for c in td.cases], test_fraction=task.test_fraction, split_seed=task.split_seed)
+        pairs: list[tuple[str, str]] = []
+        for name in methods:
+            if name != "scratch":
+                pairs.append((name, _backbone_for(get_method(name), backbone)))
+        # Scratch once per backbone that a runnable method on this task uses (fair comparison).
+        used = []
+        for name, bb in pairs:
+            if get_method(name).unsupported_reason(task=task, backbone=bb) is None and bb not in used:
+                used.append(bb)
+        if "scratch" in methods or pairs:
+            for bb in used or [backbone or get_method("scratch").default_backbone]:
+                pairs.append(("scratch", bb))
+        for name, bb in pairs:
+            method_cls = get_method(name)
+            overrides = hparams.get(name, {})
+            try:
+                cfg = method_cls.make_config(overrides)
+            except (TypeError, ValueError) as exc:
+                raise BenchmarkInputError(f"--hparam for {name!r}: {exc}") from None
+            for seed in seeds:
+                group = Group(
+                    method=name, backbone=bb, task=task.name, seed=seed, hparams=overrides,
+                    config=dataclasses.asdict(cfg), label_aware=method_cls.label_aware,
+                    na_reason=method_cls.unsupported_reason(task=task, backbone=bb),
+                )
+                for fraction in fractions:
+                    n = fraction.n_labeled(len(train_ids))
+                    cell_id = f"{name}|{bb}|{task.name}|{fraction.label}|seed{seed}|fold0|{content_hash(group.config, 8)}"
+                    group.cells.append(Cell(cell_id, name, bb, task.name, fraction.label, n, seed, 0, labeled_subset(train_ids, n, seed=seed)))
+                if group.na_reason is None:
+                    _attach_spec(group, method_cls, cfg, td, train_ids, test_ids, profile, cache_dir)
+                groups.append(group)
+    return Plan(groups=groups, profile=profile)
+
+
+def _attach_spec(group: Group, method_cls, cfg, td: TaskData, train_ids, test_ids, profile: Profile, cache_dir: Path) -> None:
+    roi = profile.rois[group.backbone]
+    channels = method_cls.backbone_channels(cfg, in_channels=len(td.task.channels))
+    pre_recipe = profile.pretrain_recipe(method_cls, group.backbone)
+    ft_recipe = profile.finetune_recipes[group.backbone]
+    # Pretraining iterations/epochs count slices for 2D networks and volumes for 3D ones.
+    samples = len(train_ids) * (profile.volume_size[2] if profile.volume_size and len(roi) == 2 else 1)
+    pretrain_steps = pre_recipe.steps_for(samples) if method_cls.pretrains else 0
+    finetune_steps = ft_recipe.steps_for(samples)
+    key_payload = {
+        "method": group.method, "backbone": group.backbone, "task": group.task, "seed": group.seed,
+        "config": group.config, "recipe": dataclasses.asdict(pre_recipe), "steps": pretrain_steps, "roi": roi,
+        "channels": channels, "volume_size": profile.volume_size, "backbone_size": dataclasses.asdict(profile.backbone_size),
+        "train_ids": train_ids, "data": td.fingerprint, "version": 1,
+    }
+    group.pretrain_key = content_hash(key_payload) if method_cls.pretrains else None
+    group.spec = {
+        "method": group.method, "backbone": group.backbone, "task": group.task, "seed": group.seed,
+        "hparams": group.hparams, "data_root": str(td.root), "train_ids": train_ids, "test_ids": test_ids,
+        "roi": list(roi), "volume_size": list(profile.volume_size) if profile.volume_size else None,
+        "backbone_size": dataclasses.asdict(profile.backbone_size),
+        "pretrain_recipe": dataclasses.asdict(pre_recipe), "pretrain_steps": pretrain_steps,
+        "finetune_recipe": dataclasses.asdict(ft_recipe), "finetune_steps": finetune_steps,
+        "pretrain_key": group.pretrain_key,
+        "pretrain_path": str(pretrain_checkpoint_path(cache_dir, group.pretrain_key)) if group.pretrain_key else None,
+        "cells": [{"cell_id": c.cell_id, "fraction": c.fraction, "labeled_ids": c.labeled_ids} for c in group.cells],
+    }

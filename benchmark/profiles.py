@@ -1,0 +1,77 @@
+"""Run profiles: how big and how long. ``smoke`` for a laptop CPU, ``paper`` for each paper's recipe.
+
+Fine-tuning recipes are per BACKBONE, not per method: every method on a backbone (scratch
+included) is fine-tuned identically, which is what makes the comparison fair.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from benchmark.backbones import PAPER_SIZE, SMOKE_SIZE, BackboneSize
+from benchmark.errors import BenchmarkInputError
+from benchmark.methods import PretextTask, Recipe
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    backbone_size: BackboneSize
+    volume_size: tuple[int, int, int] | None  # resample every volume to this size (None: native grid)
+    rois: dict[str, tuple[int, ...]]  # training crop / inference window per backbone
+    finetune_recipes: dict[str, Recipe]
+    smoke_pretrain: dict[str, Recipe] = field(default_factory=dict)  # per backbone; empty -> each paper's recipe
+
+    def pretrain_recipe(self, method: type[PretextTask], backbone: str) -> Recipe:
+        return self.smoke_pretrain[backbone] if self.smoke_pretrain else method.paper_recipe
+
+
+SMOKE = Profile(
+    name="smoke",
+    backbone_size=SMOKE_SIZE,
+    volume_size=(64, 64, 32),
+    rois={"unet2d": (64, 64), "swin_unetr": (64, 64, 32), "vit": (64, 64, 32)},
+    # AdamW with a constant-then-cosine schedule converges in the few steps a smoke run has.
+    finetune_recipes={
+        "unet2d": Recipe(steps=120, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
+        "swin_unetr": Recipe(steps=20, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
+        "vit": Recipe(steps=20, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
+    },
+    smoke_pretrain={
+        "unet2d": Recipe(steps=100, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
+        "swin_unetr": Recipe(steps=16, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
+        "vit": Recipe(steps=30, batch_size=2, lr=2e-3, optimizer="adamw", source="smoke"),
+    },
+)
+
+PAPER = Profile(
+    name="paper",
+    backbone_size=PAPER_SIZE,
+    volume_size=None,
+    rois={
+        "unet2d": (192, 192),  # SI 5.1.1 crops/pads slices to 200x200; 192 is the nearest size the 4-level U-Net divides
+        "swin_unetr": (96, 96, 96),  # DAE 3.2
+        "vit": (96, 96, 96),  # CSM IV.A (BT-MSD)
+    },
+    finetune_recipes={
+        "unet2d": Recipe(
+            steps=None, epochs=1000, iterations_per_epoch=250, batch_size=8, lr=1e-2, optimizer="sgd", momentum=0.99,
+            weight_decay=3e-5, schedule="poly", source="SI paper 5.5.1 and 5.5.3 (BraTS batch 8)",
+        ),
+        "swin_unetr": Recipe(
+            steps=None, epochs=600, batch_size=4, lr=4e-4, optimizer="adamw", weight_decay=1e-5, schedule="cosine",
+            source="DAE paper 3.2: 600 epochs, lr 4e-4, batch 4/GPU",
+        ),
+        "vit": Recipe(
+            steps=None, epochs=600, batch_size=6, lr=5e-3, optimizer="adam", weight_decay=0.01, schedule="cosine",
+            source="CSM paper IV.A: lr 5e-3, weight decay 0.01, batch 6 (epochs not stated; 600 as in DAE)",
+        ),
+    },
+)
+
+PROFILES = {p.name: p for p in (SMOKE, PAPER)}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise BenchmarkInputError(f"unknown profile {name!r}; expected one of: {', '.join(PROFILES)}")
+    return PROFILES[name]

@@ -1,0 +1,106 @@
+"""Leaderboard from the tidy results table: per task, one row per method, one column per label fraction.
+
+Every number is derived from ``results.csv`` (and the cell records for n/a / failed cells):
+per-case values -> mean over test cases per (cell, seed) -> mean over seeds (std shown when
+there are several seeds).
+"""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import pandas as pd
+
+from benchmark.store import write_atomic
+
+PRIMARY_METRIC = "dice_mean"
+
+
+def _fraction_order(labels) -> list[str]:
+    def key(label: str):
+        if label.endswith("%"):
+            return (0, -float(label[:-1]))
+        return (1, -int(label.split()[0]))
+
+    return sorted(set(labels), key=key)
+
+
+def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: str = PRIMARY_METRIC) -> dict[str, pd.DataFrame]:
+    """task -> table (index: "method (backbone)", columns: fractions, values: "mean" or "mean (std)" strings)."""
+    tables: dict[str, pd.DataFrame] = {}
+    tasks = sorted(set(cells["task"]) if len(cells) else set())
+    for task in tasks:
+        task_cells = cells[cells["task"] == task]
+        fractions = _fraction_order(task_cells["fraction"])
+        rows: dict[str, dict[str, str]] = {}
+        for (method, backbone), group in task_cells.groupby(["method", "backbone"], sort=False):
+            name = f"{method} ({backbone})" + (" [label-aware]" if bool(group["label_aware"].astype(str).eq("True").any()) else "")
+            rows[name] = {}
+            for fraction in fractions:
+                statuses = group[group["fraction"] == fraction]
+                if statuses.empty:
+                    continue
+                if (statuses["status"] == "n/a").all():
+                    rows[name][fraction] = "n/a"
+                    continue
+                values = results[(results["task"] == task) & (results["method"] == method) & (results["backbone"] == backbone)
+                                 & (results["fraction"] == fraction) & (results["metric"] == metric)]
+                if values.empty:
+                    rows[name][fraction] = "failed" if (statuses["status"] == "failed").any() else "–"
+                    continue
+                per_seed = values.groupby("seed")["value"].mean()
+                text = f"{per_seed.mean():.3f}"
+                if len(per_seed) > 1:
+                    text += f" ({per_seed.std(ddof=1):.3f})"
+                rows[name][fraction] = text
+        table = pd.DataFrame.from_dict(rows, orient="index", columns=fractions).fillna("–")
+        table.index.name = "method (backbone)"
+        tables[task] = table
+    return tables
+
+
+def na_reasons(cells: pd.DataFrame) -> list[str]:
+    if not len(cells):
+        return []
+    bad = cells[cells["status"].isin(["n/a", "failed"])].drop_duplicates(["method", "backbone", "task", "status", "reason"])
+    return [f"{r.method} ({r.backbone}) on {r.task}: {r.status} – {r.reason}" for r in bad.itertuples()]
+
+
+def write_leaderboard(folder: Path, *, title: str, metric: str = PRIMARY_METRIC) -> tuple[Path, Path]:
+    """Write ``leaderboard.md`` and ``leaderboard.html`` next to the tables they summarise."""
+    folder = Path(folder)
+    results = pd.read_csv(folder / "results.csv") if (folder / "results.csv").exists() else pd.DataFrame(
+        columns=["task", "method", "backbone", "fraction", "metric", "seed", "value"])
+    cells = pd.read_csv(folder / "cells.csv", keep_default_na=False, na_values=[""])
+    tables = leaderboard_tables(results, cells, metric=metric)
+    notes = na_reasons(cells)
+    intro = (f"Metric: `{metric}` on the fixed test cases of each task, mean over test cases then over seeds "
+             "(std over seeds in brackets). Columns are label fractions of the training cases; "
+             "scratch rows are the random-initialisation baseline of each backbone.")
+
+    md = [f"# {title}", "", intro, ""]
+    for task, table in tables.items():
+        md += [f"## {task}", "", _markdown(table), ""]
+    if notes:
+        md += ["## Not run", ""] + [f"- {n}" for n in notes] + [""]
+    md_path = folder / "leaderboard.md"
+    write_atomic(md_path, "\n".join(md))
+
+    body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
+    for task, table in tables.items():
+        body += [f"<h2>{html.escape(task)}</h2>", table.to_html(border=0, classes="leaderboard")]
+    if notes:
+        body += ["<h2>Not run</h2>", "<ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
+    style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ccc;text-align:right}th:first-child,td:first-child{text-align:left}"
+    html_path = folder / "leaderboard.html"
+    write_atomic(html_path, f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{''.join(body)}</body></html>")
+    return md_path, html_path
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    """Markdown table (pandas ``to_markdown`` would need the optional ``tabulate`` package)."""
+    header = [table.index.name or ""] + list(table.columns)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, row in table.iterrows():
+        lines.append("| " + " | ".join([str(name)] + [str(v) for v in row]) + " |")
+    return "\n".join(lines)
