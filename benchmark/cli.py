@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", default="brats,btcv", help="comma-separated task names (default: %(default)s)")
     p.add_argument("--fractions", default="100%,25%", help="label fractions: percentages ('25%%') or case counts ('5') (default: %(default)s)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (default: %(default)s)")
-    p.add_argument("--profile", choices=["smoke", "paper"], help="smoke: minutes on a CPU; paper: each paper's recipe (default: smoke without --data-root, paper with it)")
+    p.add_argument("--profile", help="smoke: minutes on a CPU; paper: each paper's recipe; tiny: 2 steps per stage (default: smoke without --data-root, paper with it)")
     p.add_argument("--data-root", action="append", default=[], metavar="[TASK=]PATH",
                    help="real dataset folder in the task's layout; TASK=PATH per task, a bare PATH for a single task; omitted -> built-in synthetic data")
     p.add_argument("--backbone", help="run every method on this backbone where it allows it (default: each method's paper backbone)")
@@ -106,7 +106,7 @@ def _parse_hparams(items: list[str], methods: list[str]) -> dict[str, dict[str, 
 def print_registries() -> None:
     from benchmark.backbones import BACKBONES, list_backbones
     from benchmark.methods import get_method, list_methods
-    from benchmark.profiles import PROFILES
+    from benchmark.profiles import PROFILE_HELP
     from tasks import get_task, list_tasks
 
     print("methods:")
@@ -121,8 +121,8 @@ def print_registries() -> None:
         task = get_task(name)
         print(f"  {name:<12} {task.description}")
     print("profiles:")
-    for name, profile in PROFILES.items():
-        print(f"  {name:<12} {'built-in data, narrow networks, minutes on a CPU' if name == 'smoke' else 'each paper recipe (epochs, batch, lr, crop)'}")
+    for name, text in PROFILE_HELP.items():
+        print(f"  {name:<12} {text}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,9 +215,9 @@ def _cell_record(group, cell, *, status: str, reason: str = "", result: dict | N
     return {
         "cell_id": cell.cell_id, "method": cell.method, "backbone": cell.backbone, "task": cell.task, "fraction": cell.fraction,
         "n_labeled": cell.n_labeled, "seed": cell.seed, "fold": cell.fold, "status": status, "reason": reason,
-        "label_aware": group.label_aware, "pretrain_hash": group.pretrain_key or "", "pretrain_reused": result.get("pretrain_reused", ""),
-        "pretrain_seconds": result.get("pretrain_seconds", ""), "finetune_seconds": result.get("finetune_seconds", ""),
-        "device_hours": seconds * device_count / 3600.0 if result else "",
+        "label_aware": group.label_aware, "pretrain_hash": group.pretrain_key or "", "pretrain_reused": bool(result.get("pretrain_reused", False)),
+        "pretrain_seconds": result.get("pretrain_seconds"), "finetune_seconds": result.get("finetune_seconds"),
+        "device_hours": seconds * device_count / 3600.0 if result else None,
         "config": json.dumps({"hparams": group.config, "labeled_ids": cell.labeled_ids, **({k: v for k, v in (group.spec or {}).items() if k not in ("cells", "train_ids", "test_ids")})}, sort_keys=True),
     }
 
@@ -242,7 +242,7 @@ def _execute(groups, *, args, store, output: Path) -> int:
         done += 1
         if error is not None:
             failures += 1
-            message = f"{type(error).__name__}: {error}".splitlines()[0][:500]
+            message = error.splitlines()[0][:500]
             for cell in group.cells:
                 if any(s["cell_id"] == cell.cell_id for s in group.spec["cells"]):
                     store.add_cell(_cell_record(group, cell, status="failed", reason=message), [])

@@ -5,6 +5,7 @@ included) is fine-tuned identically, which is what makes the comparison fair.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from benchmark.backbones import PAPER_SIZE, SMOKE_SIZE, BackboneSize
@@ -68,7 +69,22 @@ PAPER = Profile(
     },
 )
 
-PROFILES = {p.name: p for p in (SMOKE, PAPER)}
+
+def _few_steps(recipes: dict[str, Recipe], steps: int) -> dict[str, Recipe]:
+    return {name: dataclasses.replace(recipe, steps=steps) for name, recipe in recipes.items()}
+
+
+# Seconds per job: exercises every stage of the pipeline (used by the end-to-end tests).
+TINY = dataclasses.replace(
+    SMOKE, name="tiny", finetune_recipes=_few_steps(SMOKE.finetune_recipes, 2), smoke_pretrain=_few_steps(SMOKE.smoke_pretrain, 2)
+)
+
+PROFILES = {p.name: p for p in (SMOKE, PAPER, TINY)}
+PROFILE_HELP = {
+    "smoke": "built-in data, narrow networks, a few minutes on a CPU (default without --data-root)",
+    "paper": "each paper's recipe: epochs, batch, learning rate, crop size (default with --data-root)",
+    "tiny": "2 steps per stage: checks that the whole pipeline runs (tests)",
+}
 
 
 def get_profile(name: str) -> Profile:

@@ -1,22 +1,26 @@
 """The only module that imports Ray: cluster start-up and Ray Train execution of planned groups.
 
-Each group (one pretraining + its fine-tuning cells) runs as one Ray Train ``TorchTrainer``
-job with ``num_workers`` workers (DDP across GPUs on a cluster, one CPU worker on a laptop).
-Groups run ``concurrency`` at a time. The worker's results travel back as a reported Ray
-checkpoint (a ``results.json``), which works on multi-node clusters where the driver and the
-workers share only Ray's storage path.
+Groups (one pretraining + its fine-tuning cells each) are dealt round-robin into
+``concurrency`` lanes; each lane is ONE Ray Train ``TorchTrainer`` job with ``num_workers``
+workers (DDP across GPUs on a cluster, one CPU worker on a laptop) that runs its groups one
+after another, so the ~10-20 s start-up of a Train job is paid once per lane, not per group.
+Results stream back to the driver through a Ray queue as each group finishes, so they are
+recorded cell by cell even if a later group fails or the run is interrupted; this also works
+on multi-node clusters where workers and driver share no file system.
 """
 from __future__ import annotations
 
-import json
 import os
+import queue as queue_module
 import sys
-import tempfile
-from concurrent.futures import ThreadPoolExecutor, as_completed
+import threading
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import ray
+
+DONE = "__lane_done__"
 
 
 def start_ray(address: str | None, *, dashboard: bool = True) -> str:
@@ -36,8 +40,14 @@ def start_ray(address: str | None, *, dashboard: bool = True) -> str:
     return f"http://{url}" if url and not url.startswith("http") else url
 
 
+def _log(message: str) -> None:
+    # Not print(): Ray Train V2 patches print to also log, which shows every line twice.
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
+
+
 def _train_loop(config: dict[str, Any]) -> None:
-    """Runs inside every Ray Train worker: plain-PyTorch ``run_group`` with Ray's DDP hooks."""
+    """Runs inside every Ray Train worker: plain-PyTorch ``run_group`` for each group of the lane."""
     import torch
     import ray.train
     import ray.train.torch
@@ -46,29 +56,27 @@ def _train_loop(config: dict[str, Any]) -> None:
 
     context = ray.train.get_context()
     torch.set_num_threads(max(1, int(config["cpus_per_worker"])))
-    def log(message: str) -> None:
-        # Not print(): Ray Train V2 patches print to also log, which shows every line twice.
-        sys.stdout.write(message + "\n")
-        sys.stdout.flush()
-
     hooks = Hooks(
-        log=log,
+        log=_log,
         prepare_model=lambda model, **kw: ray.train.torch.prepare_model(model, parallel_strategy_kwargs=kw or None),
         prepare_loader=lambda loader: ray.train.torch.prepare_data_loader(loader, move_to_device=False),
         rank=context.get_world_rank(),
         world_size=context.get_world_size(),
         device=ray.train.torch.get_device(),
     )
-    results = run_group(config["spec"], hooks)
-    if hooks.is_main:
-        with tempfile.TemporaryDirectory() as tmp:
-            Path(tmp, "results.json").write_text(json.dumps(results))
-            ray.train.report({"cells": len(results)}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-    else:
-        ray.train.report({"cells": 0})  # report is a barrier: every worker must call it
+    results_queue = config["queue"]
+    for name, spec in config["jobs"]:
+        try:
+            results = run_group(spec, hooks)
+        except Exception as exc:  # noqa: BLE001 - report it and go on with the lane's other groups
+            if hooks.is_main:
+                results_queue.put((name, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+            continue
+        if hooks.is_main:
+            results_queue.put((name, results, None))
 
 
-def run_group_on_ray(spec: dict[str, Any], *, num_workers: int, gpus_per_worker: float, cpus_per_worker: float, storage: Path, name: str) -> list[dict[str, Any]]:
+def _run_lane(jobs, *, results_queue, num_workers: int, gpus_per_worker: float, cpus_per_worker: float, storage: Path, name: str) -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
@@ -77,15 +85,11 @@ def run_group_on_ray(spec: dict[str, Any], *, num_workers: int, gpus_per_worker:
         resources["GPU"] = gpus_per_worker
     trainer = TorchTrainer(
         _train_loop,
-        train_loop_config={"spec": spec, "cpus_per_worker": cpus_per_worker},
+        train_loop_config={"jobs": jobs, "queue": results_queue, "cpus_per_worker": cpus_per_worker},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0, resources_per_worker=resources),
         run_config=RunConfig(name=name, storage_path=str(Path(storage).resolve())),
     )
-    result = trainer.fit()
-    if result.error:
-        raise result.error
-    with result.checkpoint.as_directory() as folder:
-        return json.loads(Path(folder, "results.json").read_text())
+    trainer.fit()
 
 
 def run_groups(
@@ -96,33 +100,57 @@ def run_groups(
     cpus_per_worker: float | None,
     concurrency: int | None,
     storage: Path,
-    on_done: Callable[[str, list[dict[str, Any]] | None, BaseException | None], None],
+    on_done: Callable[[str, list[dict[str, Any]] | None, str | None], None],
 ) -> None:
-    """Run (name, spec) jobs as Ray Train jobs; ``on_done`` gets each job's results or its error.
+    """Run (name, spec) jobs on Ray Train; ``on_done(name, results, error)`` is called in the
+    driver as each job finishes. By default as many lanes run at once as the cluster fits."""
+    from ray.util.queue import Queue
 
-    By default as many jobs run at once as the cluster's CPUs (or GPUs) fit, so one job's
-    start-up overlaps another's compute.
-    """
-    total_cpus = float(ray.cluster_resources().get("CPU", 1))
+    resources = ray.cluster_resources()
+    total_cpus = float(resources.get("CPU", 1))
     if cpus_per_worker is None:
-        cpus_per_worker = 1.0 if gpus_per_worker else max(1.0, total_cpus // max(1, num_workers) // 2 or 1)
+        cpus_per_worker = 1.0 if gpus_per_worker else max(1.0, float(int(total_cpus // (2 * num_workers))))
     if concurrency is None:
         if gpus_per_worker:
-            concurrency = max(1, int(ray.cluster_resources().get("GPU", 0) // (gpus_per_worker * num_workers)))
+            concurrency = int(resources.get("GPU", 0) // (gpus_per_worker * num_workers))
         else:
-            concurrency = max(1, int(total_cpus // (cpus_per_worker * num_workers)))
+            concurrency = int(total_cpus // (cpus_per_worker * num_workers))
+    concurrency = max(1, min(concurrency, len(jobs)))
 
-    def run(name: str, spec: dict[str, Any]):
-        return run_group_on_ray(spec, num_workers=num_workers, gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, storage=storage, name=name)
+    results_queue = Queue()
+    lanes = [jobs[i::concurrency] for i in range(concurrency)]
+    lane_errors: list[str] = []
 
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        futures = {pool.submit(run, name, spec): name for name, spec in jobs}
-        for future in as_completed(futures):
-            name = futures[future]
-            try:
-                on_done(name, future.result(), None)
-            except BaseException as exc:  # noqa: BLE001 - one failed job must not lose the others
-                on_done(name, None, exc)
+    def lane(index: int) -> None:
+        try:
+            _run_lane(lanes[index], results_queue=results_queue, num_workers=num_workers, gpus_per_worker=gpus_per_worker,
+                      cpus_per_worker=cpus_per_worker, storage=storage, name=f"lane{index}")
+        except Exception as exc:  # noqa: BLE001 - the lane's unfinished groups are reported as failed below
+            lane_errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            results_queue.put((DONE, None, None))
+
+    threads = [threading.Thread(target=lane, args=(i,), daemon=True) for i in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    reported, finished_lanes = set(), 0
+    while finished_lanes < concurrency:
+        try:
+            name, results, error = results_queue.get(timeout=1.0)
+        except queue_module.Empty:
+            continue
+        except Exception:  # ray.util.queue.Empty subclasses queue.Empty in recent Ray; be lenient
+            continue
+        if name == DONE:
+            finished_lanes += 1
+            continue
+        reported.add(name)
+        on_done(name, results, error)
+    for thread in threads:
+        thread.join()
+    for name, _ in jobs:  # groups lost with a crashed lane (worker died, out of memory, ...)
+        if name not in reported:
+            on_done(name, None, lane_errors[0] if lane_errors else "the Ray Train job ended before this group ran")
 
 
 def shutdown() -> None:

@@ -54,9 +54,23 @@ def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: st
                     text += f" ({per_seed.std(ddof=1):.3f})"
                 rows[name][fraction] = text
         table = pd.DataFrame.from_dict(rows, orient="index", columns=fractions).fillna("–")
+        table = table.loc[sorted(table.index, key=_row_order(list(table.index)))]
+        n_labeled = task_cells.drop_duplicates("fraction").set_index("fraction")["n_labeled"]
+        table.columns = [f"{f} (n={int(n_labeled[f])})" for f in fractions]
         table.index.name = "method (backbone)"
         tables[task] = table
     return tables
+
+
+def _row_order(names: list[str]):
+    """Group rows by backbone (in order of first appearance), scratch last within its backbone."""
+    backbones = list(dict.fromkeys(n.split("(")[1].split(")")[0] for n in names))
+
+    def key(name: str):
+        backbone = name.split("(")[1].split(")")[0]
+        return (backbones.index(backbone), name.startswith("scratch"), names.index(name))
+
+    return key
 
 
 def na_reasons(cells: pd.DataFrame) -> list[str]:

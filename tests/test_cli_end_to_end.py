@@ -1,0 +1,99 @@
+"""The CLI end to end with Ray on the built-in data ("tiny" profile: 2 steps per stage)."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    yield
+    from benchmark import ray_runner
+
+    ray_runner.shutdown()
+
+
+def _run(tmp_path, run_name, *extra):
+    argv = ["--methods", "csi,dae,csm", "--tasks", "brats,btcv", "--fractions", "100%,25%", "--profile", "tiny",
+            "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / run_name), "--run-name", run_name,
+            "--no-dashboard", *extra]
+    return main(argv)
+
+
+def test_cli_runs_every_stage_on_ray_and_reuses_pretraining(tmp_path, ray_session, capsys):
+    """Pretrain -> fine-tune at 2 fractions -> evaluate, for every method, scratch per backbone, n/a cells; then cache reuse."""
+    assert _run(tmp_path, "first") == 0
+    out = capsys.readouterr().out
+    assert "leaderboard:" in out
+
+    cells = pd.read_csv(tmp_path / "first" / "cells.csv", keep_default_na=False)
+    results = pd.read_csv(tmp_path / "first" / "results.csv")
+    done = cells[cells.status == "done"]
+    expected = {("csi", "unet2d"), ("dae", "swin_unetr"), ("scratch", "unet2d"), ("scratch", "swin_unetr")}
+    for task in ("brats", "btcv"):
+        assert expected <= set(map(tuple, done[done.task == task][["method", "backbone"]].values))
+    assert ("csm", "vit") in set(map(tuple, done[done.task == "brats"][["method", "backbone"]].values))
+    na = cells[(cells.task == "btcv") & (cells.method == "csm")]
+    assert set(na.status) == {"n/a"} and "series" in na.reason.iloc[0]
+    assert set(done.fraction) == {"100%", "25%"}
+    assert results["value"].between(0, 1).all()
+    brats_metrics = set(results[results.task == "brats"].metric)
+    assert {"dice_WT", "dice_TC", "dice_ET", "dice_mean"} <= brats_metrics
+    # One row per test case and metric: 4 brats test cases (25% of 16), 3 btcv (25% of 12).
+    csi_brats = results[(results.method == "csi") & (results.task == "brats") & (results.fraction == "100%") & (results.metric == "dice_mean")]
+    assert sorted(csi_brats.case_id.unique()) == sorted(csi_brats.case_id) and len(csi_brats) == 4
+    leaderboard = (tmp_path / "first" / "leaderboard.md").read_text()
+    assert "csi (unet2d)" in leaderboard and "scratch (swin_unetr)" in leaderboard and "n/a" in leaderboard
+    assert (tmp_path / "first" / "leaderboard.html").exists()
+    assert not done.pretrain_reused.astype(str).eq("True").any()
+
+    # A new run with the same settings reuses every cached pretraining.
+    assert _run(tmp_path, "second", "--fractions", "100%") == 0
+    second = pd.read_csv(tmp_path / "second" / "cells.csv", keep_default_na=False)
+    pretrained = second[(second.status == "done") & (second.method != "scratch")]
+    assert len(pretrained) and pretrained.pretrain_reused.astype(str).eq("True").all()
+    assert set(pretrained.pretrain_hash) <= set(done.pretrain_hash)
+
+    # Rerunning a finished run resumes: nothing left to do.
+    capsys.readouterr()
+    assert _run(tmp_path, "second", "--fractions", "100%") == 0
+    assert "already done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--methods", "csi,nope"], "unknown method 'nope'"),
+        (["--tasks", "brats,nope"], "unknown task 'nope'"),
+        (["--fractions", "150%"], "outside"),
+        (["--seeds", "a"], "--seeds"),
+        (["--hparam", "csi.pool_size"], "METHOD.KEY=VALUE"),
+        (["--methods", "csi", "--hparam", "csi.bogus=3"], "bogus"),
+        (["--methods", "csi", "--hparam", "csi.pool_size=2"], "pool_size"),
+        (["--backbone", "resnet999"], "unknown backbone"),
+    ],
+)
+def test_cli_rejects_bad_arguments_before_any_compute(argv, message, tmp_path, capsys):
+    """Bad names and values stop with exit code 2 and one message naming the value."""
+    code = main([*argv, "--cache-dir", str(tmp_path), "--output", str(tmp_path / "out"), "--profile", "tiny"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_rejects_missing_or_empty_data_root(tmp_path, capsys):
+    """--data-root that does not exist or is empty names the folder."""
+    assert main(["--tasks", "brats", "--data-root", str(tmp_path / "missing"), "--cache-dir", str(tmp_path)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["--tasks", "brats", "--data-root", f"brats={tmp_path / 'empty'}", "--cache-dir", str(tmp_path)]) == 2
+    assert "empty" in capsys.readouterr().err
+
+
+def test_list_prints_every_registry(capsys):
+    """--list prints one line per method, backbone, task and profile."""
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("csi", "dae", "csm", "scratch", "unet2d", "swin_unetr", "vit", "brats", "btcv", "smoke", "paper"):
+        assert f"  {name} " in out

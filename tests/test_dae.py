@@ -1,0 +1,234 @@
+"""Disruptive autoencoder (benchmark/methods/dae.py): local masking, noise, down/up-sampling, method."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmark.backbones import SMOKE_SIZE, build_backbone
+from benchmark.methods import dae
+from benchmark.methods.dae import DAEConfig, DisruptiveAutoencoder, add_gaussian_noise, down_up_sample, local_channel_mask
+
+ROI = (64, 32, 32)  # small crop that Swin-UNETR's five 2x stages divide, bottleneck 2x1x1 (instance norm needs >1 voxel)
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ---- local masking ----------------------------------------------------------------------------
+@pytest.mark.parametrize("channels", [12, 48])
+@pytest.mark.parametrize("ratio", [0.0, 0.25, 0.4, 0.6, 0.75, 0.9])
+def test_local_mask_zeroes_exactly_round_rc_channels_of_every_token(channels, ratio):
+    """Every token (spatial position) has exactly round(r·C) of its C channels masked."""
+    tokens = torch.randn(2, channels, 4, 3, 5, generator=_gen(1)) + 10.0  # no accidental zeros
+    masked, mask = local_channel_mask(tokens, ratio=ratio, generator=_gen(2))
+    assert mask.shape == tokens.shape and mask.dtype == torch.bool
+    per_token = mask.sum(dim=1)  # [B, *spatial]
+    assert (per_token == round(ratio * channels)).all()
+    assert ((masked == 0).sum(dim=1) == round(ratio * channels)).all()
+
+
+def test_local_mask_known_counts_for_paper_ratio():
+    """r = 0.6: 7 of 12 and 29 of 48 channels are zeroed per token."""
+    for channels, k in [(12, 7), (48, 29)]:
+        _, mask = local_channel_mask(torch.ones(1, channels, 2, 2, 2), ratio=0.6, generator=_gen())
+        assert (mask.sum(dim=1) == k).all()
+
+
+@pytest.mark.parametrize("ratio", [0.4, 0.6, 0.9])
+def test_local_mask_never_masks_a_whole_token(ratio):
+    """For r < 1 every token keeps at least one channel (local, not token, masking)."""
+    _, mask = local_channel_mask(torch.ones(3, 12, 6, 6, 6), ratio=ratio, generator=_gen(4))
+    assert (~mask).any(dim=1).all()
+
+
+def test_local_mask_differs_between_tokens():
+    """Each token gets its own random channel subset."""
+    _, mask = local_channel_mask(torch.ones(2, 12, 4, 4, 4), ratio=0.6, generator=_gen(5))
+    patterns = mask.permute(0, 2, 3, 4, 1).reshape(-1, 12)  # one row per token
+    assert len({tuple(p.tolist()) for p in patterns}) > patterns.shape[0] // 2
+    # every channel is masked somewhere (no channel is always kept)
+    assert patterns.any(dim=0).all() and (~patterns).any(dim=0).all()
+
+
+def test_local_mask_values_zero_where_masked_and_input_elsewhere():
+    """Masked entries are 0, unmasked entries equal the input."""
+    tokens = torch.randn(2, 12, 3, 3, 3, generator=_gen(6))
+    masked, mask = local_channel_mask(tokens, ratio=0.6, generator=_gen(7))
+    assert (masked[mask] == 0).all()
+    assert torch.equal(masked[~mask], tokens[~mask])
+
+
+def test_local_mask_works_on_2d_tokens_and_is_seeded():
+    """2D token maps work too; same seed -> same mask, other seed -> other mask."""
+    tokens = torch.ones(2, 12, 8, 8)
+    _, a = local_channel_mask(tokens, ratio=0.5, generator=_gen(8))
+    _, b = local_channel_mask(tokens, ratio=0.5, generator=_gen(8))
+    _, c = local_channel_mask(tokens, ratio=0.5, generator=_gen(9))
+    assert (a.sum(dim=1) == 6).all()
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+# ---- Gaussian noise ---------------------------------------------------------------------------
+@pytest.mark.parametrize("variance", [0.1, 0.05, 0.2, 1.0])
+def test_noise_variance_is_sigma_not_sigma_squared(variance):
+    """σ is the noise VARIANCE (appendix G.1): empirical variance ≈ σ, std ≈ sqrt(σ)."""
+    x = torch.full((4, 1, 32, 32, 32), 3.0)
+    noise = add_gaussian_noise(x, variance=variance, generator=_gen(10)) - x
+    assert abs(noise.mean().item()) < 0.01
+    assert noise.var().item() == pytest.approx(variance, rel=0.03)
+    assert noise.std().item() == pytest.approx(variance**0.5, rel=0.02)
+
+
+def test_noise_zero_variance_is_identity_and_seeded():
+    """σ = 0 leaves x unchanged; the same seed gives the same noise."""
+    x = torch.randn(2, 1, 8, 8, 8, generator=_gen(1))
+    assert torch.equal(add_gaussian_noise(x, variance=0.0, generator=_gen(2)), x)
+    a = add_gaussian_noise(x, variance=0.1, generator=_gen(3))
+    b = add_gaussian_noise(x, variance=0.1, generator=_gen(3))
+    c = add_gaussian_noise(x, variance=0.1, generator=_gen(4))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+# ---- down / up sampling -----------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(2, 3, 16, 12), (2, 3, 16, 12, 8)])
+@pytest.mark.parametrize("factor", [1.0, 2.0, 4.0])
+def test_down_up_sample_keeps_shape_2d_and_3d(shape, factor):
+    """Pre-upsampling super-resolution: the output has the input's shape in 2D and 3D."""
+    x = torch.randn(shape, generator=_gen())
+    assert down_up_sample(x, factor=factor).shape == x.shape
+
+
+def test_down_up_sample_factor_one_is_identity():
+    """ε = 1 returns the input unchanged."""
+    x = torch.randn(1, 2, 8, 8, 8, generator=_gen())
+    assert torch.equal(down_up_sample(x, factor=1), x)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_down_up_sample_removes_checkerboard(dims):
+    """Factor 2 turns a checkerboard (highest frequency) into a ~constant 0.5 image."""
+    n = 16
+    coords = torch.meshgrid(*[torch.arange(n)] * dims, indexing="ij")
+    board = (sum(coords) % 2).float()[None, None]  # [1, 1, *spatial], values 0/1
+    out = down_up_sample(board, factor=2)
+    assert board.std() > 0.49
+    assert out.std() < 0.02
+    torch.testing.assert_close(out.mean(), torch.tensor(0.5), atol=0.01, rtol=0)
+
+
+def test_down_up_sample_keeps_constant_and_smooth_images():
+    """A constant image is unchanged and a slow ramp barely changes (low frequencies pass)."""
+    const = torch.full((1, 1, 16, 16, 16), 2.5)
+    torch.testing.assert_close(down_up_sample(const, factor=4), const)
+    ramp = torch.linspace(0, 1, 32).view(1, 1, 32, 1).expand(1, 1, 32, 32).contiguous()
+    assert (down_up_sample(ramp, factor=2) - ramp).abs()[..., 2:-2, :].max() < 0.02
+
+
+def test_down_up_sample_larger_factor_blurs_more():
+    """Higher ε loses more detail (larger reconstruction error of a random image)."""
+    x = torch.randn(1, 1, 32, 32, 32, generator=_gen(3))
+    errors = [(down_up_sample(x, factor=f) - x).pow(2).mean().item() for f in (2, 4, 8)]
+    assert errors[0] < errors[1] < errors[2]
+
+
+# ---- config ------------------------------------------------------------------------------------
+def test_config_defaults_and_validation():
+    """Paper defaults r = 0.6, σ = 0.1, ε = 4 (section 3.2); out-of-range values are rejected."""
+    cfg = DAEConfig()
+    assert (cfg.mask_ratio, cfg.noise_variance, cfg.downsample_factor) == (0.6, 0.1, 4.0)
+    for bad in ({"mask_ratio": 1.0}, {"mask_ratio": -0.1}, {"noise_variance": -1}, {"downsample_factor": 0.5}):
+        with pytest.raises(ValueError):
+            DAEConfig(**bad)
+
+
+# ---- the method on Swin-UNETR -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def swin():
+    torch.manual_seed(0)
+    return build_backbone("swin_unetr", in_channels=1, out_channels=1, size=SMOKE_SIZE, roi=ROI)
+
+
+@pytest.fixture(scope="module")
+def image():
+    return torch.randn(1, 1, *ROI, generator=_gen(21))
+
+
+def test_forward_masks_patch_embedding_tokens(swin, image):
+    """The tokens after Swin-UNETR's patch embedding have round(r·C) zero channels per token."""
+    method = DisruptiveAutoencoder(swin, DAEConfig(mask_ratio=0.6), in_channels=1)
+    seen = []
+    # pos_drop is the first module to consume the patch embedding's output in MONAI's SwinTransformer.
+    handle = swin.net.swinViT.pos_drop.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
+    try:
+        with torch.no_grad():
+            method({"image": image}, generator=_gen(1))
+    finally:
+        handle.remove()
+    assert len(seen) == 1
+    tokens = seen[0]
+    c = SMOKE_SIZE.swin_feature_size
+    assert tokens.shape == (1, c, 32, 16, 16)
+    assert ((tokens == 0).sum(dim=1) == round(0.6 * c)).all()
+
+
+def test_forward_removes_its_hook(swin, image):
+    """After forward (and after a failing forward) no hook is left on the patch embedding."""
+    method = DisruptiveAutoencoder(swin, DAEConfig(), in_channels=1)
+    before = len(swin.patch_embed._forward_hooks)
+    with torch.no_grad():
+        method({"image": image}, generator=_gen(1))
+    assert len(swin.patch_embed._forward_hooks) == before
+    with pytest.raises(RuntimeError):
+        method({"image": torch.randn(1, 3, *ROI)}, generator=_gen(1))  # wrong channel count: the backbone raises
+    assert len(swin.patch_embed._forward_hooks) == before
+    # a plain backbone call afterwards is not masked
+    seen = []
+    handle = swin.net.swinViT.pos_drop.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    with torch.no_grad():
+        swin(image)
+    handle.remove()
+    assert (seen[0] != 0).float().mean() > 0.99
+
+
+def test_forward_with_zero_mask_ratio_equals_l1_of_disrupted_reconstruction(swin, image):
+    """r = 0: loss == L1(backbone(down_up(x + sqrt(σ)·noise, ε)), x): noise first, then downsampling, config values used."""
+    for sigma, eps in [(0.1, 4.0), (0.3, 2.0)]:
+        cfg = DAEConfig(mask_ratio=0.0, noise_variance=sigma, downsample_factor=eps)
+        method = DisruptiveAutoencoder(swin, cfg, in_channels=1)
+        with torch.no_grad():
+            loss = method({"image": image}, generator=_gen(3))["loss"]
+            noise = torch.randn(image.shape, generator=_gen(3))
+            disrupted = down_up_sample(image + sigma**0.5 * noise, factor=eps)
+            expected = F.l1_loss(swin(disrupted), image)
+        torch.testing.assert_close(loss, expected)
+
+
+def test_forward_loss_changes_with_mask_ratio_and_calls_local_mask(swin, image, monkeypatch):
+    """The mask ratio reaches local_channel_mask, applied once to the patch-embedding output."""
+    calls = []
+    real = dae.local_channel_mask
+
+    def spy(tokens, *, ratio, generator):
+        calls.append((tuple(tokens.shape), ratio))
+        return real(tokens, ratio=ratio, generator=generator)
+
+    monkeypatch.setattr(dae, "local_channel_mask", spy)
+    losses = []
+    for r in (0.0, 0.6):
+        method = DisruptiveAutoencoder(swin, DAEConfig(mask_ratio=r), in_channels=1)
+        with torch.no_grad():
+            losses.append(method({"image": image}, generator=_gen(5))["loss"].item())
+    c = SMOKE_SIZE.swin_feature_size
+    assert calls == [((1, c, 32, 16, 16), 0.0), ((1, c, 32, 16, 16), 0.6)]
+    assert losses[0] != pytest.approx(losses[1], rel=1e-4)
+
+
+def test_forward_target_is_clean_image(swin, image):
+    """With no disruption at all (σ = 0, ε = 1, r = 0) the loss is L1(backbone(x), x)."""
+    method = DisruptiveAutoencoder(swin, DAEConfig(mask_ratio=0.0, noise_variance=0.0, downsample_factor=1.0), in_channels=1)
+    with torch.no_grad():
+        loss = method({"image": image}, generator=_gen(0))["loss"]
+        expected = F.l1_loss(swin(image), image)
+    torch.testing.assert_close(loss, expected)
