@@ -215,7 +215,7 @@ def _cell_record(group, cell, *, status: str, reason: str = "", result: dict | N
     return {
         "cell_id": cell.cell_id, "method": cell.method, "backbone": cell.backbone, "task": cell.task, "fraction": cell.fraction,
         "n_labeled": cell.n_labeled, "seed": cell.seed, "fold": cell.fold, "status": status, "reason": reason,
-        "label_aware": group.label_aware, "pretrain_hash": group.pretrain_key or "", "pretrain_reused": bool(result.get("pretrain_reused", False)),
+        "label_aware": group.label_aware, "config_id": cell.cell_id.rsplit("|", 1)[-1], "pretrain_hash": group.pretrain_key or "", "pretrain_reused": bool(result.get("pretrain_reused", False)),
         "pretrain_seconds": result.get("pretrain_seconds"), "finetune_seconds": result.get("finetune_seconds"),
         "device_hours": seconds * device_count / 3600.0 if result else None,
         "config": json.dumps({"hparams": group.config, "labeled_ids": cell.labeled_ids, **({k: v for k, v in (group.spec or {}).items() if k not in ("cells", "train_ids", "test_ids")})}, sort_keys=True),

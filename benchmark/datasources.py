@@ -67,5 +67,14 @@ def resolve_task_data(task: SegmentationTask, *, data_root: Path | None, cache_d
         if not any(root.iterdir()):
             raise BenchmarkInputError(f"--data-root {root}: folder is empty; expected {task.description}")
     cases = task.find_cases(root)
-    task.check_cases(cases, root=root)
-    return TaskData(task=task, root=root, cases=cases, synthetic=synthetic, fingerprint=_fingerprint(cases))
+    if not cases:
+        raise BenchmarkInputError(f"{root}: no {task.name} cases found; expected {task.description}")
+    fingerprint = _fingerprint(cases)
+    # Reading every file is the only way to catch a truncated .nii.gz or NaNs up front; a marker
+    # keyed by the files' paths, sizes and times skips the re-read when nothing has changed.
+    marker = Path(cache_dir) / "validated" / f"{task.name}-{fingerprint}"
+    if not marker.exists():
+        task.check_cases(cases, root=root)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    return TaskData(task=task, root=root, cases=cases, synthetic=synthetic, fingerprint=fingerprint)

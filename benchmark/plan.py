@@ -40,7 +40,7 @@ class Fraction:
 
 
 def parse_fractions(text: str) -> list[Fraction]:
-    out = []
+    out: list[Fraction] = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         if re.fullmatch(r"\d+(\.\d+)?%", item):
             percent = float(item[:-1])
@@ -53,7 +53,7 @@ def parse_fractions(text: str) -> list[Fraction]:
             raise BenchmarkInputError(f"--fractions: {item!r} is not a percentage like '25%' or a case count like '5'")
     if not out:
         raise BenchmarkInputError("--fractions is empty; expected e.g. '100%,25%'")
-    return out
+    return list({f.label: f for f in out}.values())  # "25%,25.0%" is one fraction
 
 
 # ---- splits ------------------------------------------------------------------------------------
@@ -171,7 +171,7 @@ def build_plan(
                 group = Group(
                     method=name, backbone=bb, task=task.name, seed=seed, hparams=overrides,
                     config=dataclasses.asdict(cfg), label_aware=method_cls.label_aware,
-                    na_reason=method_cls.unsupported_reason(task=task, backbone=bb),
+                    na_reason=method_cls.unsupported_reason(task=task, backbone=bb) or _data_shortfall(method_cls, cfg, len(train_ids)),
                 )
                 for fraction in fractions:
                     n = fraction.n_labeled(len(train_ids))
@@ -181,6 +181,14 @@ def build_plan(
                     _attach_spec(group, method_cls, cfg, td, train_ids, test_ids, profile, cache_dir)
                 groups.append(group)
     return Plan(groups=groups, profile=profile)
+
+
+def _data_shortfall(method_cls, cfg, n_train: int) -> str | None:
+    """A reason if the task has too few training cases for the method's sampling (e.g. CSI's N patients)."""
+    spec = method_cls.data_spec(cfg)
+    if spec.kind == "source_pool" and not spec.same_patient and n_train < spec.pool_size:
+        return f"{method_cls.registry_name} draws N = {spec.pool_size} sources from different patients but only {n_train} training cases exist"
+    return None
 
 
 def _attach_spec(group: Group, method_cls, cfg, td: TaskData, train_ids, test_ids, profile: Profile, cache_dir: Path) -> None:

@@ -1,9 +1,10 @@
 """Results and artefacts on disk: atomic writes, content-hashed keys.
 
 * ``results.csv`` -- the tidy table, one row per metric value of one test case of one cell:
-  run, method, backbone, task, fraction, n_labeled, seed, fold, case_id, metric, value.
+  run, method, backbone, task, fraction, n_labeled, seed, fold, case_id, metric, value, plus
+  ``cell_id``, the key that joins a row to its cell record (and so to its resolved config).
 * ``cells.csv``   -- one row per cell: status (done / n/a / failed), reason, resolved config
-  (JSON), pretraining checkpoint hash, wall time and device-hours.
+  (JSON) and its short hash ``config_id``, pretraining checkpoint hash, wall time and device-hours.
 Both are rewritten whole through a temp file + rename after every cell, so an interrupted
 run always leaves valid tables, and a rerun with the same run name skips finished cells.
 """
@@ -18,10 +19,10 @@ from typing import Any
 
 import pandas as pd
 
-RESULT_COLUMNS = ["run", "method", "backbone", "task", "fraction", "n_labeled", "seed", "fold", "case_id", "metric", "value"]
+RESULT_COLUMNS = ["run", "method", "backbone", "task", "fraction", "n_labeled", "seed", "fold", "case_id", "metric", "value", "cell_id"]
 CELL_COLUMNS = [
     "run", "cell_id", "method", "backbone", "task", "fraction", "n_labeled", "seed", "fold", "status", "reason",
-    "label_aware", "pretrain_hash", "pretrain_reused", "pretrain_seconds", "finetune_seconds", "device_hours", "config",
+    "label_aware", "config_id", "pretrain_hash", "pretrain_reused", "pretrain_seconds", "finetune_seconds", "device_hours", "config",
 ]
 
 
@@ -69,12 +70,10 @@ class ResultStore:
         cells = cells[cells["cell_id"] != record["cell_id"]] if len(cells) else cells
         cells = pd.concat([cells, pd.DataFrame([record], columns=CELL_COLUMNS)], ignore_index=True) if len(cells) else pd.DataFrame([record], columns=CELL_COLUMNS)
         if rows:
-            new = pd.DataFrame([{"run": self.run, **r} for r in rows], columns=RESULT_COLUMNS)
+            new = pd.DataFrame([{"run": self.run, **r, "cell_id": record["cell_id"]} for r in rows], columns=RESULT_COLUMNS)
             old = self.results()
             if len(old):
-                same = (old["method"] == record["method"]) & (old["backbone"] == record["backbone"]) & (old["task"] == record["task"]) \
-                    & (old["fraction"] == record["fraction"]) & (old["seed"] == record["seed"]) & (old["fold"] == record["fold"])
-                new = pd.concat([old[~same], new], ignore_index=True)
+                new = pd.concat([old[old["cell_id"] != record["cell_id"]], new], ignore_index=True)
             write_atomic(self.results_path, new.to_csv(index=False))
         write_atomic(self.cells_path, cells.to_csv(index=False))
 

@@ -111,7 +111,8 @@ def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, step
     else:
         dataset = CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=False)
     generator = torch.Generator().manual_seed(seed * 1_000 + hooks.rank)  # own corruption draws per worker
-    model = hooks.prepare_model(method, find_unused_parameters=True)  # heads of some methods skip backbone parts
+    ddp_options = {} if method.trains_whole_backbone else {"find_unused_parameters": True}
+    model = hooks.prepare_model(method, **ddp_options)
     return _optimise(
         model, _loader(dataset, recipe.batch_size, hooks), recipe, steps,
         lambda batch: model(batch, generator=generator)["loss"], hooks=hooks, tag=f"pretrain {method.registry_name}",

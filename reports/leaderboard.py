@@ -33,8 +33,16 @@ def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: st
         task_cells = cells[cells["task"] == task]
         fractions = _fraction_order(task_cells["fraction"])
         rows: dict[str, dict[str, str]] = {}
-        for (method, backbone), group in task_cells.groupby(["method", "backbone"], sort=False):
-            name = f"{method} ({backbone})" + (" [label-aware]" if bool(group["label_aware"].astype(str).eq("True").any()) else "")
+        if "config_id" not in task_cells:
+            task_cells = task_cells.assign(config_id="")
+        task_cells = task_cells.assign(config_id=task_cells["config_id"].map(lambda v: "" if pd.isna(v) else str(v)))
+        configs_per_method = task_cells.groupby(["method", "backbone"])["config_id"].nunique()
+        for (method, backbone, config_id), group in task_cells.groupby(["method", "backbone", "config_id"], sort=False):
+            name = f"{method} ({backbone})"
+            if configs_per_method[(method, backbone)] > 1:
+                name += f" cfg {config_id}"  # several hyperparameter settings of one method in this run
+            if group["label_aware"].astype(str).eq("True").any():
+                name += " [label-aware]"
             rows[name] = {}
             for fraction in fractions:
                 statuses = group[group["fraction"] == fraction]
@@ -43,8 +51,8 @@ def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: st
                 if (statuses["status"] == "n/a").all():
                     rows[name][fraction] = "n/a"
                     continue
-                values = results[(results["task"] == task) & (results["method"] == method) & (results["backbone"] == backbone)
-                                 & (results["fraction"] == fraction) & (results["metric"] == metric)]
+                values = results[results["cell_id"].isin(statuses["cell_id"]) & (results["metric"] == metric)] if "cell_id" in results \
+                    else results.iloc[0:0]
                 if values.empty:
                     rows[name][fraction] = "failed" if (statuses["status"] == "failed").any() else "–"
                     continue

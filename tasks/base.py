@@ -86,7 +86,8 @@ class SegmentationTask:
         return len(self.region_names) if self.multilabel else len(self.label_values)
 
     def check_cases(self, cases: list[Case], *, root: Path) -> None:
-        """Up-front layout check (before any training): shapes agree, label values are known."""
+        """Up-front check before any training: every file reads as NIfTI, image and label grids
+        agree, intensities are finite, label values are ones the task defines."""
         if not cases:
             raise BenchmarkInputError(f"{root}: no {self.name} cases found; expected {self.layout_help()}")
         known = set(self.label_values)
@@ -99,6 +100,8 @@ class SegmentationTask:
                         f"{case.label}: label shape {label_shape} differs from image {path} shape {shape}; "
                         "expected the same voxel grid"
                     )
+            for path in case.images:
+                self._check_finite(path, load_nifti(path)[0])
             label, _ = load_nifti(case.label, dtype=np.float32)
             unknown = sorted(set(np.unique(label).tolist()) - known)
             if unknown:
@@ -107,6 +110,11 @@ class SegmentationTask:
                     f"expected only {sorted(known)}"
                 )
 
+    @staticmethod
+    def _check_finite(path: Path, data: np.ndarray) -> None:
+        if not np.isfinite(data).all():
+            raise BenchmarkInputError(f"{path}: contains NaN or infinite intensities; expected finite values")
+
     def layout_help(self) -> str:
         return self.description
 
@@ -114,8 +122,7 @@ class SegmentationTask:
         channels = []
         for path in case.images:
             data, _ = load_nifti(path)
-            if not np.isfinite(data).all():
-                raise BenchmarkInputError(f"{path}: contains NaN or infinite intensities; expected finite values")
+            self._check_finite(path, data)
             channels.append(data)
         label, _ = load_nifti(case.label, dtype=np.float32)
         image = self.normalize(np.stack(channels).astype(np.float32))

@@ -292,13 +292,30 @@ def test_non_finite_intensity_rejected_on_load(bad, btcv_root, tmp_path):
     assert str(image) in str(info.value)
 
 
+def test_nan_and_truncated_images_stop_the_run_up_front(btcv_root, tmp_path):
+    """resolve_task_data (before any training) reads every image: NaNs or a truncated file name the file."""
+    root = _copy(btcv_root, tmp_path / "data")
+    image = root / "imagesTr" / "img0002.nii.gz"
+    data = np.asarray(nib.load(str(image)).dataobj).astype(np.float32)
+    data[1, 1, 1] = np.nan
+    save_nifti(data, image)
+    with pytest.raises(BenchmarkInputError, match="NaN") as info:
+        resolve_task_data(get_task("btcv"), data_root=root, cache_dir=tmp_path / "cache")
+    assert str(image) in str(info.value)
+    blob = image.read_bytes()
+    image.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(BenchmarkInputError, match="could not be read") as info:
+        resolve_task_data(get_task("btcv"), data_root=root, cache_dir=tmp_path / "cache")
+    assert str(image) in str(info.value)
+
+
 # ---- data sources -----------------------------------------------------------------------------------
 def test_resolve_user_data(brats_root, tmp_path):
     """resolve_task_data on a real-layout folder returns its checked cases, not synthetic."""
     td = resolve_task_data(get_task("brats"), data_root=brats_root, cache_dir=tmp_path / "cache")
     assert td.synthetic is False and td.root == brats_root
     assert len(td.cases) == 4 and td.fingerprint
-    assert not (tmp_path / "cache").exists()  # user data is never copied into the cache
+    assert not list((tmp_path / "cache").rglob("*.nii*"))  # user data is never copied into the cache
 
 
 def test_fingerprint_changes_when_data_changes(btcv_root, tmp_path):

@@ -82,6 +82,7 @@ class PretextTask(nn.Module):
     label_aware: ClassVar[bool] = False  # True if pretraining reads labels (reported as such)
     replace_input_on_transfer: ClassVar[bool] = False  # new input layer for fine-tuning even if channels match
     pretrains: ClassVar[bool] = True
+    trains_whole_backbone: ClassVar[bool] = True  # False: some backbone parameters get no gradient in pretraining (DDP must know)
     paper_recipe: ClassVar[Recipe]
     paper: ClassVar[str] = ""
 

@@ -86,6 +86,7 @@ class CrossSeriesMasking(PretextTask):
     default_backbone = "vit"
     supported_backbones = ("vit",)
     transfer = "encoder"  # section III.C: the pre-trained encoder is fine-tuned with a task head
+    trains_whole_backbone = False  # the segmentation decoder of the backbone is unused while pretraining
     paper = "cross_series_masking"
     paper_recipe = Recipe(
         steps=None,
