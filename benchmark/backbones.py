@@ -39,7 +39,7 @@ class BackboneSize:
 
 
 # Smoke: window 4 because 7 pads the tiny feature maps of a 64x64x32 crop (3x slower on CPU).
-SMOKE_SIZE = BackboneSize(unet_features=(8, 16, 32, 64, 64, 8), swin_feature_size=12, swin_window=4, vit_dim=48, vit_depth=2, vit_heads=4, vit_patch=8)
+SMOKE_SIZE = BackboneSize(unet_features=(16, 32, 64, 128, 128, 16), swin_feature_size=12, swin_window=4, vit_dim=48, vit_depth=2, vit_heads=4, vit_patch=8)
 PAPER_SIZE = BackboneSize()
 
 

@@ -199,6 +199,8 @@ def _attach_spec(group: Group, method_cls, cfg, td: TaskData, train_ids, test_id
     # Pretraining iterations/epochs count slices for 2D networks and volumes for 3D ones.
     samples = len(train_ids) * (profile.volume_size[2] if profile.volume_size and len(roi) == 2 else 1)
     pretrain_steps = pre_recipe.steps_for(samples) if method_cls.pretrains else 0
+    # Every label fraction gets the same optimisation budget (steps), counted on the full training
+    # set: small fractions are not also penalised with fewer updates.
     finetune_steps = ft_recipe.steps_for(samples)
     key_payload = {
         "method": group.method, "backbone": group.backbone, "task": group.task, "seed": group.seed,

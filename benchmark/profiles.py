@@ -33,12 +33,12 @@ SMOKE = Profile(
     rois={"unet2d": (64, 64), "swin_unetr": (64, 64, 32), "vit": (64, 64, 32)},
     # AdamW with a constant-then-cosine schedule converges in the few steps a smoke run has.
     finetune_recipes={
-        "unet2d": Recipe(steps=120, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
+        "unet2d": Recipe(steps=100, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
         "swin_unetr": Recipe(steps=20, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
         "vit": Recipe(steps=20, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
     },
     smoke_pretrain={
-        "unet2d": Recipe(steps=100, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
+        "unet2d": Recipe(steps=80, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
         "swin_unetr": Recipe(steps=16, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
         "vit": Recipe(steps=30, batch_size=2, lr=2e-3, optimizer="adamw", source="smoke"),
     },

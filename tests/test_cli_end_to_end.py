@@ -97,3 +97,15 @@ def test_list_prints_every_registry(capsys):
     out = capsys.readouterr().out
     for name in ("csi", "dae", "csm", "scratch", "unet2d", "swin_unetr", "vit", "brats", "btcv", "smoke", "paper"):
         assert f"  {name} " in out
+
+
+@pytest.mark.slow
+def test_default_command_smoke_profile(tmp_path, ray_session):
+    """The README's main command as a new user runs it (smoke profile, ~5 min on 2 cores): CSI beats scratch on BraTS."""
+    argv = ["--methods", "csi,dae,csm", "--tasks", "brats,btcv", "--cache-dir", str(tmp_path / "cache"),
+            "--output", str(tmp_path / "out"), "--no-dashboard"]
+    assert main(argv) == 0
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    dice = results[(results.metric == "dice_mean") & (results.task == "brats") & (results.fraction == "100%")]
+    by_method = dice.groupby(["method", "backbone"]).value.mean()
+    assert by_method[("csi", "unet2d")] > by_method[("scratch", "unet2d")]
