@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="real dataset folder in the task's layout; TASK=PATH per task, a bare PATH for a single task; omitted -> built-in synthetic data")
     p.add_argument("--backbone", help="run every method on this backbone where it allows it (default: each method's paper backbone)")
     p.add_argument("--hparam", action="append", default=[], metavar="METHOD.KEY=VALUE", help="override a method hyperparameter, e.g. csi.pool_size=7")
+    p.add_argument("--finetune-aug", choices=["none", "mixup", "carvemix"], default="none",
+                   help="fine-tuning augmentation for every method: mixup (SI paper 6.4) or carvemix (default: %(default)s)")
+    p.add_argument("--mixup-alpha", type=float, default=0.4, help="mixup Beta(alpha, alpha) parameter (default: %(default)s)")
     p.add_argument("--output", type=Path, help="output folder (default: ./results/<run-name>)")
     p.add_argument("--run-name", help="run name; reusing one resumes that run, skipping finished cells (default: a timestamp)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="pretrained checkpoints and synthetic data (default: %(default)s; env MEDSSL_CACHE)")
@@ -112,17 +115,17 @@ def print_registries() -> None:
     print("methods:")
     for name in list_methods():
         cls = get_method(name)
-        print(f"  {name:<12} {cls.default_backbone:<11} {(cls.__doc__ or '').strip().splitlines()[0]}")
+        print(f"  {name:<18} {cls.default_backbone:<11} {(cls.__doc__ or '').strip().splitlines()[0]}")
     print("backbones:")
     for name in list_backbones():
-        print(f"  {name:<12} {(BACKBONES.get(name).__doc__ or '').strip().splitlines()[0]}")
+        print(f"  {name:<18} {(BACKBONES.get(name).__doc__ or '').strip().splitlines()[0]}")
     print("tasks:")
     for name in list_tasks():
         task = get_task(name)
-        print(f"  {name:<12} {task.description}")
+        print(f"  {name:<18} {task.description}")
     print("profiles:")
     for name, text in PROFILE_HELP.items():
-        print(f"  {name:<12} {text}")
+        print(f"  {name:<18} {text}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"[medssl-bench] task {name}: {len(td.cases)} cases ({source}) at {td.root}", flush=True)
         task_data.append(td)
     plan = build_plan(methods=methods, task_data=task_data, fractions=fractions, seeds=seeds, profile=profile,
-                      cache_dir=args.cache_dir, backbone=args.backbone, hparams=hparams)
+                      cache_dir=args.cache_dir, backbone=args.backbone, hparams=hparams, finetune_aug=args.finetune_aug,
+                      mixup_alpha=args.mixup_alpha)
 
     # 2. Output folder: resolved configuration, n/a cells, resume.
     store = ResultStore(output, run_name)
@@ -215,7 +219,7 @@ def _cell_record(group, cell, *, status: str, reason: str = "", result: dict | N
     return {
         "cell_id": cell.cell_id, "method": cell.method, "backbone": cell.backbone, "task": cell.task, "fraction": cell.fraction,
         "n_labeled": cell.n_labeled, "seed": cell.seed, "fold": cell.fold, "status": status, "reason": reason,
-        "label_aware": group.label_aware, "config_id": cell.cell_id.rsplit("|", 1)[-1], "pretrain_hash": group.pretrain_key or "", "pretrain_reused": bool(result.get("pretrain_reused", False)),
+        "label_aware": group.label_aware, "finetune_aug": group.config["finetune_aug"], "config_id": cell.cell_id.rsplit("|", 1)[-1], "pretrain_hash": group.pretrain_key or "", "pretrain_reused": bool(result.get("pretrain_reused", False)),
         "pretrain_seconds": result.get("pretrain_seconds"), "finetune_seconds": result.get("finetune_seconds"),
         "device_hours": seconds * device_count / 3600.0 if result else None,
         "config": json.dumps({"hparams": group.config, "labeled_ids": cell.labeled_ids, **({k: v for k, v in (group.spec or {}).items() if k not in ("cells", "train_ids", "test_ids")})}, sort_keys=True),

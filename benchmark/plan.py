@@ -142,8 +142,11 @@ def build_plan(
     cache_dir: Path,
     backbone: str | None = None,
     hparams: dict[str, dict[str, Any]] | None = None,
+    finetune_aug: str = "none",
+    mixup_alpha: float = 0.4,
 ) -> Plan:
     hparams = hparams or {}
+    augmentation = {"finetune_aug": finetune_aug, **({"mixup_alpha": mixup_alpha} if finetune_aug == "mixup" else {})}
     groups: list[Group] = []
     for td in task_data:
         task = td.task
@@ -167,19 +170,23 @@ def build_plan(
                 cfg = method_cls.make_config(overrides)
             except (TypeError, ValueError) as exc:
                 raise BenchmarkInputError(f"--hparam for {name!r}: {exc}") from None
+            na_reason = method_cls.unsupported_reason(task=task, backbone=bb) or _data_shortfall(method_cls, cfg, len(train_ids))
+            config = {**dataclasses.asdict(cfg), **augmentation}
             for seed in seeds:
-                group = Group(
-                    method=name, backbone=bb, task=task.name, seed=seed, hparams=overrides,
-                    config=dataclasses.asdict(cfg), label_aware=method_cls.label_aware,
-                    na_reason=method_cls.unsupported_reason(task=task, backbone=bb) or _data_shortfall(method_cls, cfg, len(train_ids)),
-                )
+                cells = []
                 for fraction in fractions:
                     n = fraction.n_labeled(len(train_ids))
-                    cell_id = f"{name}|{bb}|{task.name}|{fraction.label}|seed{seed}|fold0|{content_hash(group.config, 8)}"
-                    group.cells.append(Cell(cell_id, name, bb, task.name, fraction.label, n, seed, 0, labeled_subset(train_ids, n, seed=seed)))
-                if group.na_reason is None:
-                    _attach_spec(group, method_cls, cfg, td, train_ids, test_ids, profile, cache_dir)
-                groups.append(group)
+                    cell_id = f"{name}|{bb}|{task.name}|{fraction.label}|seed{seed}|fold0|{content_hash(config, 8)}"
+                    cells.append(Cell(cell_id, name, bb, task.name, fraction.label, n, seed, 0, labeled_subset(train_ids, n, seed=seed)))
+                # A label-aware pretraining may only see the labels of the fraction it is compared at,
+                # so it is one pretraining per fraction; otherwise one pretraining serves every fraction.
+                for share in ([[c] for c in cells] if method_cls.label_aware else [cells]):
+                    group = Group(method=name, backbone=bb, task=task.name, seed=seed, hparams=overrides, config=config,
+                                  label_aware=method_cls.label_aware, cells=share, na_reason=na_reason)
+                    if na_reason is None:
+                        pretrain_ids = share[0].labeled_ids if method_cls.label_aware else train_ids
+                        _attach_spec(group, method_cls, cfg, td, train_ids, test_ids, pretrain_ids, profile, cache_dir)
+                    groups.append(group)
     return Plan(groups=groups, profile=profile)
 
 
@@ -191,27 +198,40 @@ def _data_shortfall(method_cls, cfg, n_train: int) -> str | None:
     return None
 
 
-def _attach_spec(group: Group, method_cls, cfg, td: TaskData, train_ids, test_ids, profile: Profile, cache_dir: Path) -> None:
+def _epoch_size(td: TaskData, ids: list[str], *, two_d: bool, volume_size) -> int:
+    """Samples in one epoch: volumes for 3D networks, axial slices (read from the headers) for 2D ones."""
+    if not two_d:
+        return len(ids)
+    if volume_size:
+        return len(ids) * volume_size[2]
+    from tasks.nifti import nifti_shape
+
+    cases = {c.case_id: c for c in td.cases}
+    return sum(nifti_shape(cases[i].images[0])[2] for i in ids)
+
+
+def _attach_spec(group: Group, method_cls, cfg, td: TaskData, train_ids, test_ids, pretrain_ids, profile: Profile, cache_dir: Path) -> None:
     roi = profile.rois[group.backbone]
     channels = method_cls.backbone_channels(cfg, in_channels=len(td.task.channels))
     pre_recipe = profile.pretrain_recipe(method_cls, group.backbone)
     ft_recipe = profile.finetune_recipes[group.backbone]
-    # Pretraining iterations/epochs count slices for 2D networks and volumes for 3D ones.
-    samples = len(train_ids) * (profile.volume_size[2] if profile.volume_size and len(roi) == 2 else 1)
+    samples = _epoch_size(td, train_ids, two_d=len(roi) == 2, volume_size=profile.volume_size)
     pretrain_steps = pre_recipe.steps_for(samples) if method_cls.pretrains else 0
     # Every label fraction gets the same optimisation budget (steps), counted on the full training
     # set: small fractions are not also penalised with fewer updates.
     finetune_steps = ft_recipe.steps_for(samples)
     key_payload = {
         "method": group.method, "backbone": group.backbone, "task": group.task, "seed": group.seed,
-        "config": group.config, "recipe": dataclasses.asdict(pre_recipe), "steps": pretrain_steps, "roi": roi,
+        "config": dataclasses.asdict(cfg), "recipe": dataclasses.asdict(pre_recipe), "steps": pretrain_steps, "roi": roi,
         "channels": channels, "volume_size": profile.volume_size, "backbone_size": dataclasses.asdict(profile.backbone_size),
-        "train_ids": train_ids, "data": td.fingerprint, "version": 1,
+        "pretrain_ids": pretrain_ids, "data": td.fingerprint, "version": 1,
     }
     group.pretrain_key = content_hash(key_payload) if method_cls.pretrains else None
     group.spec = {
         "method": group.method, "backbone": group.backbone, "task": group.task, "seed": group.seed,
         "hparams": group.hparams, "data_root": str(td.root), "train_ids": train_ids, "test_ids": test_ids,
+        "pretrain_ids": pretrain_ids, "label_aware": method_cls.label_aware, "finetune_aug": group.config["finetune_aug"],
+        "mixup_alpha": group.config.get("mixup_alpha"), "finetune_rounds": method_cls.finetune_rounds(cfg),
         "roi": list(roi), "volume_size": list(profile.volume_size) if profile.volume_size else None,
         "backbone_size": dataclasses.asdict(profile.backbone_size),
         "pretrain_recipe": dataclasses.asdict(pre_recipe), "pretrain_steps": pretrain_steps,

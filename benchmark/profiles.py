@@ -30,15 +30,17 @@ SMOKE = Profile(
     name="smoke",
     backbone_size=SMOKE_SIZE,
     volume_size=(64, 64, 32),
-    rois={"unet2d": (64, 64), "swin_unetr": (64, 64, 32), "vit": (64, 64, 32)},
+    rois={"unet2d": (64, 64), "vgg_unet": (64, 64), "swin_unetr": (64, 64, 32), "vit": (64, 64, 32)},
     # AdamW with a constant-then-cosine schedule converges in the few steps a smoke run has.
     finetune_recipes={
         "unet2d": Recipe(steps=100, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
+        "vgg_unet": Recipe(steps=100, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke (no normalisation layers: lower lr)"),
         "swin_unetr": Recipe(steps=20, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
         "vit": Recipe(steps=20, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
     },
     smoke_pretrain={
         "unet2d": Recipe(steps=80, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
+        "vgg_unet": Recipe(steps=80, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke"),
         "swin_unetr": Recipe(steps=16, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
         "vit": Recipe(steps=30, batch_size=2, lr=2e-3, optimizer="adamw", source="smoke"),
     },
@@ -50,6 +52,7 @@ PAPER = Profile(
     volume_size=None,
     rois={
         "unet2d": (192, 192),  # SI 5.1.1 crops/pads slices to 200x200; 192 is the nearest size the 4-level U-Net divides
+        "vgg_unet": (256, 256),  # LADP II.B: slices upscaled to 256x256
         "swin_unetr": (96, 96, 96),  # DAE 3.2
         "vit": (96, 96, 96),  # CSM IV.A (BT-MSD)
     },
@@ -57,6 +60,10 @@ PAPER = Profile(
         "unet2d": Recipe(
             steps=None, epochs=1000, iterations_per_epoch=250, batch_size=8, lr=1e-2, optimizer="sgd", momentum=0.99,
             weight_decay=3e-5, schedule="poly", source="SI paper 5.5.1 and 5.5.3 (BraTS batch 8)",
+        ),
+        "vgg_unet": Recipe(
+            steps=None, epochs=30, batch_size=16, lr=1e-4, optimizer="adam", schedule="constant",
+            source="LADP paper II.D: Adam lr 1e-4, 30 epochs, batch 16 (pretraining and fine-tuning)",
         ),
         "swin_unetr": Recipe(
             steps=None, epochs=600, batch_size=4, lr=4e-4, optimizer="adamw", weight_decay=1e-5, schedule="cosine",

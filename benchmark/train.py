@@ -108,8 +108,8 @@ def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, step
     length = steps * recipe.batch_size * hooks.world_size
     if spec.kind == "source_pool":
         dataset = SourcePoolDataset(volumes, roi=roi, length=length, seed=seed, pool_size=spec.pool_size, same_patient=spec.same_patient)
-    else:
-        dataset = CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=False)
+    else:  # label-aware methods also get batch["label"] (only of the cases they may see)
+        dataset = CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=method.label_aware, foreground_prob=0.33 if method.label_aware else 0.0)
     generator = torch.Generator().manual_seed(seed * 1_000 + hooks.rank)  # own corruption draws per worker
     ddp_options = {} if method.trains_whole_backbone else {"find_unused_parameters": True}
     model = hooks.prepare_model(method, **ddp_options)
@@ -119,15 +119,32 @@ def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, step
     )
 
 
-def finetune(model: nn.Module, task: SegmentationTask, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks, tag: str) -> list[float]:
-    """Supervised training of a segmentation ``model`` on labelled ``volumes`` with the task's loss."""
+def finetune(model: nn.Module, task: SegmentationTask, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks, tag: str,
+             augmentation: str = "none", mixup_alpha: float = 0.4) -> list[float]:
+    """Supervised training of a segmentation ``model`` on labelled ``volumes`` with the task's loss.
+
+    ``augmentation``: "none", "mixup" (SI paper 6.4; images and dense targets blended) or
+    "carvemix" (lesion regions carved from one case into another, labels alike).
+    """
+    from benchmark.augmentations import carvemix, mixup
+
+    if augmentation not in ("none", "mixup", "carvemix"):
+        raise ValueError(f"unknown fine-tuning augmentation {augmentation!r}; expected none, mixup or carvemix")
     dataset = CropDataset(volumes, roi=roi, length=steps * recipe.batch_size * hooks.world_size, seed=seed, with_label=True, foreground_prob=0.33)
     criterion = task.make_loss()
     wrapped = hooks.prepare_model(model)
-    return _optimise(
-        wrapped, _loader(dataset, recipe.batch_size, hooks), recipe, steps,
-        lambda batch: criterion(wrapped(batch["image"]), task.loss_target(batch["label"])), hooks=hooks, tag=tag,
-    )
+    generator = torch.Generator().manual_seed(seed * 1_000 + 17 + hooks.rank)
+
+    def loss_fn(batch):
+        image, label = batch["image"], batch["label"]
+        if augmentation == "carvemix":
+            image, label = carvemix(image, label, generator=generator)
+        target = task.loss_target(label)
+        if augmentation == "mixup":
+            image, target = mixup(image, target, alpha=mixup_alpha, generator=generator)
+        return criterion(wrapped(image), target)
+
+    return _optimise(wrapped, _loader(dataset, recipe.batch_size, hooks), recipe, steps, loss_fn, hooks=hooks, tag=tag)
 
 
 @torch.no_grad()
@@ -219,7 +236,8 @@ def run_group(spec: dict[str, Any], hooks: Hooks | None = None) -> list[dict[str
             backbone = build_backbone(spec["backbone"], in_channels=channels[0], out_channels=channels[1], size=size, roi=roi)
             method = method_cls(backbone, cfg, in_channels=len(task.channels)).to(hooks.device)
             recipe = Recipe(**spec["pretrain_recipe"])
-            losses = pretrain(method, train_volumes, recipe=recipe, steps=spec["pretrain_steps"], roi=roi, seed=spec["seed"], hooks=hooks)
+            pretrain_volumes = [v for v in train_volumes if v.case_id in set(spec["pretrain_ids"])]
+            losses = pretrain(method, pretrain_volumes, recipe=recipe, steps=spec["pretrain_steps"], roi=roi, seed=spec["seed"], hooks=hooks)
             state = {k: v.detach().cpu() for k, v in method.backbone.state_dict().items()}
             if hooks.is_main:
                 save_atomic({"backbone": state, "key": spec["pretrain_key"], "losses": losses, "spec": spec}, path)
@@ -233,7 +251,11 @@ def run_group(spec: dict[str, Any], hooks: Hooks | None = None) -> list[dict[str
         labeled = [v for v in train_volumes if v.case_id in set(cell["labeled_ids"])]
         recipe = Recipe(**spec["finetune_recipe"])
         tag = f"finetune {spec['method']}/{spec['backbone']} {spec['task']} {cell['fraction']}"
-        losses = finetune(model, task, labeled, recipe=recipe, steps=spec["finetune_steps"], roi=roi, seed=spec["seed"], hooks=hooks, tag=tag)
+        rounds = spec["finetune_rounds"]
+        for round_index in range(rounds):  # > 1: CNN-restart, a fresh optimiser and schedule each round
+            round_tag = tag + (f" round {round_index + 1}" if rounds > 1 else "")
+            losses = finetune(model, task, labeled, recipe=recipe, steps=spec["finetune_steps"], roi=roi, seed=spec["seed"] + round_index,
+                              hooks=hooks, tag=round_tag, augmentation=spec["finetune_aug"], mixup_alpha=spec["mixup_alpha"] or 0.0)
         rows = evaluate(model, task, test_volumes, roi=roi, spatial_dims=spatial_dims, device=hooks.device) if hooks.is_main else []
         results.append({
             "cell_id": cell["cell_id"],

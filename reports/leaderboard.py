@@ -39,6 +39,9 @@ def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: st
         configs_per_method = task_cells.groupby(["method", "backbone"])["config_id"].nunique()
         for (method, backbone, config_id), group in task_cells.groupby(["method", "backbone", "config_id"], sort=False):
             name = f"{method} ({backbone})"
+            augmentation = str(group["finetune_aug"].iloc[0]) if "finetune_aug" in group else ""
+            if augmentation not in ("", "none", "nan"):
+                name += f" + {augmentation}"
             if configs_per_method[(method, backbone)] > 1:
                 name += f" cfg {config_id}"  # several hyperparameter settings of one method in this run
             if group["label_aware"].astype(str).eq("True").any():

@@ -129,10 +129,15 @@ class SegmentationTask:
         return Volume(case_id=case.case_id, image=image, label=np.rint(label).astype(np.int64))
 
     def loss_target(self, label: torch.Tensor) -> torch.Tensor:
-        """label [B, 1, *spatial] raw values -> the target the loss expects."""
+        """label [B, 1, *spatial] raw values -> dense float target [B, num_outputs, *spatial].
+
+        Region channels for multi-label tasks, one-hot classes otherwise; dense so that
+        fine-tuning augmentations such as mixup can blend targets like images.
+        """
         if self.multilabel:
             return self.label_to_regions(label).float()
-        return self.label_to_index(label)
+        index = self.label_to_index(label)[:, 0]  # [B, *spatial]
+        return torch.nn.functional.one_hot(index, len(self.label_values)).movedim(-1, 1).float()
 
     def label_to_index(self, label: torch.Tensor) -> torch.Tensor:
         """Raw label values -> contiguous class indices (e.g. BraTS 4 -> 3)."""
@@ -147,7 +152,7 @@ class SegmentationTask:
 
         if self.multilabel:
             return DiceCELoss(sigmoid=True, batch=True)
-        return DiceCELoss(to_onehot_y=True, softmax=True, batch=True)
+        return DiceCELoss(softmax=True, batch=True)  # targets are dense (soft) one-hot, see loss_target
 
     def logits_to_regions(self, logits: torch.Tensor) -> torch.Tensor:
         """logits [B, num_outputs, *spatial] -> bool [B, K, *spatial] predicted regions."""

@@ -138,7 +138,9 @@ def test_btcv_label_to_index_identity_and_outputs():
     label = torch.arange(14).view(1, 1, 14)
     assert torch.equal(btcv.label_to_index(label), label)
     assert btcv.num_outputs == 14
-    assert torch.equal(btcv.loss_target(label), label)
+    target = btcv.loss_target(label)
+    assert target.shape == (1, 14, 14) and target.dtype == torch.float32
+    assert torch.equal(target.argmax(dim=1), label[:, 0]) and torch.equal(target.sum(dim=1), torch.ones(1, 14))
 
 
 def test_perfect_prediction_from_onehot_logits_scores_one():

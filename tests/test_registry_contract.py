@@ -11,7 +11,7 @@ from benchmark.registry import Registry, UnknownNameError
 from tasks import get_task, list_tasks
 
 IN_CHANNELS = 2  # two series: the smallest input every method (cross-series masking included) accepts
-PRETRAINING = [name for name in list_methods() if name != "scratch"]
+PRETRAINING = [name for name in list_methods() if get_method(name).pretrains]  # scratch, restart: no pretext task
 
 
 def _batch(method_cls, cfg, roi, seed=0):
@@ -20,7 +20,12 @@ def _batch(method_cls, cfg, roi, seed=0):
     if spec.kind == "source_pool":
         return {"sources": torch.randn(2, spec.pool_size, IN_CHANNELS, *roi, generator=g)}
     assert spec.kind == "crops", spec.kind
-    return {"image": torch.randn(2, IN_CHANNELS, *roi, generator=g)}
+    batch = {"image": torch.randn(2, IN_CHANNELS, *roi, generator=g)}
+    if method_cls.label_aware:  # a lesion block in the middle of every crop
+        label = torch.zeros(2, 1, *roi, dtype=torch.long)
+        label[(slice(None), slice(None), *(slice(r // 4, r // 2) for r in roi))] = 1
+        batch["label"] = label
+    return batch
 
 
 @pytest.fixture(scope="module", params=PRETRAINING)
@@ -70,12 +75,14 @@ def test_gradients_reach_every_head_parameter(trained):
 
 
 def test_gradients_reach_the_backbone_input_layer(trained):
-    """The backbone is trained too: its first layer's weights get a non-zero gradient."""
+    """The backbone is trained too: its first trainable layer gets a non-zero gradient, frozen parts none."""
     _, method, _, _ = trained
-    first = next(p for _, p in method.backbone.named_parameters() if p.dim() >= 4)  # first conv / patch embedding weight
+    trainable = [p for p in method.backbone.parameters() if p.requires_grad]
+    first = next(p for p in trainable if p.dim() >= 4)  # first trainable conv / patch embedding weight
     assert first.grad is not None and torch.any(first.grad != 0)
-    with_grad = sum(p.grad is not None and bool(torch.any(p.grad != 0)) for p in method.backbone.parameters())
-    assert with_grad > 0.5 * len(list(method.backbone.parameters()))
+    with_grad = sum(p.grad is not None and bool(torch.any(p.grad != 0)) for p in trainable)
+    assert with_grad > 0.5 * len(trainable)
+    assert all(p.grad is None for p in method.backbone.parameters() if not p.requires_grad)  # e.g. a frozen encoder
 
 
 def test_same_generator_seed_same_loss(trained):

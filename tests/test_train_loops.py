@@ -280,3 +280,47 @@ def test_run_group_data_flow(tiny_group, tmp_path, monkeypatch):
     assert len(seen["finetune"][1]) < len(seen["finetune"][0])
     assert (tmp_path / "fresh.pt").exists()
     assert {case for case, _, _ in results[0]["rows"]} == set(spec["test_ids"])
+
+
+def _unit_plan(tmp, methods, **kw):
+    """A plan on 8 tiny synthetic BraTS subjects with 2-step stages, for the given methods."""
+    data = tmp / "brats"
+    if not data.exists():
+        get_task("brats").write_synthetic(data, n_cases=8, shape=SHAPE, seed=0)
+    td = resolve_task_data(get_task("brats"), data_root=data, cache_dir=tmp / "cache")
+    few = lambda recipe: dataclasses.replace(recipe, steps=2, batch_size=2)  # noqa: E731
+    profile = dataclasses.replace(
+        SMOKE, name="unit", volume_size=SHAPE, rois={**SMOKE.rois, "unet2d": (32, 32), "vgg_unet": (32, 32)},
+        finetune_recipes={k: few(v) for k, v in SMOKE.finetune_recipes.items()},
+        smoke_pretrain={k: few(v) for k, v in SMOKE.smoke_pretrain.items()},
+    )
+    return build_plan(methods=methods, task_data=[td], fractions=parse_fractions("100%,25%"), seeds=[0], profile=profile,
+                      cache_dir=tmp / "cache", **kw)
+
+
+def test_run_group_label_aware_pretrains_on_labelled_cases_with_labels(tmp_path, monkeypatch):
+    """LADP's pretraining batches carry labels, and only from the cell's labelled cases."""
+    import benchmark.train as train
+
+    plan = _unit_plan(tmp_path, ["ladp"])
+    group = next(g for g in plan.groups if g.method == "ladp" and g.cells[0].fraction == "25%")
+    seen = []
+    real_pretrain = train.pretrain
+    monkeypatch.setattr(train, "pretrain", lambda method, volumes, **kw: seen.append([v.case_id for v in volumes]) or real_pretrain(method, volumes, **kw))
+    results = run_group(group.spec, Hooks(log=lambda _msg: None))
+    assert seen == [group.cells[0].labeled_ids]
+    assert len(results) == 1 and results[0]["rows"]
+
+
+def test_run_group_restart_runs_two_rounds_and_mixup_is_applied(tmp_path, monkeypatch):
+    """CNN-restart fine-tunes twice per cell; --finetune-aug reaches the fine-tuning loop."""
+    import benchmark.train as train
+
+    plan = _unit_plan(tmp_path, ["restart"], finetune_aug="mixup", mixup_alpha=0.3)
+    group = next(g for g in plan.groups if g.method == "restart")
+    calls = []
+    real_finetune = train.finetune
+    monkeypatch.setattr(train, "finetune", lambda *a, **kw: calls.append((kw["tag"], kw["augmentation"], kw["mixup_alpha"])) or real_finetune(*a, **kw))
+    run_group(group.spec, Hooks(log=lambda _msg: None))
+    assert [c[0].rsplit(" ", 2)[-2:] for c in calls] == [["round", "1"], ["round", "2"]] * 2
+    assert {(c[1], c[2]) for c in calls} == {("mixup", 0.3)}

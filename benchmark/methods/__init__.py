@@ -1,3 +1,17 @@
 """SSL objectives: one file each, registered by name (explicit imports below)."""
 from benchmark.methods.base import METHODS, DataSpec, PretextTask, Recipe, get_method, list_methods, register_method  # noqa: F401
-from benchmark.methods import csi, csm, dae, scratch  # noqa: F401  (registration)
+from benchmark.methods import (  # noqa: F401  (registration)
+    csi,
+    csm,
+    dae,
+    ddp,
+    dsi,
+    inpainting,
+    intensity_shift,
+    ladp,
+    pixel_shuffle,
+    restart,
+    scratch,
+    super_resolution,
+    wsi,
+)

@@ -103,6 +103,11 @@ class PretextTask(nn.Module):
         return DataSpec()
 
     @classmethod
+    def finetune_rounds(cls, cfg: Any) -> int:
+        """Supervised runs per cell; > 1 restarts the schedule from the previous run's weights (CNN-restart)."""
+        return 1
+
+    @classmethod
     def unsupported_reason(cls, *, task: Any, backbone: str) -> str | None:
         """Why this method cannot run on ``task`` / ``backbone`` (reported as n/a), or None."""
         if backbone not in cls.supported_backbones:
