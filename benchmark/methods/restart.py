@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.methods.base import PretextTask, Recipe, register_method
+from benchmark.methods.base import register_method
+from benchmark.methods.scratch import Scratch
 
 
 @dataclass(frozen=True)
@@ -17,19 +18,11 @@ class RestartConfig:
 
 
 @register_method("restart")
-class Restart(PretextTask):
+class Restart(Scratch):
     """CNN-restart: fine-tune from scratch, then restart the schedule from the result (SI paper 5.5.3)."""
 
     Config = RestartConfig
-    default_backbone = "unet2d"
-    supported_backbones = ("unet2d", "swin_unetr", "vit", "vgg_unet")
-    pretrains = False
-    paper = "source_identification"
-    paper_recipe = Recipe(steps=0, batch_size=1, lr=0.0, source="no pretext task; the first round is supervised")
 
     @classmethod
     def finetune_rounds(cls, cfg: RestartConfig) -> int:
         return cfg.rounds
-
-    def forward(self, batch, *, generator):
-        raise RuntimeError("restart has no pretext task; the planner never pretrains it")

@@ -27,4 +27,4 @@ class Scratch(PretextTask):
     paper_recipe = Recipe(steps=0, batch_size=1, lr=0.0, source="no pretraining")
 
     def forward(self, batch, *, generator):
-        raise RuntimeError("scratch has no pretext task; the planner never pretrains it")
+        raise RuntimeError(f"{self.registry_name} has no pretext task; the planner never pretrains it")
