@@ -9,6 +9,7 @@ from benchmark.methods import (  # noqa: F401  (registration)
     inpainting,
     intensity_shift,
     ladp,
+    mae3d,
     pixel_shuffle,
     restart,
     scratch,
