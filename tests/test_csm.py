@@ -185,21 +185,9 @@ def method():
     return CrossSeriesMasking(vit, CSMConfig(decoder_dim=32, decoder_depth=1, decoder_heads=2), in_channels=3)
 
 
-def _capture(monkeypatch):
-    seen = {}
-    real = csm.masked_mse
-
-    def spy(prediction, target, mask):
-        seen.update(prediction=prediction.detach(), target=target, mask=mask)
-        return real(prediction, target, mask)
-
-    monkeypatch.setattr(csm, "masked_mse", spy)
-    return seen
-
-
-def test_forward_targets_patches_under_the_cross_series_mask(method, monkeypatch):
+def test_forward_targets_patches_under_the_cross_series_mask(method, capture_masked_mse):
     """The loss compares with patchify(x) under exactly the mask drawn from the generator."""
-    seen = _capture(monkeypatch)
+    seen = capture_masked_mse(csm)
     x = torch.randn(2, 3, *ROI, generator=_gen(1))
     with torch.no_grad():
         loss = method({"image": x}, generator=_gen(7))["loss"]
@@ -210,9 +198,9 @@ def test_forward_targets_patches_under_the_cross_series_mask(method, monkeypatch
     assert torch.isfinite(loss)
 
 
-def test_forward_uses_configured_mask_ratio(method, monkeypatch):
+def test_forward_uses_configured_mask_ratio(method, capture_masked_mse):
     """CSMConfig.mask_ratio reaches the masks: at r = 0.5, 4 of the 8 patches of each visible series are hidden."""
-    seen = _capture(monkeypatch)
+    seen = capture_masked_mse(csm)
     half = CrossSeriesMasking(method.backbone, CSMConfig(mask_ratio=0.5, decoder_dim=32, decoder_depth=1, decoder_heads=2), in_channels=3)
     with torch.no_grad():
         half({"image": torch.randn(4, 3, *ROI, generator=_gen(1))}, generator=_gen(2))
@@ -220,9 +208,9 @@ def test_forward_uses_configured_mask_ratio(method, monkeypatch):
     assert ((counts == 4) | (counts == 8)).all() and (counts == 4).any()
 
 
-def test_forward_prediction_ignores_hidden_content(method, monkeypatch):
+def test_forward_prediction_ignores_hidden_content(method, capture_masked_mse):
     """Changing the voxels of hidden patches does not change the prediction (the encoder sees only visible ones)."""
-    seen = _capture(monkeypatch)
+    seen = capture_masked_mse(csm)
     x = torch.randn(2, 3, *ROI, generator=_gen(1))
     with torch.no_grad():
         method({"image": x}, generator=_gen(9))
@@ -238,9 +226,9 @@ def test_forward_prediction_ignores_hidden_content(method, monkeypatch):
     torch.testing.assert_close(seen["prediction"], first, atol=1e-5, rtol=1e-4)
 
 
-def test_forward_prediction_depends_on_visible_content(method, monkeypatch):
+def test_forward_prediction_depends_on_visible_content(method, capture_masked_mse):
     """Changing visible patches changes the prediction (the visible tokens are used)."""
-    seen = _capture(monkeypatch)
+    seen = capture_masked_mse(csm)
     x = torch.randn(2, 3, *ROI, generator=_gen(1))
     with torch.no_grad():
         method({"image": x}, generator=_gen(9))

@@ -89,23 +89,11 @@ def _method(backbone, **overrides):
     return CrossSeriesMasking(backbone, CSMConfig(**SMALL, **overrides), in_channels=3)
 
 
-def _capture(monkeypatch):
-    seen = {}
-    real = csm.masked_mse
-
-    def spy(prediction, target, mask):
-        seen.update(prediction=prediction.detach(), target=target, mask=mask)
-        return real(prediction, target, mask)
-
-    monkeypatch.setattr(csm, "masked_mse", spy)
-    return seen
-
-
-def test_not_reconstructing_masked_series_excludes_them_from_the_loss(backbone, monkeypatch):
+def test_not_reconstructing_masked_series_excludes_them_from_the_loss(backbone, capture_masked_mse):
     """reconstruct_masked_series=False: loss = masked MSE over intra-masked patches of partly visible series only."""
     x = torch.randn(4, 3, *ROI, generator=_gen(1))
     ablated, full = _method(backbone, reconstruct_masked_series=False), _method(backbone)
-    seen = _capture(monkeypatch)
+    seen = capture_masked_mse(csm)
     with torch.no_grad():
         loss = ablated({"image": x}, generator=_gen(7))["loss"]
         prediction = seen["prediction"]
@@ -124,10 +112,10 @@ def test_not_reconstructing_masked_series_excludes_them_from_the_loss(backbone, 
     assert default_loss.item() != pytest.approx(loss.item(), rel=1e-4)
 
 
-def test_ablated_configs_run_and_use_their_masks(backbone, monkeypatch):
+def test_ablated_configs_run_and_use_their_masks(backbone, capture_masked_mse):
     """same_position_masks / series_masking reach forward: the loss mask has their structure."""
     x = torch.randn(2, 3, *ROI, generator=_gen(2))
-    seen = _capture(monkeypatch)
+    seen = capture_masked_mse(csm)
     with torch.no_grad():
         loss = _method(backbone, series_masking=False)({"image": x}, generator=_gen(3))["loss"]
         assert torch.isfinite(loss) and (seen["mask"].sum(dim=2) == 7).all()

@@ -1,6 +1,8 @@
 """MAE3D baseline (benchmark/methods/mae3d.py): random joint token masking, per-patch normalised MSE."""
 from __future__ import annotations
 
+import benchmark.methods.mae3d as mae3d
+
 import dataclasses
 
 import pytest
@@ -27,20 +29,6 @@ def _method(series: int, **overrides) -> MAE3D:
     return MAE3D(vit, MAE3DConfig(**SMALL, **overrides), in_channels=series)
 
 
-def _capture(monkeypatch):
-    import benchmark.methods.mae3d as mae3d
-
-    seen = {}
-    real = mae3d.masked_mse
-
-    def spy(prediction, target, mask):
-        seen.update(prediction=prediction.detach(), target=target, mask=mask)
-        return real(prediction, target, mask)
-
-    monkeypatch.setattr(mae3d, "masked_mse", spy)
-    return seen
-
-
 @pytest.mark.parametrize("ratio,length", [(0.75, 32), (0.75, 8), (0.5, 10), (0.9, 64)])
 def test_masks_exactly_round_ratio_of_all_tokens(ratio, length):
     """Every sample hides exactly round(r·L) of its L tokens; samples differ."""
@@ -65,10 +53,10 @@ def test_normalised_patches_have_mean_0_std_1():
     assert torch.isfinite(normalize_patches(torch.ones(1, 512))).all()  # constant patch: eps keeps it finite
 
 
-def test_forward_masks_tokens_jointly_with_normalised_target(monkeypatch):
+def test_forward_masks_tokens_jointly_with_normalised_target(capture_masked_mse):
     """The loss uses a joint mask of round(r·S·N) tokens (not per series) and the normalised patches."""
     method = _method(4)
-    seen = _capture(monkeypatch)
+    seen = capture_masked_mse(mae3d)
     x = torch.randn(3, 4, *ROI, generator=_gen(1))
     with torch.no_grad():
         method({"image": x}, generator=_gen(5))

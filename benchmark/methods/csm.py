@@ -127,6 +127,14 @@ class MaskedTokenDecoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, patch_voxels)
 
+    @classmethod
+    def for_encoder(cls, encoder: nn.Module, cfg, *, num_series: int) -> "MaskedTokenDecoder":
+        """A decoder sized for ``encoder`` (a SeriesViTEncoder) with the decoder_* fields of ``cfg``."""
+        return cls(
+            enc_dim=encoder.dim, num_patches=encoder.num_patches, num_series=num_series, patch_voxels=encoder.patch**3,
+            dim=cfg.decoder_dim, depth=cfg.decoder_depth, heads=cfg.decoder_heads,
+        )
+
     def forward(self, encoded: torch.Tensor, order: torch.Tensor, valid: torch.Tensor, *, num_series: int) -> torch.Tensor:
         """encoded [B, Lmax, enc_dim] packed as by ``gather_visible`` (order [B, L], valid [B, Lmax]) -> [B, S, N, P]."""
         b, length = order.shape
@@ -175,11 +183,7 @@ class CrossSeriesMasking(PretextTask):
 
     def __init__(self, backbone, cfg: CSMConfig, *, in_channels: int) -> None:
         super().__init__(backbone, cfg, in_channels=in_channels)
-        enc = backbone.encoder
-        self.decoder = MaskedTokenDecoder(
-            enc_dim=enc.dim, num_patches=enc.num_patches, num_series=in_channels, patch_voxels=enc.patch**3,
-            dim=cfg.decoder_dim, depth=cfg.decoder_depth, heads=cfg.decoder_heads,
-        )
+        self.decoder = MaskedTokenDecoder.for_encoder(backbone.encoder, cfg, num_series=in_channels)
 
     @classmethod
     def unsupported_reason(cls, *, task, backbone):

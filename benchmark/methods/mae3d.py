@@ -60,11 +60,7 @@ class MAE3D(PretextTask):
 
     def __init__(self, backbone, cfg: MAE3DConfig, *, in_channels: int) -> None:
         super().__init__(backbone, cfg, in_channels=in_channels)
-        enc = backbone.encoder
-        self.decoder = MaskedTokenDecoder(
-            enc_dim=enc.dim, num_patches=enc.num_patches, num_series=in_channels, patch_voxels=enc.patch**3,
-            dim=cfg.decoder_dim, depth=cfg.decoder_depth, heads=cfg.decoder_heads,
-        )
+        self.decoder = MaskedTokenDecoder.for_encoder(backbone.encoder, cfg, num_series=in_channels)
 
     def forward(self, batch, *, generator):
         x = batch["image"]  # [B, S, D, H, W], one channel per series (S = 1 allowed)
