@@ -38,10 +38,15 @@ class BackboneSize:
     vit_patch: int = 16
     # vgg_unet: multiplies VGG11's widths (64..512) and TernausNet's 32 decoder filters; 1.0 is the paper's network.
     vgg_width: float = 1.0
+    # resnet_unet: timm ResNet depth (18 / 34 / 50 / 101 / 152) and a multiplier of its stage widths (64..512)
+    # and of the decoder widths; depth 50 at width 1.0 is the CoPer paper's ResNet-50 (section IV.A).
+    resnet_depth: int = 50
+    resnet_width: float = 1.0
 
 
 # Smoke: window 4 because 7 pads the tiny feature maps of a 64x64x32 crop (3x slower on CPU).
-SMOKE_SIZE = BackboneSize(unet_features=(16, 32, 64, 128, 128, 16), swin_feature_size=12, swin_window=4, vit_dim=48, vit_depth=2, vit_heads=4, vit_patch=8, vgg_width=0.25)
+SMOKE_SIZE = BackboneSize(unet_features=(16, 32, 64, 128, 128, 16), swin_feature_size=12, swin_window=4, vit_dim=48, vit_depth=2, vit_heads=4, vit_patch=8, vgg_width=0.25,
+                        resnet_depth=18, resnet_width=0.25)
 PAPER_SIZE = BackboneSize()
 
 
@@ -58,8 +63,14 @@ def _kaiming_init(module: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def _conv_like(old: nn.Module, *, in_channels: int | None = None, out_channels: int | None = None) -> nn.Module:
-    """A fresh conv with ``old``'s geometry but new channel counts (weights re-initialised)."""
+def _conv_like(old: nn.Module, *, in_channels: int | None = None, out_channels: int | None = None, inflate: bool = False) -> nn.Module:
+    """A fresh conv with ``old``'s geometry but new channel counts (weights re-initialised).
+
+    ``inflate``: ``old`` reads ONE channel (pretrained on single-modality volumes, as DAE does)
+    and the new conv reads ``in_channels``: each input channel gets a copy of the pretrained
+    kernel divided by the channel count, so a constant multi-channel input gives the same
+    response as the single channel did (I3D-style inflation) instead of a random layer.
+    """
     new = type(old)(
         in_channels if in_channels is not None else old.in_channels,
         out_channels if out_channels is not None else old.out_channels,
@@ -69,6 +80,13 @@ def _conv_like(old: nn.Module, *, in_channels: int | None = None, out_channels: 
         bias=old.bias is not None,
     )
     _kaiming_init(new)
+    if inflate:
+        if old.in_channels != 1 or in_channels is None or out_channels is not None:
+            raise ValueError("inflate only widens a one-channel input convolution")
+        with torch.no_grad():
+            new.weight.copy_(old.weight.repeat(1, in_channels, *([1] * (old.weight.dim() - 2))) / in_channels)
+            if old.bias is not None:
+                new.bias.copy_(old.bias)
     return new
 
 
@@ -89,9 +107,9 @@ class UNet2D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, out, H, W]
         return self.net(x)
 
-    def replace_input(self, channels: int) -> None:
+    def replace_input(self, channels: int, *, inflate: bool = False) -> None:
         block = self.net.conv_0.conv_0
-        block.conv = _conv_like(block.conv, in_channels=channels)
+        block.conv = _conv_like(block.conv, in_channels=channels, inflate=inflate)
 
     def replace_output(self, channels: int) -> None:
         self.net.final_conv = _conv_like(self.net.final_conv, out_channels=channels)
@@ -115,6 +133,7 @@ class SwinUNETR3D(nn.Module):
             window_size=size.swin_window,
             spatial_dims=3,
         )
+        self.bottleneck_channels = 16 * size.swin_feature_size  # channels of the deepest encoder stage
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, D, H, W] -> [B, out, D, H, W]
         return self.net(x)
@@ -128,14 +147,14 @@ class SwinUNETR3D(nn.Module):
         """Deepest encoder features [B, 16*feature_size, ...] (for contrastive heads)."""
         return self.net.swinViT(x, self.net.normalize)[-1]
 
-    def replace_input(self, channels: int) -> None:
+    def replace_input(self, channels: int, *, inflate: bool = False) -> None:
         # The tokeniser's projection and the first skip block both read the raw input.
         embed = self.net.swinViT.patch_embed
-        embed.proj = _conv_like(embed.proj, in_channels=channels)
+        embed.proj = _conv_like(embed.proj, in_channels=channels, inflate=inflate)
         enc = self.net.encoder1.layer
-        enc.conv1.conv = _conv_like(enc.conv1.conv, in_channels=channels)
+        enc.conv1.conv = _conv_like(enc.conv1.conv, in_channels=channels, inflate=inflate)
         if hasattr(enc, "conv3"):
-            enc.conv3.conv = _conv_like(enc.conv3.conv, in_channels=channels)
+            enc.conv3.conv = _conv_like(enc.conv3.conv, in_channels=channels, inflate=inflate)
 
     def replace_output(self, channels: int) -> None:
         self.net.out.conv.conv = _conv_like(self.net.out.conv.conv, out_channels=channels)
@@ -226,8 +245,8 @@ class ViTSegmenter(nn.Module):
             y = res(up(y))
         return self.out(self.fuse(torch.cat([y, self.skip(x)], dim=1)))
 
-    def replace_input(self, channels: int) -> None:
-        # Tokenisation is per series, so only the series embedding and the skip block depend on it.
+    def replace_input(self, channels: int, *, inflate: bool = False) -> None:
+        # Tokenisation is per series (``inflate`` has nothing to widen: patches are embedded one series at a time), so only the series embedding and the skip block depend on it.
         from monai.networks.blocks import UnetResBlock
 
         enc = self.encoder
@@ -314,8 +333,69 @@ class VGGUNet(nn.Module):
         y = self.dec2(torch.cat([y, conv2], dim=1))  # stride 1
         return self.final(self.dec1(torch.cat([y, conv1], dim=1)))
 
-    def replace_input(self, channels: int) -> None:
-        self.encoder.features_0 = _conv_like(self.encoder.features_0, in_channels=channels)
+    def replace_input(self, channels: int, *, inflate: bool = False) -> None:
+        self.encoder.features_0 = _conv_like(self.encoder.features_0, in_channels=channels, inflate=inflate)
 
     def replace_output(self, channels: int) -> None:
         self.final = _conv_like(self.final, out_channels=channels)
+
+
+_RESNETS = {18: "resnet18", 34: "resnet34", 50: "resnet50", 101: "resnet101", 152: "resnet152"}
+
+
+@BACKBONES.register("resnet_unet")
+class ResNetUNet(nn.Module):
+    """2D U-Net whose encoder is a timm ResNet (He et al. 2016); the CoPer paper's ResNet-50 (IV.A) in a U-Net.
+
+    The encoder is ``timm.create_model(resnet{depth}, features_only=True, pretrained=False)``:
+    nothing is downloaded, the SSL objective trains it from scratch (CoPer III.A). It yields five
+    maps at strides 2, 4, 8, 16, 32. The decoder is MONAI's ``UNetDecoder`` (the FlexibleUNet one,
+    segmentation_models.pytorch style): four upsample + concatenate-skip + two-conv blocks back to
+    stride 2 and one block without skip to full resolution, then a 3x3 output convolution.
+    ``size.resnet_width`` scales the ResNet stage widths and the decoder widths; timm keeps its
+    64-channel stem whatever the width. Crop sides must be multiples of 32 (as vgg_unet); SSL
+    heads read ``encode(x)[-1]``, the stride-32 map (any view size: only the U-Net needs sides
+    that are multiples of 32).
+    """
+
+    spatial_dims = 2
+    encoder_prefixes = ("encoder.",)
+
+    def __init__(self, *, in_channels: int, out_channels: int, size: BackboneSize, roi: tuple[int, ...]) -> None:
+        super().__init__()
+        import timm
+        from monai.networks.nets.flexible_unet import UNetDecoder
+
+        if len(roi) != 2 or any(r % 32 for r in roi):
+            raise ValueError(f"resnet_unet needs a 2D crop whose sides are multiples of 32 (the ResNet downsamples 5 times), got roi {tuple(roi)}")
+        if size.resnet_depth not in _RESNETS:
+            raise ValueError(f"BackboneSize.resnet_depth must be one of {sorted(_RESNETS)}, got {size.resnet_depth}")
+        if size.resnet_width <= 0:
+            raise ValueError(f"BackboneSize.resnet_width must be > 0, got {size.resnet_width}")
+        width = size.resnet_width
+        stages = tuple(max(8, int(round(c * width))) for c in (64, 128, 256, 512))
+        # zero_init_last=False: SwAV's ResNet leaves the last BN of each block at 1 (timm zeroes it), so the
+        # first steps train every block, not only the BN scales that gate the residual branches.
+        self.encoder = timm.create_model(
+            _RESNETS[size.resnet_depth], pretrained=False, features_only=True, in_chans=in_channels, channels=stages, zero_init_last=False,
+        )
+        decoder = tuple(max(8, int(round(c * width))) for c in (256, 128, 64, 32, 16))  # FlexibleUNet's defaults at width 1
+        self.decoder = UNetDecoder(
+            spatial_dims=2, encoder_channels=(in_channels, *self.encoder.feature_info.channels()), decoder_channels=decoder,
+            act=("relu", {"inplace": True}), norm="batch", dropout=0.0, bias=False, upsample="nontrainable",
+            pre_conv="default", interp_mode="nearest", align_corners=None, is_pad=False,
+        )
+        self.head = nn.Conv2d(decoder[-1], out_channels, kernel_size=3, padding=1)
+
+    def encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """x [B, C, H, W] -> the encoder's five maps, strides 2, 4, 8, 16, 32."""
+        return self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, H, W] -> [B, out, H, W]
+        return self.head(self.decoder(self.encode(x), skip_connect=4))
+
+    def replace_input(self, channels: int, *, inflate: bool = False) -> None:
+        self.encoder.conv1 = _conv_like(self.encoder.conv1, in_channels=channels, inflate=inflate)
+
+    def replace_output(self, channels: int) -> None:
+        self.head = _conv_like(self.head, out_channels=channels)

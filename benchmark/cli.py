@@ -27,10 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pretrain SSL objectives, fine-tune them on medical segmentation tasks at several label fractions, and write a leaderboard.",
     )
     p.add_argument("--list", action="store_true", help="list methods, backbones, tasks and profiles, then exit")
-    p.add_argument("--methods", default="csi,dae,csm", help="comma-separated method names (default: %(default)s)")
+    p.add_argument("--check-data", action="store_true",
+                   help="validate every file of the chosen tasks (layout, modalities, shapes, affines, NaN, label values) and exit; no training")
+    p.add_argument("--methods", default="csi,dae,csm",
+                   help="comma-separated method names; METHOD:KEY=VALUE[:KEY=VALUE] adds a variant (an ablation), "
+                        "e.g. dae,dae:cmcl=false (default: %(default)s)")
     p.add_argument("--tasks", default="brats,btcv", help="comma-separated task names (default: %(default)s)")
     p.add_argument("--fractions", default="100%,25%", help="label fractions: percentages ('25%%') or case counts ('5') (default: %(default)s)")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds (default: %(default)s)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; each is its own random patient-wise split, "
+                                                "labelled subset and initialisation (default: %(default)s)")
+    p.add_argument("--folds", type=int, default=1, help="k-fold cross-validation per seed (DAE/FeTA, LADP); 1: one hold-out "
+                                                        "test split (default: %(default)s)")
     p.add_argument("--profile", help="smoke: minutes on a CPU; paper: each paper's recipe; tiny: 2 steps per stage (default: smoke without --data-root, paper with it)")
     p.add_argument("--data-root", action="append", default=[], metavar="[TASK=]PATH",
                    help="real dataset folder in the task's layout; TASK=PATH per task, a bare PATH for a single task; omitted -> built-in synthetic data")
@@ -39,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-aug", choices=["none", "mixup", "carvemix"], default="none",
                    help="fine-tuning augmentation for every method: mixup (SI paper 6.4) or carvemix (default: %(default)s)")
     p.add_argument("--mixup-alpha", type=float, default=0.4, help="mixup Beta(alpha, alpha) parameter (default: %(default)s)")
+    p.add_argument("--missing-series", type=float, default=0.0, metavar="SHARE",
+                   help="share of fine-tuning and test cases with one or two series zeroed (CSM paper Table VII, "
+                        "'Complete-series x'); the same cases for every method (default: %(default)s, complete data)")
     p.add_argument("--output", type=Path, help="output folder (default: ./results/<run-name>)")
     p.add_argument("--run-name", help="run name; reusing one resumes that run, skipping finished cells (default: a timestamp)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="pretrained checkpoints and synthetic data (default: %(default)s; env MEDSSL_CACHE)")
@@ -51,11 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _names(text: str, valid: list[str], kind: str) -> list[str]:
+def _names(text: str, valid: list[str], kind: str, *, base=lambda name: name) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
         raise BenchmarkInputError(f"--{kind}s is empty; expected some of: {', '.join(valid)}")
-    unknown = [n for n in names if n not in valid]
+    unknown = [n for n in names if base(n) not in valid]
     if unknown:
         raise BenchmarkInputError(f"unknown {kind} {', '.join(map(repr, unknown))}; expected one of: {', '.join(valid)}")
     return list(dict.fromkeys(names))
@@ -100,7 +110,7 @@ def _parse_hparams(items: list[str], methods: list[str]) -> dict[str, dict[str, 
         method, dot, field = key.partition(".")
         if not (sep and dot and field):
             raise BenchmarkInputError(f"--hparam {item!r}: expected METHOD.KEY=VALUE, e.g. csi.pool_size=7")
-        if method not in methods:
+        if method not in {m.split(":")[0] for m in methods}:
             raise BenchmarkInputError(f"--hparam {item!r}: method {method!r} is not among --methods ({', '.join(methods)})")
         out.setdefault(method, {})[field] = _parse_value(value)
     return out
@@ -123,6 +133,7 @@ def print_registries() -> None:
     for name in list_tasks():
         task = get_task(name)
         print(f"  {name:<18} {task.description}")
+    print(f"  {'nnunet:PATH':<18} any nnU-Net raw dataset folder (dataset.json, imagesTr/, labelsTr/); nnunet:synthetic: a built-in one")
     print("profiles:")
     for name, text in PROFILE_HELP.items():
         print(f"  {name:<18} {text}")
@@ -144,19 +155,28 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.backbones import list_backbones
     from benchmark.datasources import resolve_task_data
     from benchmark.methods import list_methods
-    from benchmark.plan import build_plan, parse_fractions
+    from benchmark.plan import build_plan, parse_fractions, split_variant
     from benchmark.profiles import get_profile
     from benchmark.store import ResultStore
     from tasks import get_task, list_tasks
+    from tasks.base import NNUNET_PREFIX
 
     # 1. Everything that can be checked before compute.
-    methods = _names(args.methods, list_methods(), "method")
-    task_names = _names(args.tasks, list_tasks(), "task")
+    methods = _names(args.methods, list_methods(), "method", base=lambda entry: split_variant(entry)[0])  # "dae:cmcl=false" is dae
+    any_nnunet = f"{NNUNET_PREFIX}PATH"  # nnunet:<any folder> is valid without registration
+    task_names = _names(args.tasks, [*list_tasks(), any_nnunet], "task", base=lambda n: any_nnunet if n.startswith(NNUNET_PREFIX) else n)
+    task_by_name = {name: get_task(name) for name in task_names}  # nnunet:PATH reads PATH/dataset.json here
+    clashes = sorted({t.name for t in task_by_name.values() if [u.name for u in task_by_name.values()].count(t.name) > 1})
+    if clashes:
+        raise BenchmarkInputError(f"--tasks: several tasks are named {', '.join(clashes)} (nnunet:PATH is named after the folder); expected distinct folder names")
     if args.backbone and args.backbone not in list_backbones():
         raise BenchmarkInputError(f"unknown backbone {args.backbone!r}; expected one of: {', '.join(list_backbones())}")
     fractions = parse_fractions(args.fractions)
     seeds = _parse_seeds(args.seeds)
     roots = _parse_data_roots(args.data_root, task_names)
+    for name, task in task_by_name.items():
+        if name not in roots and task.default_data_root is not None:  # nnunet:PATH: the data are at PATH
+            roots[name] = task.default_data_root
     hparams = _parse_hparams(args.hparam, methods)
     if args.num_workers < 1:
         raise BenchmarkInputError(f"--num-workers {args.num_workers}: expected >= 1")
@@ -164,16 +184,22 @@ def run(args: argparse.Namespace) -> int:
     run_name = args.run_name or dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
     output = args.output or Path("results") / run_name
 
-    print(f"[medssl-bench] run {run_name!r}, profile {profile.name}, output {output}", flush=True)
+    if not args.check_data:
+        print(f"[medssl-bench] run {run_name!r}, profile {profile.name}, output {output}", flush=True)
     task_data = []
     for name in task_names:
-        td = resolve_task_data(get_task(name), data_root=roots.get(name), cache_dir=args.cache_dir)
+        td = resolve_task_data(task_by_name[name], data_root=roots.get(name), cache_dir=args.cache_dir, recheck=args.check_data)
         source = "built-in synthetic data" if td.synthetic else "user data"
-        print(f"[medssl-bench] task {name}: {len(td.cases)} cases ({source}) at {td.root}", flush=True)
+        checked = f"; every file read: channels {', '.join(td.task.channels)} + label, values in {list(td.task.label_values)}" if args.check_data else ""
+        print(f"[medssl-bench] task {name}: {len(td.cases)} cases ({source}) at {td.root}{checked}", flush=True)
         task_data.append(td)
+    if args.check_data:
+        print(f"[medssl-bench] data OK: {', '.join(task_names)} (nothing trained)", flush=True)
+        return 0
     plan = build_plan(methods=methods, task_data=task_data, fractions=fractions, seeds=seeds, profile=profile,
                       cache_dir=args.cache_dir, backbone=args.backbone, hparams=hparams, finetune_aug=args.finetune_aug,
-                      mixup_alpha=args.mixup_alpha)
+                      mixup_alpha=args.mixup_alpha, missing_series=args.missing_series,
+                      folds=args.folds)
 
     # 2. Output folder: resolved configuration, n/a cells, resume.
     store = ResultStore(output, run_name)
@@ -219,10 +245,13 @@ def _cell_record(group, cell, *, status: str, reason: str = "", result: dict | N
     return {
         "cell_id": cell.cell_id, "method": cell.method, "backbone": cell.backbone, "task": cell.task, "fraction": cell.fraction,
         "n_labeled": cell.n_labeled, "seed": cell.seed, "fold": cell.fold, "status": status, "reason": reason,
-        "label_aware": group.label_aware, "finetune_aug": group.config["finetune_aug"], "config_id": cell.cell_id.rsplit("|", 1)[-1], "pretrain_hash": group.pretrain_key or "", "pretrain_reused": bool(result.get("pretrain_reused", False)),
+        "label_aware": group.label_aware, "finetune_aug": group.config["finetune_aug"],
+        "missing_series": group.config.get("missing_series", 0.0), "config_id": cell.cell_id.rsplit("|", 1)[-1], "pretrain_hash": group.pretrain_key or "", "pretrain_reused": bool(result.get("pretrain_reused", False)),
         "pretrain_seconds": result.get("pretrain_seconds"), "finetune_seconds": result.get("finetune_seconds"),
         "device_hours": seconds * device_count / 3600.0 if result else None,
-        "config": json.dumps({"hparams": group.config, "labeled_ids": cell.labeled_ids, **({k: v for k, v in (group.spec or {}).items() if k not in ("cells", "train_ids", "test_ids")})}, sort_keys=True),
+        # resolved method config (paper defaults + overrides), the overrides alone (for the report's row labels), the run spec
+        "config": json.dumps({**{k: v for k, v in (group.spec or {}).items() if k not in ("cells", "train_ids", "test_ids", "hparams")},
+                              "hparams": group.config, "hparams_overrides": group.hparams, "labeled_ids": cell.labeled_ids}, sort_keys=True),
     }
 
 
@@ -234,7 +263,7 @@ def _execute(groups, *, args, store, output: Path) -> int:
     dashboard = ray_runner.start_ray(args.address, dashboard=not args.no_dashboard)
     if dashboard:
         print(f"[medssl-bench] Ray dashboard: {dashboard}", flush=True)
-    by_name = {f"{g.method}-{g.backbone}-{g.task}-s{g.seed}-{(g.pretrain_key or 'scratch')[:8]}": g for g in groups}
+    by_name = {f"{g.method}-{g.backbone}-{g.task}-s{g.seed}-f{g.fold}-{(g.pretrain_key or 'scratch')[:8]}-{g.cells[0].cell_id[-8:]}": g for g in groups}
     device_count = args.num_workers * (args.gpus_per_worker or 1)
     failures = 0
     done = 0

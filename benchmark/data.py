@@ -5,6 +5,8 @@ for the same index in any process; under DDP a DistributedSampler splits the ind
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -29,7 +31,39 @@ def load_volumes(task: SegmentationTask, cases: list[Case], *, volume_size: tupl
             continue
         image = np.asarray(resize_image(v.image), dtype=np.float32)
         label = np.asarray(resize_label(v.label[None].astype(np.float32)))[0].round().astype(np.int64)
-        out.append(Volume(case_id=v.case_id, image=image, label=label))
+        # Same field of view on fewer/more voxels: each voxel's size scales by old / new count.
+        spacing = tuple(s * old / new for s, old, new in zip(v.spacing, v.image.shape[1:], volume_size))
+        out.append(Volume(case_id=v.case_id, image=image, label=label, spacing=spacing))
+    return out
+
+
+def drop_series(volumes: list[Volume], fraction: float) -> list[Volume]:
+    """Missing-series scenario of the CSM paper (Table VII "Complete-series ×", section IV.C).
+
+    "Some series of some data are missing ... we artificially created such scenarios ... by
+    randomly eliminating one or two series. In finetuning and inference, such missing series
+    can be padded with zeros." A share ``fraction`` of the cases loses one or two series
+    (never all: at most C−1), which are set to zero. Which cases and which series depend only
+    on the case id, so every method is fine-tuned and tested on the same incomplete data.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise BenchmarkInputError(f"--missing-series {fraction}: expected a share of cases in [0, 1]")
+    if fraction == 0.0:
+        return volumes
+    import zlib
+
+    out = []
+    for v in volumes:
+        channels = v.image.shape[0]
+        rng = np.random.default_rng(zlib.crc32(v.case_id.encode()))
+        affected = rng.random() < fraction
+        n_drop = min(int(rng.integers(1, 3)), channels - 1)
+        if not affected or n_drop < 1:
+            out.append(v)
+            continue
+        image = v.image.copy()
+        image[rng.choice(channels, size=n_drop, replace=False)] = 0.0
+        out.append(dataclasses.replace(v, image=image))
     return out
 
 
@@ -75,13 +109,19 @@ def _pick_slice(volume: Volume, rng: np.random.Generator, foreground_prob: float
 
 
 class CropDataset(Dataset):
-    """``length`` random crops; ``with_label`` adds ``batch["label"]`` [1, *roi] (raw label values)."""
+    """``length`` random crops; ``with_label`` adds ``batch["label"]`` [1, *roi] (raw label values).
 
-    def __init__(self, volumes: list[Volume], *, roi, length: int, seed: int, with_label: bool, foreground_prob: float = 0.0):
+    ``single_modality``: each sample is ONE channel of the crop, drawn at random, and
+    ``batch["modality"]`` is its channel index (the modality metadata DAE's cross-modal
+    contrastive loss pairs samples by; the DAE paper pretrains on single-modality volumes).
+    """
+
+    def __init__(self, volumes: list[Volume], *, roi, length: int, seed: int, with_label: bool, foreground_prob: float = 0.0,
+                 single_modality: bool = False):
         if not volumes:
             raise BenchmarkInputError("no training cases to sample from; expected at least one")
         self.volumes, self.roi, self.length, self.seed = volumes, tuple(roi), length, seed
-        self.with_label, self.foreground_prob = with_label, foreground_prob
+        self.with_label, self.foreground_prob, self.single_modality = with_label, foreground_prob, single_modality
 
     def __len__(self) -> int:
         return self.length
@@ -91,6 +131,9 @@ class CropDataset(Dataset):
         volume = self.volumes[int(rng.integers(len(self.volumes)))]
         image, label = random_crop(volume, self.roi, rng, foreground_prob=self.foreground_prob if self.with_label else 0.0)
         item = {"image": torch.from_numpy(np.ascontiguousarray(image))}
+        if self.single_modality:
+            channel = int(rng.integers(image.shape[0]))
+            item = {"image": item["image"][channel : channel + 1], "modality": torch.tensor(channel)}
         if self.with_label:
             item["label"] = torch.from_numpy(np.ascontiguousarray(label))
         return item

@@ -55,8 +55,11 @@ def _fingerprint(cases) -> str:
     return h.hexdigest()[:16]
 
 
-def resolve_task_data(task: SegmentationTask, *, data_root: Path | None, cache_dir: Path) -> TaskData:
-    """Find and check the task's cases up front (layout, shapes, label values) before any training."""
+def resolve_task_data(task: SegmentationTask, *, data_root: Path | None, cache_dir: Path, recheck: bool = False) -> TaskData:
+    """Find and check the task's cases up front (layout, shapes, label values) before any training.
+
+    ``recheck`` reads every file even if an earlier check of the same files passed (--check-data).
+    """
     synthetic = data_root is None
     if synthetic:
         root = synthetic_root(task, cache_dir)
@@ -73,7 +76,7 @@ def resolve_task_data(task: SegmentationTask, *, data_root: Path | None, cache_d
     # Reading every file is the only way to catch a truncated .nii.gz or NaNs up front; a marker
     # keyed by the files' paths, sizes and times skips the re-read when nothing has changed.
     marker = Path(cache_dir) / "validated" / f"{task.name}-{fingerprint}"
-    if not marker.exists():
+    if recheck or not marker.exists():
         task.check_cases(cases, root=root)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()

@@ -56,6 +56,28 @@ def parse_fractions(text: str) -> list[Fraction]:
     return list({f.label: f for f in out}.values())  # "25%,25.0%" is one fraction
 
 
+# ---- method variants ------------------------------------------------------------------------------
+def split_variant(entry: str) -> tuple[str, dict[str, Any]]:
+    """"dae:cmcl=false:noise=false" -> ("dae", {"cmcl": False, "noise": False}); "dae" -> ("dae", {}).
+
+    A variant is the same method with some hyperparameters set (an ablation), so one run can
+    hold DAE and DAE w/o CMCL side by side. Values are JSON where they parse (false, 0.5, [1,2]).
+    """
+    import json
+
+    name, *settings = entry.split(":")
+    overrides: dict[str, Any] = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not (sep and key):
+            raise BenchmarkInputError(f"--methods {entry!r}: expected METHOD:KEY=VALUE[:KEY=VALUE...], e.g. dae:cmcl=false")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return name, overrides
+
+
 # ---- splits ------------------------------------------------------------------------------------
 def split_cases(case_ids: list[str], *, test_fraction: float, split_seed: int) -> tuple[list[str], list[str]]:
     """Patient-wise (train, test) split; the same for every method, fraction and run seed."""
@@ -67,6 +89,27 @@ def split_cases(case_ids: list[str], *, test_fraction: float, split_seed: int) -
     test = sorted(ids[i] for i in order[:n_test])
     train = sorted(ids[i] for i in order[n_test:])
     return train, test
+
+
+def kfold_splits(case_ids: list[str], *, folds: int, split_seed: int) -> list[tuple[list[str], list[str]]]:
+    """k-fold cross-validation, patient-wise: fold f tests on the f-th of k seeded, near-equal parts."""
+    ids = sorted(case_ids)
+    if not 2 <= folds <= len(ids):
+        raise BenchmarkInputError(f"--folds {folds}: expected 2 <= folds <= the number of cases ({len(ids)})")
+    parts = np.array_split(np.random.default_rng(split_seed).permutation(len(ids)), folds)
+    return [(sorted(ids[i] for j, p in enumerate(parts) if j != f for i in p), sorted(ids[i] for i in parts[f])) for f in range(folds)]
+
+
+def task_splits(case_ids: list[str], *, seeds: list[int], folds: int, test_fraction: float, split_seed: int) -> dict[tuple[int, int], tuple[list[str], list[str]]]:
+    """(seed, fold) -> (train ids, test ids). Each seed is its own random split (the SI paper's "3 random
+    splits"); seed 0 is the task's fixed hold-out split. ``folds`` > 1: k-fold cross-validation per seed."""
+    out = {}
+    for seed in seeds:
+        if folds <= 1:
+            out[(seed, 0)] = split_cases(case_ids, test_fraction=test_fraction, split_seed=split_seed + seed)
+        else:
+            out.update({(seed, f): split for f, split in enumerate(kfold_splits(case_ids, folds=folds, split_seed=split_seed + seed))})
+    return out
 
 
 def labeled_subset(train_ids: list[str], n: int, *, seed: int) -> list[str]:
@@ -106,6 +149,7 @@ class Group:
     backbone: str
     task: str
     seed: int
+    fold: int
     hparams: dict[str, Any]
     config: dict[str, Any]
     label_aware: bool
@@ -113,10 +157,12 @@ class Group:
     na_reason: str | None = None
     pretrain_key: str | None = None
     spec: dict[str, Any] | None = None  # what the worker needs (JSON-serialisable)
+    n_folds: int = 1
 
     @property
     def title(self) -> str:
-        return f"{self.method}/{self.backbone} on {self.task} seed {self.seed}"
+        fold = f" fold {self.fold}" if self.n_folds > 1 else ""
+        return f"{self.method}/{self.backbone} on {self.task} seed {self.seed}{fold}"
 
 
 @dataclass
@@ -144,45 +190,56 @@ def build_plan(
     hparams: dict[str, dict[str, Any]] | None = None,
     finetune_aug: str = "none",
     mixup_alpha: float = 0.4,
+    missing_series: float = 0.0,
+    folds: int = 1,
 ) -> Plan:
     hparams = hparams or {}
-    augmentation = {"finetune_aug": finetune_aug, **({"mixup_alpha": mixup_alpha} if finetune_aug == "mixup" else {})}
+    if not 0.0 <= missing_series <= 1.0:
+        raise BenchmarkInputError(f"--missing-series {missing_series}: expected a share of cases in [0, 1]")
+    # Downstream settings shared by every method of the run; absent keys keep older cell ids valid.
+    augmentation = {"finetune_aug": finetune_aug, **({"mixup_alpha": mixup_alpha} if finetune_aug == "mixup" else {}),
+                    **({"missing_series": missing_series} if missing_series else {})}
     groups: list[Group] = []
     for td in task_data:
         task = td.task
-        train_ids, test_ids = split_cases([c.case_id for c in td.cases], test_fraction=task.test_fraction, split_seed=task.split_seed)
+        splits = task_splits([c.case_id for c in td.cases], seeds=seeds, folds=folds, test_fraction=task.test_fraction, split_seed=task.split_seed)
+        n_train = min(len(train) for train, _ in splits.values())
         pairs: list[tuple[str, str]] = []
-        for name in methods:
+        variants: dict[tuple[str, str], dict[str, Any]] = {}  # (entry, backbone) -> variant overrides
+        for entry in methods:
+            name, variant = split_variant(entry)
             if name != "scratch":
-                pairs.append((name, _backbone_for(get_method(name), backbone)))
+                pairs.append((entry, _backbone_for(get_method(name), backbone)))
+                variants[pairs[-1]] = variant
         # Scratch once per backbone that a runnable method on this task uses (fair comparison).
         used = []
-        for name, bb in pairs:
-            if get_method(name).unsupported_reason(task=task, backbone=bb) is None and bb not in used:
+        for entry, bb in pairs:
+            if get_method(split_variant(entry)[0]).unsupported_reason(task=task, backbone=bb) is None and bb not in used:
                 used.append(bb)
         if "scratch" in methods or pairs:
             for bb in used or [backbone or get_method("scratch").default_backbone]:
                 pairs.append(("scratch", bb))
-        for name, bb in pairs:
+        for entry, bb in pairs:
+            name = split_variant(entry)[0]
             method_cls = get_method(name)
-            overrides = hparams.get(name, {})
+            overrides = {**hparams.get(name, {}), **variants.get((entry, bb), {})}
             try:
                 cfg = method_cls.make_config(overrides)
             except (TypeError, ValueError) as exc:
-                raise BenchmarkInputError(f"--hparam for {name!r}: {exc}") from None
-            na_reason = method_cls.unsupported_reason(task=task, backbone=bb) or _data_shortfall(method_cls, cfg, len(train_ids))
+                raise BenchmarkInputError(f"--hparam / --methods settings for {entry!r}: {exc}") from None
+            na_reason = method_cls.unsupported_reason(task=task, backbone=bb) or _data_shortfall(method_cls, cfg, n_train)
             config = {**dataclasses.asdict(cfg), **augmentation}
-            for seed in seeds:
+            for (seed, fold), (train_ids, test_ids) in splits.items():
                 cells = []
                 for fraction in fractions:
                     n = fraction.n_labeled(len(train_ids))
-                    cell_id = f"{name}|{bb}|{task.name}|{fraction.label}|seed{seed}|fold0|{content_hash(config, 8)}"
-                    cells.append(Cell(cell_id, name, bb, task.name, fraction.label, n, seed, 0, labeled_subset(train_ids, n, seed=seed)))
+                    cell_id = f"{name}|{bb}|{task.name}|{fraction.label}|seed{seed}|fold{fold}|{content_hash(config, 8)}"
+                    cells.append(Cell(cell_id, name, bb, task.name, fraction.label, n, seed, fold, labeled_subset(train_ids, n, seed=seed)))
                 # A label-aware pretraining may only see the labels of the fraction it is compared at,
                 # so it is one pretraining per fraction; otherwise one pretraining serves every fraction.
                 for share in ([[c] for c in cells] if method_cls.label_aware else [cells]):
-                    group = Group(method=name, backbone=bb, task=task.name, seed=seed, hparams=overrides, config=config,
-                                  label_aware=method_cls.label_aware, cells=share, na_reason=na_reason)
+                    group = Group(method=name, backbone=bb, task=task.name, seed=seed, fold=fold, hparams=overrides, config=config,
+                                  label_aware=method_cls.label_aware, cells=share, na_reason=na_reason, n_folds=folds)
                     if na_reason is None:
                         pretrain_ids = share[0].labeled_ids if method_cls.label_aware else train_ids
                         _attach_spec(group, method_cls, cfg, td, train_ids, test_ids, pretrain_ids, profile, cache_dir)
@@ -227,11 +284,12 @@ def _attach_spec(group: Group, method_cls, cfg, td: TaskData, train_ids, test_id
         "pretrain_ids": pretrain_ids, "data": td.fingerprint, "version": 1,
     }
     group.pretrain_key = content_hash(key_payload) if method_cls.pretrains else None
-    group.spec = {
-        "method": group.method, "backbone": group.backbone, "task": group.task, "seed": group.seed,
+    group.spec = {  # "task": what the worker passes to get_task, the ref (nnunet:/abs/path), not the display name
+        "method": group.method, "backbone": group.backbone, "task": td.task.ref, "seed": group.seed, "fold": group.fold,
         "hparams": group.hparams, "data_root": str(td.root), "train_ids": train_ids, "test_ids": test_ids,
         "pretrain_ids": pretrain_ids, "label_aware": method_cls.label_aware, "finetune_aug": group.config["finetune_aug"],
-        "mixup_alpha": group.config.get("mixup_alpha"), "finetune_rounds": method_cls.finetune_rounds(cfg),
+        "mixup_alpha": group.config.get("mixup_alpha"), "missing_series": group.config.get("missing_series", 0.0),
+        "finetune_rounds": method_cls.finetune_rounds(cfg),
         "roi": list(roi), "volume_size": list(profile.volume_size) if profile.volume_size else None,
         "backbone_size": dataclasses.asdict(profile.backbone_size),
         "pretrain_recipe": dataclasses.asdict(pre_recipe), "pretrain_steps": pretrain_steps,

@@ -30,19 +30,22 @@ SMOKE = Profile(
     name="smoke",
     backbone_size=SMOKE_SIZE,
     volume_size=(64, 64, 32),
-    rois={"unet2d": (64, 64), "vgg_unet": (64, 64), "swin_unetr": (64, 64, 32), "vit": (64, 64, 32)},
+    rois={"unet2d": (64, 64), "vgg_unet": (64, 64), "swin_unetr": (64, 64, 32), "vit": (64, 64, 32), "resnet_unet": (64, 64)},
     # AdamW with a constant-then-cosine schedule converges in the few steps a smoke run has.
     finetune_recipes={
         "unet2d": Recipe(steps=100, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
         "vgg_unet": Recipe(steps=100, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke (no normalisation layers: lower lr)"),
         "swin_unetr": Recipe(steps=20, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
         "vit": Recipe(steps=20, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
+        "resnet_unet": Recipe(steps=100, batch_size=8, lr=2e-3, optimizer="adamw", source="smoke"),
     },
     smoke_pretrain={
         "unet2d": Recipe(steps=80, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
         "vgg_unet": Recipe(steps=80, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke"),
-        "swin_unetr": Recipe(steps=16, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
+        # batch 4: batch-wise losses (DAE's CMCL, contrastive coding) need positive and negative pairs in a batch
+        "swin_unetr": Recipe(steps=8, batch_size=4, lr=2e-3, optimizer="adamw", source="smoke"),
         "vit": Recipe(steps=30, batch_size=2, lr=2e-3, optimizer="adamw", source="smoke"),
+        "resnet_unet": Recipe(steps=80, batch_size=8, lr=2e-3, optimizer="adamw", source="smoke"),
     },
 )
 
@@ -55,6 +58,9 @@ PAPER = Profile(
         "vgg_unet": (256, 256),  # LADP II.B: slices upscaled to 256x256
         "swin_unetr": (96, 96, 96),  # DAE 3.2
         "vit": (96, 96, 96),  # CSM IV.A (BT-MSD)
+        # CoPer appendix B draws its 192 / 96 multi-crops from whole 240x240 BraTS slices (Table I);
+        # 224 is the largest side <= 240 that the ResNet's five stride-2 stages divide.
+        "resnet_unet": (224, 224),
     },
     finetune_recipes={
         "unet2d": Recipe(
@@ -72,6 +78,11 @@ PAPER = Profile(
         "vit": Recipe(
             steps=None, epochs=600, batch_size=6, lr=5e-3, optimizer="adam", weight_decay=0.01, schedule="cosine",
             source="CSM paper IV.A: lr 5e-3, weight decay 0.01, batch 6 (epochs not stated; 600 as in DAE)",
+        ),
+        "resnet_unet": Recipe(
+            steps=None, epochs=1000, iterations_per_epoch=250, batch_size=8, lr=1e-2, optimizer="sgd", momentum=0.99,
+            weight_decay=3e-5, schedule="poly",
+            source="no paper fine-tunes this network for segmentation (CoPer uses it as a perceptual loss): unet2d's nnU-Net recipe, SI paper 5.5.1 and 5.5.3",
         ),
     },
 )

@@ -22,7 +22,7 @@ import pandas as pd
 RESULT_COLUMNS = ["run", "method", "backbone", "task", "fraction", "n_labeled", "seed", "fold", "case_id", "metric", "value", "cell_id"]
 CELL_COLUMNS = [
     "run", "cell_id", "method", "backbone", "task", "fraction", "n_labeled", "seed", "fold", "status", "reason",
-    "label_aware", "finetune_aug", "config_id", "pretrain_hash", "pretrain_reused", "pretrain_seconds", "finetune_seconds", "device_hours", "config",
+    "label_aware", "finetune_aug", "missing_series", "config_id", "pretrain_hash", "pretrain_reused", "pretrain_seconds", "finetune_seconds", "device_hours", "config",
 ]
 
 

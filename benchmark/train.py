@@ -19,7 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from benchmark.backbones import BackboneSize, build_backbone
-from benchmark.data import CropDataset, SourcePoolDataset, load_volumes
+from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_volumes
 from benchmark.methods import PretextTask, Recipe, get_method
 from tasks import SegmentationTask, Volume, get_task
 
@@ -108,8 +108,11 @@ def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, step
     length = steps * recipe.batch_size * hooks.world_size
     if spec.kind == "source_pool":
         dataset = SourcePoolDataset(volumes, roi=roi, length=length, seed=seed, pool_size=spec.pool_size, same_patient=spec.same_patient)
-    else:  # label-aware methods also get batch["label"] (only of the cases they may see)
-        dataset = CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=method.label_aware, foreground_prob=0.33 if method.label_aware else 0.0)
+    elif spec.kind in ("crops", "modality_crops"):  # label-aware methods also get batch["label"] (only of the cases they may see)
+        dataset = CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=method.label_aware,
+                              foreground_prob=0.33 if method.label_aware else 0.0, single_modality=spec.kind == "modality_crops")
+    else:
+        raise ValueError(f"{method.registry_name}: unknown pretraining data kind {spec.kind!r}")
     generator = torch.Generator().manual_seed(seed * 1_000 + hooks.rank)  # own corruption draws per worker
     ddp_options = {} if method.trains_whole_backbone else {"find_unused_parameters": True}
     model = hooks.prepare_model(method, **ddp_options)
@@ -169,7 +172,7 @@ def evaluate(model: nn.Module, task: SegmentationTask, volumes: list[Volume], *,
     for v in volumes:
         logits = predict_volume(model, torch.from_numpy(v.image).to(device), roi=roi, spatial_dims=spatial_dims)
         label = torch.from_numpy(v.label).to(device)[None, None]
-        metrics = task.dice(task.logits_to_regions(logits), task.label_to_regions(label))
+        metrics = task.metrics(task.logits_to_regions(logits), task.label_to_regions(label), spacing=v.spacing, image=v.image, label=label)
         rows.extend((v.case_id, name, value) for name, value in metrics.items())
     return rows
 
@@ -190,7 +193,9 @@ def transfer_model(method_cls: type[PretextTask], backbone_name: str, *, state: 
     model = build_backbone(backbone_name, in_channels=pretrain_channels[0], out_channels=pretrain_channels[1], size=size, roi=roi)
     model.load_state_dict(state)
     if method_cls.replace_input_on_transfer or pretrain_channels[0] != in_channels:
-        model.replace_input(in_channels)
+        # Pretrained on one channel (single-modality volumes, DAE): widen that layer rather than discard it.
+        inflate = pretrain_channels[0] == 1 and in_channels > 1 and not method_cls.replace_input_on_transfer
+        model.replace_input(in_channels, inflate=inflate)
     model.replace_output(task.num_outputs)
     return model
 
@@ -236,13 +241,16 @@ def run_group(spec: dict[str, Any], hooks: Hooks | None = None) -> list[dict[str
             backbone = build_backbone(spec["backbone"], in_channels=channels[0], out_channels=channels[1], size=size, roi=roi)
             method = method_cls(backbone, cfg, in_channels=len(task.channels)).to(hooks.device)
             recipe = Recipe(**spec["pretrain_recipe"])
-            pretrain_volumes = [v for v in train_volumes if v.case_id in set(spec["pretrain_ids"])]
+            pretrain_volumes = [v for v in train_volumes if v.case_id in set(spec["pretrain_ids"])]  # complete series
             losses = pretrain(method, pretrain_volumes, recipe=recipe, steps=spec["pretrain_steps"], roi=roi, seed=spec["seed"], hooks=hooks)
             state = {k: v.detach().cpu() for k, v in method.backbone.state_dict().items()}
             if hooks.is_main:
                 save_atomic({"backbone": state, "key": spec["pretrain_key"], "losses": losses, "spec": spec}, path)
             pretrain_seconds = time.perf_counter() - start
 
+    # Downstream data may miss series (CSM Table VII): fine-tuning and test cases alike, pretraining not.
+    missing = spec.get("missing_series") or 0.0
+    train_volumes, test_volumes = drop_series(train_volumes, missing), drop_series(test_volumes, missing)
     results = []
     for cell in spec["cells"]:
         start = time.perf_counter()

@@ -1,8 +1,10 @@
 """Leaderboard from the tidy results table: per task, one row per method, one column per label fraction.
 
 Every number is derived from ``results.csv`` (and the cell records for n/a / failed cells):
-per-case values -> mean over test cases per (cell, seed) -> mean over seeds (std shown when
-there are several seeds).
+per-case values -> mean over test cases per split (seed x fold) -> mean over splits (std shown
+when there are several). A second table per task compares every method with the scratch
+baseline of its backbone: mean paired difference over test cases matched by (seed, fold,
+case) and the Wilcoxon signed-rank p-value (scipy), as the papers' paired tests do.
 """
 from __future__ import annotations
 
@@ -36,14 +38,12 @@ def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: st
         if "config_id" not in task_cells:
             task_cells = task_cells.assign(config_id="")
         task_cells = task_cells.assign(config_id=task_cells["config_id"].map(lambda v: "" if pd.isna(v) else str(v)))
-        configs_per_method = task_cells.groupby(["method", "backbone"])["config_id"].nunique()
+        labelled = {key: _row_label(*key[:2], group) for key, group in task_cells.groupby(["method", "backbone", "config_id"], sort=False)}
+        configs_per_label = pd.Series([label for label in labelled.values()]).value_counts()
         for (method, backbone, config_id), group in task_cells.groupby(["method", "backbone", "config_id"], sort=False):
-            name = f"{method} ({backbone})"
-            augmentation = str(group["finetune_aug"].iloc[0]) if "finetune_aug" in group else ""
-            if augmentation not in ("", "none", "nan"):
-                name += f" + {augmentation}"
-            if configs_per_method[(method, backbone)] > 1:
-                name += f" cfg {config_id}"  # several hyperparameter settings of one method in this run
+            name = labelled[(method, backbone, config_id)]
+            if configs_per_label[name] > 1:
+                name += f" cfg {config_id}"  # settings the label does not show apart (see cells.csv config)
             if group["label_aware"].astype(str).eq("True").any():
                 name += " [label-aware]"
             rows[name] = {}
@@ -59,10 +59,12 @@ def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: st
                 if values.empty:
                     rows[name][fraction] = "failed" if (statuses["status"] == "failed").any() else "–"
                     continue
-                per_seed = values.groupby("seed")["value"].mean()
-                text = f"{per_seed.mean():.3f}"
-                if len(per_seed) > 1:
-                    text += f" ({per_seed.std(ddof=1):.3f})"
+                # Mean over test cases per split (seed x fold), then mean (std) over splits, as the papers report.
+                keys = [k for k in ("seed", "fold") if k in values]
+                per_split = values.groupby(keys)["value"].mean()
+                text = f"{per_split.mean():.3f}"
+                if len(per_split) > 1:
+                    text += f" ({per_split.std(ddof=1):.3f})"
                 rows[name][fraction] = text
         table = pd.DataFrame.from_dict(rows, orient="index", columns=fractions).fillna("–")
         table = table.loc[sorted(table.index, key=_row_order(list(table.index)))]
@@ -71,6 +73,68 @@ def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: st
         table.index.name = "method (backbone)"
         tables[task] = table
     return tables
+
+
+def paired_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: str = PRIMARY_METRIC) -> dict[str, pd.DataFrame]:
+    """task -> table of "Δ +0.031 (p=0.02)" per method row and fraction, against scratch on the same backbone."""
+    from scipy.stats import wilcoxon
+
+    if not len(results) or "cell_id" not in results or not len(cells):
+        return {}
+    done = cells[cells["status"] == "done"]
+    values = results[results["metric"] == metric].merge(done[["cell_id", "config_id"]].astype({"config_id": str}), on="cell_id")
+    tables = {}
+    for task, task_values in values.groupby("task"):
+        rows: dict[str, dict[str, str]] = {}
+        fractions = _fraction_order(task_values["fraction"])
+        task_cells = done[done["task"] == task].assign(config_id=lambda d: d["config_id"].astype(str))
+        labels = {key: _row_label(*key[:2], g) for key, g in task_cells.groupby(["method", "backbone", "config_id"], sort=False)}
+        for (method, backbone, config_id), group in task_values.groupby(["method", "backbone", "config_id"], sort=False):
+            if method == "scratch":
+                continue
+            base = task_values[(task_values["method"] == "scratch") & (task_values["backbone"] == backbone)]
+            name = labels.get((method, backbone, config_id), f"{method} ({backbone})")
+            for fraction in fractions:
+                keys = ["seed", "fold", "case_id"]
+                pairs = group[group["fraction"] == fraction].merge(base[base["fraction"] == fraction], on=keys, suffixes=("", "_scratch"))
+                if pairs.empty:
+                    continue
+                diff = pairs["value"] - pairs["value_scratch"]
+                text = f"Δ {diff.mean():+.3f}"
+                if len(diff) >= 2 and (diff != 0).any():
+                    text += f" (p={wilcoxon(diff).pvalue:.2g}, n={len(diff)})"
+                rows.setdefault(name, {})[fraction] = text
+        if rows:
+            table = pd.DataFrame.from_dict(rows, orient="index", columns=fractions).fillna("–")
+            table.index.name = "method (backbone) vs scratch"
+            tables[task] = table
+    return tables
+
+
+def _row_label(method: str, backbone: str, group: pd.DataFrame) -> str:
+    """"method (backbone)" plus what sets this configuration apart: the fine-tuning augmentation, the
+    missing-series share and the hyperparameters given with --hparam (e.g. an ablation, cmcl=False)."""
+    name = f"{method} ({backbone})"
+    augmentation = str(group["finetune_aug"].iloc[0]) if "finetune_aug" in group else ""
+    if augmentation not in ("", "none", "nan"):
+        name += f" + {augmentation}"
+    missing = pd.to_numeric(group["missing_series"], errors="coerce").fillna(0).iloc[0] if "missing_series" in group else 0
+    if missing:
+        name += f" missing-series {missing:g}"  # CSM Table VII: incomplete series at fine-tuning and test
+    overrides = _overrides(group["config"].iloc[0]) if "config" in group else {}
+    if overrides:
+        name += " " + ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    return name
+
+
+def _overrides(config_json) -> dict:
+    """The --hparam overrides recorded in a cell's config JSON (empty for the paper defaults)."""
+    import json
+
+    try:
+        return dict(json.loads(config_json).get("hparams_overrides") or {})
+    except (TypeError, ValueError, AttributeError):
+        return {}
 
 
 def _row_order(names: list[str]):
@@ -98,14 +162,18 @@ def write_leaderboard(folder: Path, *, title: str, metric: str = PRIMARY_METRIC)
         columns=["task", "method", "backbone", "fraction", "metric", "seed", "value"])
     cells = pd.read_csv(folder / "cells.csv", keep_default_na=False, na_values=[""])
     tables = leaderboard_tables(results, cells, metric=metric)
+    paired = paired_tables(results, cells, metric=metric)
     notes = na_reasons(cells)
-    intro = (f"Metric: `{metric}` on the fixed test cases of each task, mean over test cases then over seeds "
-             "(std over seeds in brackets). Columns are label fractions of the training cases; "
-             "scratch rows are the random-initialisation baseline of each backbone.")
+    intro = (f"Metric: `{metric}` on the test cases of each split, mean over test cases then over splits (seeds x folds; "
+             "std over splits in brackets). Columns are label fractions of the training cases; "
+             "scratch rows are the random-initialisation baseline of each backbone. Below each table: the paired "
+             "difference to that scratch row over the same test cases, with the Wilcoxon signed-rank p-value.")
 
     md = [f"# {title}", "", intro, ""]
     for task, table in tables.items():
         md += [f"## {task}", "", _markdown(table), ""]
+        if task in paired:
+            md += [_markdown(paired[task]), ""]
     if notes:
         md += ["## Not run", ""] + [f"- {n}" for n in notes] + [""]
     md_path = folder / "leaderboard.md"
@@ -114,6 +182,8 @@ def write_leaderboard(folder: Path, *, title: str, metric: str = PRIMARY_METRIC)
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
     for task, table in tables.items():
         body += [f"<h2>{html.escape(task)}</h2>", table.to_html(border=0, classes="leaderboard")]
+        if task in paired:
+            body.append(paired[task].to_html(border=0, classes="paired"))
     if notes:
         body += ["<h2>Not run</h2>", "<ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
     style = "body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}td,th{padding:.3em .8em;border-bottom:1px solid #ccc;text-align:right}th:first-child,td:first-child{text-align:left}"

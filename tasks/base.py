@@ -2,7 +2,8 @@
 
 A task subclass only states its dataset: file layout (``find_cases``), channel and label
 conventions, intensity normalisation, how labels map to evaluated regions, and how to
-write its synthetic counterpart in the same layout. Loading, validation and Dice live here.
+write its synthetic counterpart in the same layout. Loading, validation and the default
+metrics (Dice, HD95; tasks/metrics.py) live here.
 """
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ import torch
 
 from benchmark.errors import BenchmarkInputError
 from benchmark.registry import Registry
-from tasks.nifti import load_nifti, nifti_shape
+from tasks.nifti import load_nifti, nifti_shape, voxel_spacing
 
 TASKS: Registry[type["SegmentationTask"]] = Registry("task")
+# Image and label affines may differ by float32 header rounding, never by a real shift or voxel size.
+AFFINE_ATOL_MM, AFFINE_RTOL = 1e-3, 1e-4
+NNUNET_PREFIX = "nnunet:"  # --tasks nnunet:PATH
 
 
 def register_task(name: str):
@@ -29,25 +33,40 @@ def list_tasks() -> list[str]:
 
 
 def get_task(name: str) -> "SegmentationTask":
+    """A registered task, or ``nnunet:PATH``: any nnU-Net raw dataset folder, built from its dataset.json
+    (so bring-your-own data needs no registration; see tasks/nnunet.py)."""
+    if name.startswith(NNUNET_PREFIX):
+        from tasks.nnunet import NnUNetTask  # late: tasks.nnunet imports this module
+
+        return NnUNetTask.from_ref(name)
     return TASKS.get(name)()
 
 
 @dataclass(frozen=True)
 class Case:
-    """One patient: one NIfTI file per input channel (in ``SegmentationTask.channels`` order) and a label."""
+    """One patient: one NIfTI file per input channel (in ``SegmentationTask.channels`` order) and a label.
+
+    ``channels_last``: ``images`` is a single 4D NIfTI [X, Y, Z, C] holding every channel (the MSD layout).
+    """
 
     case_id: str
     images: tuple[Path, ...]
     label: Path
+    channels_last: bool = False
 
 
 @dataclass
 class Volume:
-    """A loaded, normalised case. image: [C, X, Y, Z] float32 (RAS); label: [X, Y, Z] int64 raw values."""
+    """A loaded, normalised case. image: [C, X, Y, Z] float32 (RAS); label: [X, Y, Z] int64 raw values.
+
+    spacing: voxel size in mm along X, Y, Z, from the NIfTI affine (updated when resampled);
+    surface-distance metrics (HD95, MASD, NSD) are in these mm.
+    """
 
     case_id: str
     image: np.ndarray
     label: np.ndarray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
 
 class SegmentationTask:
@@ -77,9 +96,16 @@ class SegmentationTask:
         raise NotImplementedError
 
     # ---- shared machinery -------------------------------------------------------------------
+    default_data_root: Path | None = None  # read when no --data-root is given (nnunet:PATH); None: synthetic
+
     @property
     def name(self) -> str:
         return self.registry_name
+
+    @property
+    def ref(self) -> str:
+        """What ``get_task`` rebuilds this task from in a worker process: its name, or ``nnunet:/abs/path``."""
+        return self.name
 
     @property
     def num_outputs(self) -> int:
@@ -87,7 +113,7 @@ class SegmentationTask:
 
     def check_cases(self, cases: list[Case], *, root: Path) -> None:
         """Up-front check before any training: every file reads as NIfTI, image and label grids
-        agree, intensities are finite, label values are ones the task defines."""
+        agree (shape and affine), intensities are finite, label values are ones the task defines."""
         if not cases:
             raise BenchmarkInputError(f"{root}: no {self.name} cases found; expected {self.layout_help()}")
         known = set(self.label_values)
@@ -95,20 +121,38 @@ class SegmentationTask:
             label_shape = nifti_shape(case.label)
             for path in case.images:
                 shape = nifti_shape(path)
+                if case.channels_last:
+                    self._check_channel_axis(path, shape)
                 if shape[:3] != label_shape[:3]:
                     raise BenchmarkInputError(
                         f"{case.label}: label shape {label_shape} differs from image {path} shape {shape}; "
                         "expected the same voxel grid"
                     )
+            affines = {}
             for path in case.images:
-                self._check_finite(path, load_nifti(path)[0])
-            label, _ = load_nifti(case.label, dtype=np.float32)
+                data, affines[path] = load_nifti(path)
+                self._check_finite(path, data)
+            label, label_affine = load_nifti(case.label, dtype=np.float32)
             unknown = sorted(set(np.unique(label).tolist()) - known)
             if unknown:
                 raise BenchmarkInputError(
                     f"{case.label}: label values {unknown} are not defined by task {self.name!r}; "
                     f"expected only {sorted(known)}"
                 )
+            for path, affine in affines.items():  # same grid must also mean same voxel size, orientation, origin
+                if not np.allclose(affine, label_affine, rtol=AFFINE_RTOL, atol=AFFINE_ATOL_MM):
+                    raise BenchmarkInputError(
+                        f"{case.label}: label affine {np.round(label_affine, 4).tolist()} differs from image {path} "
+                        f"affine {np.round(affine, 4).tolist()}; expected the same affine (voxel size, orientation, origin)"
+                    )
+
+    def _check_channel_axis(self, path: Path, shape: tuple[int, ...]) -> None:
+        """A 4D multi-channel file must hold exactly the task's channels on its 4th axis."""
+        if len(shape) != 4 or shape[3] != len(self.channels):
+            raise BenchmarkInputError(
+                f"{path}: image shape {shape}; expected a 4D volume [X, Y, Z, {len(self.channels)}] "
+                f"holding the channels {', '.join(self.channels)}"
+            )
 
     @staticmethod
     def _check_finite(path: Path, data: np.ndarray) -> None:
@@ -123,10 +167,14 @@ class SegmentationTask:
         for path in case.images:
             data, _ = load_nifti(path)
             self._check_finite(path, data)
-            channels.append(data)
-        label, _ = load_nifti(case.label, dtype=np.float32)
+            if case.channels_last:  # one 4D file [X, Y, Z, C] -> C volumes
+                self._check_channel_axis(path, data.shape)
+                channels.extend(np.moveaxis(data, -1, 0))
+            else:
+                channels.append(data)
+        label, affine = load_nifti(case.label, dtype=np.float32)  # same affine as the images (check_cases)
         image = self.normalize(np.stack(channels).astype(np.float32))
-        return Volume(case_id=case.case_id, image=image, label=np.rint(label).astype(np.int64))
+        return Volume(case_id=case.case_id, image=image, label=np.rint(label).astype(np.int64), spacing=voxel_spacing(affine))
 
     def loss_target(self, label: torch.Tensor) -> torch.Tensor:
         """label [B, 1, *spatial] raw values -> dense float target [B, num_outputs, *spatial].
@@ -174,4 +222,21 @@ class SegmentationTask:
         values = metric(y_pred=pred_regions.float(), y=true_regions.float())[0]  # [K]
         out = {f"dice_{name}": float(v) for name, v in zip(self.region_names, values)}
         out["dice_mean"] = float(values.mean())
+        return out
+
+    def metrics(self, pred_regions: torch.Tensor, true_regions: torch.Tensor, *, spacing: tuple[float, ...],
+                image: np.ndarray | None = None, label: torch.Tensor | None = None) -> dict[str, float]:
+        """Every per-case metric of one case: bool regions [1, K, *spatial], ``spacing`` in mm per axis.
+
+        Default: ``dice`` (dice_<region>, dice_mean) + hd95_<region>, hd95_mean in mm (empty-mask
+        rules in tasks/metrics.py). Tasks add their own by overriding (wmh: lesion recall; hie: MASD,
+        NSD, Dice by lesion size), using ``image`` (the normalised image [C, *spatial]) or ``label``
+        (raw values [1, 1, *spatial]) where a metric needs more than the regions.
+        """
+        from tasks.metrics import hd95
+
+        out = self.dice(pred_regions, true_regions)
+        distances = hd95(pred_regions, true_regions, spacing=spacing)[0]  # [K]
+        out.update({f"hd95_{name}": float(d) for name, d in zip(self.region_names, distances)})
+        out["hd95_mean"] = float(distances.mean())
         return out

@@ -14,6 +14,7 @@ import torch
 
 from benchmark.errors import BenchmarkInputError
 from tasks.base import Case, SegmentationTask, register_task
+from tasks.metrics import pooled_dice
 from tasks.nifti import save_nifti
 from tasks.synthetic import brats_subject
 
@@ -73,6 +74,13 @@ class BraTS(SegmentationTask):
         core = (label == 1) | (label == 4)
         enhancing = label == 4
         return torch.stack([whole, core, enhancing], dim=1)
+
+    def metrics(self, pred_regions: torch.Tensor, true_regions: torch.Tensor, **kwargs) -> dict[str, float]:
+        """Default Dice/HD95 per region + ``dice_all``: the SI paper's "All", the Dice of WT, TC and ET
+        laid end to end (section 6.1; Table 1 reports it next to WT, TC, ET), not their mean."""
+        out = super().metrics(pred_regions, true_regions, **kwargs)
+        out["dice_all"] = float(pooled_dice(pred_regions, true_regions)[0])
+        return out
 
     def write_synthetic(self, root: Path, *, n_cases: int, shape: tuple[int, int, int], seed: int) -> None:
         rng = np.random.default_rng(seed)

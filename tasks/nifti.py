@@ -33,6 +33,11 @@ def nifti_shape(path: Path) -> tuple[int, ...]:
         raise BenchmarkInputError(f"{path}: could not be read as NIfTI ({type(exc).__name__}: {exc})") from None
 
 
+def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
+    """Voxel size in mm along each array axis: the column norms of the affine's 3x3 part."""
+    return tuple(float(v) for v in np.linalg.norm(np.asarray(affine)[:3, :3], axis=0))
+
+
 def save_nifti(array: np.ndarray, path: Path, *, affine: np.ndarray | None = None) -> None:
     """Write atomically (temp file + rename) so an interrupted write never leaves a truncated file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -125,3 +125,170 @@ def btcv_case(shape: tuple[int, int, int], rng: np.random.Generator) -> tuple[np
         hu[organ] = organ_hu + rng.normal(0.0, 5.0)
     hu = gaussian_filter(hu, sigma=0.5) + rng.normal(0.0, 8.0, size=shape)
     return hu.astype(np.float32), label
+
+
+def _radii_at_least(radii, shape, voxels: float = 1.2) -> np.ndarray:
+    """Ellipsoid radii (normalised units) no smaller than ``voxels`` voxels along each axis, so small
+    structures survive on coarse synthetic grids."""
+    step = np.array([2.0 / max(n - 1, 1) for n in shape])
+    return np.maximum(np.asarray(radii, dtype=float), voxels * step)
+
+
+def _random_point(mask: np.ndarray, grid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Normalised coordinates of a random voxel of ``mask``."""
+    points = np.argwhere(mask)
+    return grid[(slice(None), *points[rng.integers(len(points))])]
+
+
+def _paint_intensities(tissue: np.ndarray, contrast: dict, rng: np.random.Generator, *, inside: np.ndarray, noise: float,
+                       scale: float) -> np.ndarray:
+    """Image [len(means), *shape]: tissue means (±5 % per subject), slight blur, bias field and noise inside ``inside``, 0 outside."""
+    shape = tissue.shape
+    n = len(next(iter(contrast.values())))
+    image = np.zeros((n, *shape), dtype=np.float32)
+    for name, means in contrast.items():
+        where = tissue == name
+        for channel, mean in enumerate(means):
+            image[channel][where] = mean * rng.uniform(0.95, 1.05)
+    bias = _smooth_field(shape, rng, sigma=max(shape) / 4, amplitude=0.1)
+    for channel in range(n):
+        smooth = gaussian_filter(image[channel], sigma=0.6) * bias
+        image[channel] = np.where(inside, np.clip(smooth + rng.normal(0.0, noise, size=shape), 0.01, None), 0.0) * scale
+    return image
+
+
+# Adult brain, T1 and FLAIR (WMH 2017 "pre" images are bias-corrected but not skull-stripped).
+_WMH_CONTRAST = {  # (t1, flair)
+    "scalp": (0.80, 0.45),
+    "csf": (0.20, 0.10),
+    "gm": (0.55, 0.60),
+    "wm": (0.75, 0.45),
+    "wmh": (0.55, 0.95),  # hyperintense on FLAIR, slightly hypointense on T1
+    "other": (0.25, 0.30),  # e.g. an old lacunar infarct: dark on both
+}
+
+
+def wmh_subject(shape: tuple[int, int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One ageing brain: image [2, X, Y, Z] (t1, flair) and a label with WMH 2017 values.
+
+    1 = white-matter hyperintensities (periventricular caps and a few deep punctate lesions, all
+    inside the white matter), 2 = "other pathology" (a small infarct in most subjects), which the
+    challenge excludes from evaluation.
+    """
+    grid = _grid(shape)
+    wobble = _smooth_field(shape, rng, sigma=max(shape) / 6, amplitude=0.08)
+    radii = np.array([0.72, 0.85, 0.7]) * rng.uniform(0.92, 1.04, size=3)
+    head = ((grid / (radii * 1.15).reshape(3, 1, 1, 1)) ** 2).sum(0) <= 1.0
+    skull_gap = ((grid / (radii * 1.06).reshape(3, 1, 1, 1)) ** 2).sum(0) <= 1.0
+    brain = (((grid / radii.reshape(3, 1, 1, 1)) ** 2).sum(0) * wobble) <= 1.0
+    white = (((grid / (radii * 0.78).reshape(3, 1, 1, 1)) ** 2).sum(0) * wobble) <= 1.0
+    ventricle_r = _radii_at_least(np.array([0.07, 0.28, 0.14]) * rng.uniform(0.9, 1.6), shape)  # ventricles widen with age
+    ventricles = _ellipsoid(grid, (0.12, 0.02, 0.08), ventricle_r) | _ellipsoid(grid, (-0.12, 0.02, 0.08), ventricle_r)
+
+    tissue = np.full(shape, "", dtype=object)
+    tissue[head & ~skull_gap] = "scalp"
+    tissue[skull_gap & ~brain] = "csf"
+    tissue[brain] = "gm"
+    tissue[white] = "wm"
+    tissue[ventricles & brain] = "csf"
+    deep_white = white & ~ventricles
+
+    label = np.zeros(shape, dtype=np.uint8)
+    if rng.random() < 0.8:  # other pathology (label 2) in most subjects, a few voxels
+        other = _ellipsoid(grid, _random_point(deep_white, grid, rng), _radii_at_least([0.04, 0.04, 0.04], shape, voxels=1.0))
+        label[other & brain] = 2
+    caps = [(side * 0.12, end * (ventricle_r[1] + 0.02), 0.1) for side in (-1, 1) for end in (-1, 1)]
+    centres = [c for c in caps if rng.random() < 0.7] + [_random_point(deep_white, grid, rng) for _ in range(rng.integers(2, 7))]
+    for centre in centres:
+        lesion_r = _radii_at_least(rng.uniform(0.03, 0.09, size=3), shape)
+        label[_ellipsoid(grid, centre, lesion_r) & deep_white & (label == 0)] = 1
+    if not (label == 1).any():  # every WMH subject has lesions
+        label[tuple(np.argwhere(deep_white & (label == 0))[0])] = 1
+    tissue[label == 1] = "wmh"
+    tissue[label == 2] = "other"
+    return _paint_intensities(tissue, _WMH_CONTRAST, rng, inside=head, noise=0.03, scale=1000.0), label
+
+
+# Fetal brain on T2w (FeTA 2021 labels 1-7). Fetal white matter is T2-bright relative to the cortex.
+FETA_TISSUES = {1: "external_csf", 2: "grey_matter", 3: "white_matter", 4: "ventricles", 5: "cerebellum",
+                6: "deep_grey_matter", 7: "brainstem"}
+_FETA_T2 = {1: 1.00, 2: 0.35, 3: 0.65, 4: 0.95, 5: 0.50, 6: 0.45, 7: 0.42}
+
+
+def feta_subject(shape: tuple[int, int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One fetal brain (20-33 weeks): super-resolved T2w image [X, Y, Z] (brain-masked, 0 outside) and
+    a label with FeTA's seven tissues (1 external CSF ... 7 brainstem)."""
+    grid = _grid(shape)
+    size = rng.uniform(0.72, 0.95)  # gestational age: the brain grows inside a fixed field of view
+    wobble = _smooth_field(shape, rng, sigma=max(shape) / 8, amplitude=0.06 + 0.1 * (size - 0.72))  # gyrification
+    radii = np.array([0.62, 0.78, 0.6]) * size
+    cerebrum = lambda scale, bumpy=False: (((grid - np.reshape([0, 0, 0.08 * size], (3, 1, 1, 1))) / (radii * scale).reshape(3, 1, 1, 1)) ** 2).sum(0) * (wobble if bumpy else 1.0) <= 1.0  # noqa: E731
+    cerebellum_c, cerebellum_r = (0.0, -0.5 * size, -0.42 * size), _radii_at_least(np.array([0.3, 0.14, 0.13]) * size, shape)
+    brainstem_c, brainstem_r = (0.0, -0.22 * size, -0.45 * size), _radii_at_least(np.array([0.08, 0.09, 0.26]) * size, shape)
+
+    label = np.zeros(shape, dtype=np.uint8)
+    label[cerebrum(1.0) | _ellipsoid(grid, cerebellum_c, cerebellum_r * 1.25) | _ellipsoid(grid, brainstem_c, brainstem_r * 1.3)] = 1
+    label[cerebrum(0.9, bumpy=True)] = 2
+    label[cerebrum(0.78, bumpy=True)] = 3
+    for side in (-1, 1):
+        label[_ellipsoid(grid, (side * 0.16 * size, -0.02, 0.0), _radii_at_least(np.array([0.1, 0.15, 0.12]) * size, shape))] = 6
+        ventricle_r = _radii_at_least(np.array([0.07, 0.36, 0.15]) * size * rng.uniform(0.9, 1.3), shape)
+        label[_ellipsoid(grid, (side * 0.14 * size, 0.02, 0.12 * size), ventricle_r)] = 4
+    label[_ellipsoid(grid, cerebellum_c, cerebellum_r)] = 5
+    label[_ellipsoid(grid, brainstem_c, brainstem_r)] = 7
+
+    tissue = np.vectorize(lambda v: FETA_TISSUES.get(int(v), ""), otypes=[object])(label)
+    contrast = {FETA_TISSUES[v]: (mean,) for v, mean in _FETA_T2.items()}
+    image = _paint_intensities(tissue, contrast, rng, inside=label > 0, noise=0.04, scale=rng.uniform(800.0, 3000.0))
+    return image[0], label
+
+
+# Neonatal brain ADC in 10⁻⁶ mm²/s (unmyelinated white matter diffuses more than grey matter).
+_HIE_ADC = {"csf": 2800.0, "gm": 1150.0, "wm": 1500.0, "deep_gm": 1050.0}
+HIE_LESION_ADC = (550.0, 800.0)  # restricted diffusion of hypoxic-ischaemic injury
+
+
+def hie_subject(shape: tuple[int, int, int], rng: np.random.Generator, *, lesion_percent: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One neonate: skull-stripped ADC [X, Y, Z] (0 outside the brain), Z_ADC [X, Y, Z] and a lesion label (0/1).
+
+    Z_ADC is the voxel's deviation from normal ADC for its tissue (BONBID-HIE compares with an atlas
+    of healthy neonates), clipped to ±10 like the released ``*_clipped10`` maps, 0 outside the brain.
+    Lesions (restricted diffusion, low ADC) are blobs in grey/white matter and deep grey matter,
+    added until they cover ``lesion_percent`` % of the brain (0: no lesion).
+    """
+    grid = _grid(shape)
+    wobble = _smooth_field(shape, rng, sigma=max(shape) / 6, amplitude=0.06)
+    radii = np.array([0.7, 0.85, 0.62]) * rng.uniform(0.9, 1.05, size=3)
+    brain = (((grid / radii.reshape(3, 1, 1, 1)) ** 2).sum(0) * wobble) <= 1.0
+    white = (((grid / (radii * 0.82).reshape(3, 1, 1, 1)) ** 2).sum(0) * wobble) <= 1.0
+    deep = _ellipsoid(grid, (0.15, 0.0, 0.0), _radii_at_least([0.12, 0.18, 0.14], shape)) | \
+        _ellipsoid(grid, (-0.15, 0.0, 0.0), _radii_at_least([0.12, 0.18, 0.14], shape))
+    ventricles = _ellipsoid(grid, (0.1, 0.05, 0.18), _radii_at_least([0.04, 0.25, 0.08], shape)) | \
+        _ellipsoid(grid, (-0.1, 0.05, 0.18), _radii_at_least([0.04, 0.25, 0.08], shape))
+
+    tissue = np.full(shape, "", dtype=object)
+    tissue[brain] = "gm"
+    tissue[white] = "wm"
+    tissue[deep & brain] = "deep_gm"
+    tissue[ventricles & brain] = "csf"
+    parenchyma = brain & ~ventricles
+
+    label = np.zeros(shape, dtype=np.uint8)
+    target = lesion_percent / 100.0 * brain.sum()
+    blobs = max(1, int(rng.integers(2, 5)))  # HIE injury is often multifocal
+    step = np.array([2.0 / max(n - 1, 1) for n in shape])
+    for _ in range(200):
+        if label.sum() >= target:
+            break
+        voxels = target / blobs
+        radius = _radii_at_least(step * (3 * voxels / (4 * np.pi)) ** (1 / 3) * rng.uniform(0.8, 1.2, size=3), shape, voxels=0.6)
+        label[_ellipsoid(grid, _random_point(parenchyma, grid, rng), radius) & parenchyma] = 1
+
+    normal = np.zeros(shape)
+    for name, value in _HIE_ADC.items():
+        normal[tissue == name] = value * rng.uniform(0.95, 1.05)
+    adc = np.where(label == 1, rng.uniform(*HIE_LESION_ADC), normal)
+    adc = gaussian_filter(adc, sigma=0.5) * _smooth_field(shape, rng, sigma=max(shape) / 4, amplitude=0.05)
+    adc = np.where(brain, np.clip(adc + rng.normal(0.0, 40.0, size=shape), 50.0, None), 0.0)
+    z_adc = np.where(brain, np.clip((adc - normal) / (0.12 * np.maximum(normal, 1.0)), -10.0, 10.0), 0.0)
+    return adc.astype(np.float32), z_adc.astype(np.float32), label

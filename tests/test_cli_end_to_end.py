@@ -38,7 +38,9 @@ def test_cli_runs_every_stage_on_ray_and_reuses_pretraining(tmp_path, ray_sessio
     na = cells[(cells.task == "btcv") & (cells.method == "csm")]
     assert set(na.status) == {"n/a"} and "series" in na.reason.iloc[0]
     assert set(done.fraction) == {"100%", "25%"}
-    assert results["value"].between(0, 1).all()
+    dice = results[results["metric"].str.startswith("dice_")]
+    assert len(dice) and dice["value"].between(0, 1).all()
+    assert (results.loc[results["metric"].str.startswith("hd95_"), "value"] >= 0).all()  # mm
     brats_metrics = set(results[results.task == "brats"].metric)
     assert {"dice_WT", "dice_TC", "dice_ET", "dice_mean"} <= brats_metrics
     # One row per test case and metric: 4 brats test cases (25% of 16), 3 btcv (25% of 12).
@@ -109,3 +111,26 @@ def test_default_command_smoke_profile(tmp_path, ray_session):
     dice = results[(results.metric == "dice_mean") & (results.task == "brats") & (results.fraction == "100%")]
     by_method = dice.groupby(["method", "backbone"]).value.mean()
     assert by_method[("csi", "unet2d")] > by_method[("scratch", "unet2d")]
+
+
+def test_check_data_validates_without_training(tmp_path, capsys):
+    """--check-data reads every file (even if an earlier check passed), reports, writes no results, exits 0;
+    a corrupt file stops it with exit 2 and a message naming the file."""
+    import shutil
+
+    from benchmark.datasources import synthetic_root
+    from tasks import get_task
+
+    argv = ["--check-data", "--tasks", "btcv", "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "out")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "data OK: btcv" in out and "every file read" in out
+    assert not (tmp_path / "out").exists()
+    real = tmp_path / "real"
+    shutil.copytree(synthetic_root(get_task("btcv"), tmp_path / "cache"), real)
+    assert main(argv + ["--data-root", str(real)]) == 0
+    capsys.readouterr()
+    broken = sorted((real / "imagesTr").glob("*.nii.gz"))[0]
+    broken.write_bytes(broken.read_bytes()[:200])  # truncated gzip
+    assert main(argv + ["--data-root", str(real)]) == 2
+    assert broken.name in capsys.readouterr().err

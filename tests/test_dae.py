@@ -1,14 +1,24 @@
 """Disruptive autoencoder (benchmark/methods/dae.py): local masking, noise, down/up-sampling, method."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from benchmark.backbones import SMOKE_SIZE, build_backbone
 from benchmark.methods import dae
-from benchmark.methods.dae import DAEConfig, DisruptiveAutoencoder, add_gaussian_noise, down_up_sample, local_channel_mask
+from benchmark.methods.dae import (
+    DAEConfig,
+    DisruptiveAutoencoder,
+    add_gaussian_noise,
+    cross_modal_contrastive_loss,
+    down_up_sample,
+    local_channel_mask,
+)
 
+# One sample, so the cross-modal contrastive term has no pair and the loss is the L1 part alone.
+ONE_SAMPLE_MODALITY = torch.tensor([0])
 ROI = (64, 32, 32)  # small crop that Swin-UNETR's five 2x stages divide, bottleneck 2x1x1 (instance norm needs >1 voxel)
 
 
@@ -163,7 +173,7 @@ def test_forward_masks_patch_embedding_tokens(swin, image):
     handle = swin.net.swinViT.pos_drop.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach().clone()))
     try:
         with torch.no_grad():
-            method({"image": image}, generator=_gen(1))
+            method({"image": image, "modality": ONE_SAMPLE_MODALITY}, generator=_gen(1))
     finally:
         handle.remove()
     assert len(seen) == 1
@@ -178,10 +188,10 @@ def test_forward_removes_its_hook(swin, image):
     method = DisruptiveAutoencoder(swin, DAEConfig(), in_channels=1)
     before = len(swin.patch_embed._forward_hooks)
     with torch.no_grad():
-        method({"image": image}, generator=_gen(1))
+        method({"image": image, "modality": ONE_SAMPLE_MODALITY}, generator=_gen(1))
     assert len(swin.patch_embed._forward_hooks) == before
     with pytest.raises(RuntimeError):
-        method({"image": torch.randn(1, 3, *ROI)}, generator=_gen(1))  # wrong channel count: the backbone raises
+        method({"image": torch.randn(1, 3, *ROI), "modality": ONE_SAMPLE_MODALITY}, generator=_gen(1))  # wrong channel count: the backbone raises
     assert len(swin.patch_embed._forward_hooks) == before
     # a plain backbone call afterwards is not masked
     seen = []
@@ -198,7 +208,7 @@ def test_forward_with_zero_mask_ratio_equals_l1_of_disrupted_reconstruction(swin
         cfg = DAEConfig(mask_ratio=0.0, noise_variance=sigma, downsample_factor=eps)
         method = DisruptiveAutoencoder(swin, cfg, in_channels=1)
         with torch.no_grad():
-            loss = method({"image": image}, generator=_gen(3))["loss"]
+            loss = method({"image": image, "modality": ONE_SAMPLE_MODALITY}, generator=_gen(3))["loss"]
             noise = torch.randn(image.shape, generator=_gen(3))
             disrupted = down_up_sample(image + sigma**0.5 * noise, factor=eps)
             expected = F.l1_loss(swin(disrupted), image)
@@ -219,7 +229,7 @@ def test_forward_loss_changes_with_mask_ratio_and_calls_local_mask(swin, image, 
     for r in (0.0, 0.6):
         method = DisruptiveAutoencoder(swin, DAEConfig(mask_ratio=r), in_channels=1)
         with torch.no_grad():
-            losses.append(method({"image": image}, generator=_gen(5))["loss"].item())
+            losses.append(method({"image": image, "modality": ONE_SAMPLE_MODALITY}, generator=_gen(5))["loss"].item())
     c = SMOKE_SIZE.swin_feature_size
     assert calls == [((1, c, 32, 16, 16), 0.0), ((1, c, 32, 16, 16), 0.6)]
     assert losses[0] != pytest.approx(losses[1], rel=1e-4)
@@ -229,6 +239,165 @@ def test_forward_target_is_clean_image(swin, image):
     """With no disruption at all (σ = 0, ε = 1, r = 0) the loss is L1(backbone(x), x)."""
     method = DisruptiveAutoencoder(swin, DAEConfig(mask_ratio=0.0, noise_variance=0.0, downsample_factor=1.0), in_channels=1)
     with torch.no_grad():
-        loss = method({"image": image}, generator=_gen(0))["loss"]
+        loss = method({"image": image, "modality": ONE_SAMPLE_MODALITY}, generator=_gen(0))["loss"]
         expected = F.l1_loss(swin(image), image)
     torch.testing.assert_close(loss, expected)
+
+
+# ---- cross-modal contrastive loss (eq. 3-4) ------------------------------------------------------
+def _clustered(modality: torch.Tensor, *, spread: float, seed: int = 0) -> torch.Tensor:
+    """Features near one centre per modality (spread small: modalities well separated)."""
+    centres = torch.eye(8)[:4] * 3.0
+    return centres[modality] + spread * torch.randn(len(modality), 8, generator=_gen(seed))
+
+
+def test_cmcl_known_value_two_modalities():
+    """Hand-computed: 4 samples, modalities [0, 0, 1, 1], orthogonal unit features per modality.
+
+    Row i: logits over j != i are 1/t for its positive and 0 for the two negatives, so
+    CE = -log(e^(1/t) / (e^(1/t) + 2)); columns are identical (symmetric matrix).
+    """
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    m = torch.tensor([0, 0, 1, 1])
+    t = 0.5
+    expected = -torch.log(torch.exp(torch.tensor(1 / t)) / (torch.exp(torch.tensor(1 / t)) + 2))
+    torch.testing.assert_close(cross_modal_contrastive_loss(z, m, temperature=t), expected)
+
+
+def test_cmcl_symmetric_and_permutation_invariant():
+    """Row and column losses agree and reordering the batch does not change the loss."""
+    m = torch.tensor([0, 1, 2, 0, 1, 2, 3, 3])
+    z = torch.randn(8, 16, generator=_gen(1))
+    loss = cross_modal_contrastive_loss(z, m, temperature=0.07)
+    perm = torch.randperm(8, generator=_gen(2))
+    torch.testing.assert_close(cross_modal_contrastive_loss(z[perm], m[perm], temperature=0.07), loss)
+
+
+def test_cmcl_lower_when_features_match_modalities():
+    """Features clustered by modality give a lower loss than the same features with shuffled metadata."""
+    m = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    z = _clustered(m, spread=0.1)
+    matching = cross_modal_contrastive_loss(z, m, temperature=0.07)
+    mismatched = cross_modal_contrastive_loss(z, torch.tensor([0, 1, 2, 3, 0, 1, 2, 3]), temperature=0.07)
+    assert matching < 0.1 < mismatched
+
+
+def test_cmcl_zero_without_contrast():
+    """One modality only (every pair positive) or no two samples of one modality: no contrast, loss 0 with a graph."""
+    z = torch.randn(4, 8, generator=_gen(3), requires_grad=True)
+    for m in (torch.tensor([2, 2, 2, 2]), torch.tensor([0, 1, 2, 3])):
+        loss = cross_modal_contrastive_loss(z, m, temperature=0.07)
+        assert loss.item() == 0.0 and loss.requires_grad
+
+
+def _cmcl_worker(rank: int, z: torch.Tensor, m: torch.Tensor):
+    """Half the batch on each of two workers, features gathered as the method does."""
+    from benchmark.methods.distributed import gather_no_grad, gather_with_grad
+
+    half = len(z) // 2
+    local = z[rank * half : (rank + 1) * half].clone().requires_grad_()
+    loss = cross_modal_contrastive_loss(gather_with_grad(local), gather_no_grad(m[rank * half : (rank + 1) * half]), temperature=0.07)
+    loss.backward()
+    return loss.detach(), local.grad
+
+
+def test_cmcl_two_workers_half_batch_equal_one_worker_full_batch():
+    """Distributed check: the loss on 2 workers with B/2 equals 1 worker with B, and after DDP's
+    gradient averaging (sum over workers / 2) each sample's gradient equals the 1-worker one."""
+    from dist_utils import run_distributed
+
+    m = torch.tensor([0, 1, 2, 0, 1, 3, 3, 2])
+    z = torch.randn(8, 16, generator=_gen(4))
+    full = z.clone().requires_grad_()
+    loss = cross_modal_contrastive_loss(full, m, temperature=0.07)
+    loss.backward()
+    (loss0, grad0), (loss1, grad1) = run_distributed(_cmcl_worker, z, m)
+    torch.testing.assert_close(loss0, loss.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(loss1, loss.detach(), atol=1e-5, rtol=0)
+    torch.testing.assert_close(torch.cat([grad0, grad1]) / 2, full.grad, atol=1e-6, rtol=0)
+
+
+# ---- the full objective: CMCL weight, ablation switches, single-modality data ----------------------
+def test_forward_adds_weighted_cmcl_on_bottleneck(swin):
+    """loss = L1 + α·CMCL (eq. 5) with α from the config; α = 0 leaves the L1 term; cmcl=False has none."""
+    # three samples, two of one modality: the smallest batch with a positive and a negative pair
+    batch = {"image": torch.randn(3, 1, *ROI, generator=_gen(30)), "modality": torch.tensor([0, 0, 1])}
+    torch.manual_seed(0)
+    method = DisruptiveAutoencoder(swin, DAEConfig(cmcl_weight=0.05), in_channels=4)
+    with torch.no_grad():
+        out = method(batch, generator=_gen(1))
+        torch.testing.assert_close(out["loss"], out["l1"] + 0.05 * out["cmcl"])
+        assert out["cmcl"] > 0
+        method.cfg = DAEConfig(cmcl_weight=0.0)
+        torch.testing.assert_close(method(batch, generator=_gen(1))["loss"], out["l1"])
+    plain = DisruptiveAutoencoder(swin, DAEConfig(cmcl=False), in_channels=4)
+    assert plain.projection is None
+    with torch.no_grad():
+        out = plain(batch, generator=_gen(1))
+    assert "cmcl" not in out and torch.equal(out["loss"], out["l1"])
+
+
+@pytest.mark.parametrize("switch", ["noise", "downsampling"])
+def test_ablation_switches_turn_off_one_disruption(switch):
+    """noise=False: no noise added (only down/up-sampling); downsampling=False: noise only."""
+    x = torch.randn(1, 1, 16, 16, 16, generator=_gen(5))
+    cfg = DAEConfig(**{switch: False})
+    method = DisruptiveAutoencoder(build_backbone("swin_unetr", in_channels=1, out_channels=1, size=SMOKE_SIZE, roi=ROI), cfg, in_channels=1)
+    out = method.disrupt(x, generator=_gen(6))
+    if switch == "noise":
+        torch.testing.assert_close(out, down_up_sample(x, factor=4.0))
+    else:
+        torch.testing.assert_close(out, add_gaussian_noise(x, variance=0.1, generator=_gen(6)))
+
+
+def test_local_masking_switch_off_leaves_tokens_whole(swin, image):
+    """local_masking=False: the patch embedding output is not masked (the 'Noise' / 'Downsampling' ablations)."""
+    method = DisruptiveAutoencoder(swin, DAEConfig(local_masking=False), in_channels=1)
+    seen = []
+    handle = swin.net.swinViT.pos_drop.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    with torch.no_grad():
+        method({"image": image, "modality": ONE_SAMPLE_MODALITY}, generator=_gen(1))
+    handle.remove()
+    assert (seen[0] != 0).float().mean() > 0.99
+
+
+def test_config_requires_a_disruption():
+    """Switching every disruption off is an error (nothing left to reconstruct from)."""
+    with pytest.raises(ValueError, match="at least one"):
+        DAEConfig(noise=False, downsampling=False, local_masking=False)
+
+
+def test_pretraining_samples_are_single_modality_with_metadata():
+    """modality_crops: each sample is one channel of a crop and batch['modality'] says which."""
+    from benchmark.data import CropDataset
+    from tasks.base import Volume
+
+    image = np.stack([np.full((8, 8, 8), float(c + 1)) for c in range(4)]).astype(np.float32)  # channel c holds c + 1
+    volume = Volume(case_id="a", image=image, label=np.zeros((8, 8, 8), dtype=np.int64))
+    data = CropDataset([volume], roi=(4, 4, 4), length=40, seed=0, with_label=False, single_modality=True)
+    assert DisruptiveAutoencoder.data_spec(DAEConfig()).kind == "modality_crops"
+    assert DisruptiveAutoencoder.backbone_channels(DAEConfig(), in_channels=4) == (1, 1)
+    seen = set()
+    for i in range(40):
+        item = data[i]
+        assert item["image"].shape == (1, 4, 4, 4)
+        assert torch.all(item["image"] == item["modality"] + 1)
+        seen.add(int(item["modality"]))
+    assert seen == {0, 1, 2, 3}
+
+
+def test_single_channel_input_layer_is_inflated_for_multichannel_finetuning():
+    """A DAE backbone pretrained on one channel keeps its input layers at fine-tuning: C copies of the
+    kernel / C, so a C-channel input with equal channels embeds exactly like the one-channel input."""
+    from benchmark.train import transfer_model
+    from tasks import get_task
+
+    torch.manual_seed(0)
+    pretrained = build_backbone("swin_unetr", in_channels=1, out_channels=1, size=SMOKE_SIZE, roi=ROI)
+    task = get_task("brats")
+    model = transfer_model(DisruptiveAutoencoder, "swin_unetr", state=pretrained.state_dict(), pretrain_channels=(1, 1),
+                           task=task, size=SMOKE_SIZE, roi=ROI)
+    x = torch.randn(1, 1, *ROI, generator=_gen(7))
+    with torch.no_grad():
+        torch.testing.assert_close(model.patch_embed(x.repeat(1, 4, 1, 1, 1)), pretrained.patch_embed(x), atol=1e-5, rtol=1e-5)
+    assert model.net.out.conv.conv.out_channels == task.num_outputs

@@ -143,12 +143,12 @@ def test_plan_scratch_follows_backbone_override(tmp_path):
 
 
 def test_plan_cells_share_fixed_test_set_and_nested_labels(tmp_path):
-    """Every runnable group has the same test ids; its cells' labelled ids are nested train cases."""
+    """Within a seed every method has the same test ids (each seed its own split); labelled ids are nested train cases."""
     plan = _plan(tmp_path, seeds=(0, 3), fractions="100%,25%,10%")
-    tests = {tuple(g.spec["test_ids"]) for g in plan.runnable()}
-    assert len(tests) == 1
-    (test_ids,) = tests
+    tests = {seed: {tuple(g.spec["test_ids"]) for g in plan.runnable() if g.seed == seed} for seed in (0, 3)}
+    assert all(len(t) == 1 for t in tests.values()) and tests[0] != tests[3]
     for group in plan.runnable():
+        (test_ids,) = tests[group.seed]
         assert set(group.spec["train_ids"]).isdisjoint(test_ids)
         labelled = [set(c.labeled_ids) for c in group.cells]
         assert labelled[2] <= labelled[1] <= labelled[0] == set(group.spec["train_ids"])
@@ -374,3 +374,72 @@ def test_plan_csi_is_na_when_fewer_patients_than_sources(tmp_path):
     wider = build_plan(methods=["csi"], task_data=[td], fractions=parse_fractions("100%"), seeds=[0], profile=SMOKE, cache_dir=tmp_path,
                        hparams={"csi": {"pool_size": 3, "sources_per_mixture": 2}})
     assert _group(wider, "csi").na_reason is None
+
+
+def test_method_variants_are_separate_groups_with_their_overrides(tmp_path):
+    """--methods dae,dae:cmcl=false:noise=false plans DAE and its ablation side by side (one scratch)."""
+    from benchmark.plan import split_variant
+
+    assert split_variant("dae:cmcl=false:noise_variance=0.2") == ("dae", {"cmcl": False, "noise_variance": 0.2})
+    plan = _plan(tmp_path, task="brats", methods=("dae", "dae:cmcl=false"))
+    daes = [g for g in plan.groups if g.method == "dae"]
+    assert [g.hparams for g in daes] == [{}, {"cmcl": False}]
+    assert daes[0].config["cmcl"] is True and daes[1].config["cmcl"] is False
+    assert daes[0].pretrain_key != daes[1].pretrain_key
+    assert {c.cell_id for c in daes[0].cells}.isdisjoint(c.cell_id for c in daes[1].cells)
+    assert [g.method for g in plan.groups].count("scratch") == 1
+    with pytest.raises(BenchmarkInputError, match="no_such"):
+        _plan(tmp_path, task="brats", methods=("dae:no_such=1",))
+    with pytest.raises(BenchmarkInputError, match="METHOD:KEY=VALUE"):
+        split_variant("dae:cmcl")
+
+
+def test_cli_accepts_variants_and_rejects_unknown_base_method(capsys):
+    """The CLI validates the method part of a variant before any work."""
+    from benchmark.cli import main
+
+    assert main(["--methods", "nope:cmcl=false", "--tasks", "brats"]) == 2
+    assert "unknown method 'nope:cmcl=false'" in capsys.readouterr().err
+
+
+def test_paired_table_against_scratch_of_same_backbone():
+    """Δ = mean over matched (seed, fold, case) of method − scratch, with the Wilcoxon p-value."""
+    from reports.leaderboard import paired_tables
+
+    rows, cells = [], []
+    for method, values in (("csi", [0.9, 0.8, 0.7, 0.95, 0.85, 0.9]), ("scratch", [0.5, 0.6, 0.4, 0.7, 0.6, 0.5])):
+        cid = f"{method}|100%"
+        cells.append({**{c: "" for c in CELL_COLUMNS}, "cell_id": cid, "method": method, "backbone": "unet2d", "task": "brats",
+                      "fraction": "100%", "n_labeled": 9, "seed": 0, "fold": 0, "status": "done", "label_aware": False, "config_id": "x"})
+        rows += [{"run": "r", "method": method, "backbone": "unet2d", "task": "brats", "fraction": "100%", "n_labeled": 9, "seed": 0,
+                  "fold": 0, "case_id": f"c{i}", "metric": "dice_mean", "value": v, "cell_id": cid} for i, v in enumerate(values)]
+    table = paired_tables(pd.DataFrame(rows, columns=RESULT_COLUMNS), pd.DataFrame(cells, columns=CELL_COLUMNS))["brats"]
+    assert list(table.index) == ["csi (unet2d)"]
+    from scipy.stats import wilcoxon
+
+    p = wilcoxon([0.4, 0.2, 0.3, 0.25, 0.25, 0.4]).pvalue
+    assert table.iloc[0, 0] == f"Δ +0.300 (p={p:.2g}, n=6)"
+
+
+def test_seeds_are_random_splits_and_folds_partition_the_cases(tmp_path):
+    """Seed 0 keeps the task's hold-out split, other seeds draw other splits; k folds test every case once."""
+    from benchmark.plan import kfold_splits, task_splits
+
+    ids = [f"c{i:02d}" for i in range(12)]
+    splits = task_splits(ids, seeds=[0, 1], folds=1, test_fraction=0.25, split_seed=0)
+    assert splits[(0, 0)] == split_cases(ids, test_fraction=0.25, split_seed=0)
+    assert splits[(1, 0)][1] != splits[(0, 0)][1]
+    folds = kfold_splits(ids, folds=5, split_seed=3)
+    tests = [t for _, t in folds]
+    assert sorted(sum(tests, [])) == ids and all(2 <= len(t) <= 3 for t in tests)
+    assert all(set(train).isdisjoint(test) and len(train) + len(test) == 12 for train, test in folds)
+    with pytest.raises(BenchmarkInputError, match="folds"):
+        kfold_splits(ids, folds=13, split_seed=0)
+    plan = _plan(tmp_path, methods=("dae",), task="brats", seeds=(0, 1), folds=3)
+    daes = [g for g in plan.groups if g.method == "dae"]
+    assert sorted((g.seed, g.fold) for g in daes) == [(s, f) for s in (0, 1) for f in range(3)]
+    for g in daes:  # no test case in pretraining or fine-tuning
+        assert set(g.spec["test_ids"]).isdisjoint(g.spec["pretrain_ids"])
+        assert all(set(g.spec["test_ids"]).isdisjoint(c.labeled_ids) for c in g.cells)
+        assert all(f"fold{g.fold}" in c.cell_id for c in g.cells)
+    assert len({g.pretrain_key for g in daes}) == 6

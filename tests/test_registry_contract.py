@@ -19,6 +19,8 @@ def _batch(method_cls, cfg, roi, seed=0):
     spec = method_cls.data_spec(cfg)
     if spec.kind == "source_pool":
         return {"sources": torch.randn(2, spec.pool_size, IN_CHANNELS, *roi, generator=g)}
+    if spec.kind == "modality_crops":  # one channel per sample; a positive and a negative pair for contrastive terms
+        return {"image": torch.randn(3, 1, *roi, generator=g), "modality": torch.tensor([0, 0, 1])}
     assert spec.kind == "crops", spec.kind
     batch = {"image": torch.randn(2, IN_CHANNELS, *roi, generator=g)}
     if method_cls.label_aware:  # a lesion block in the middle of every crop

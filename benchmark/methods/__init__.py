@@ -1,6 +1,7 @@
 """SSL objectives: one file each, registered by name (explicit imports below)."""
 from benchmark.methods.base import METHODS, DataSpec, PretextTask, Recipe, get_method, list_methods, register_method  # noqa: F401
 from benchmark.methods import (  # noqa: F401  (registration)
+    contrastive,
     csi,
     csm,
     dae,
@@ -9,10 +10,15 @@ from benchmark.methods import (  # noqa: F401  (registration)
     inpainting,
     intensity_shift,
     ladp,
+    mae,
     mae3d,
     pixel_shuffle,
     restart,
+    rotation,
     scratch,
+    simsiam,
     super_resolution,
+    swav,
+    swin_unetr_ssl,
     wsi,
 )

@@ -62,6 +62,8 @@ class DataSpec:
     """What a pretraining batch must contain.
 
     kind "crops": ``batch["image"]`` [B, C, *roi] random crops of unlabeled training cases.
+    kind "modality_crops": ``batch["image"]`` [B, 1, *roi], one random channel (modality) of a
+    crop per sample, with ``batch["modality"]`` [B] its channel index (DAE's metadata).
     kind "source_pool": ``batch["sources"]`` [B, N, C, H, W], N axial slices that all have
     brain/body foreground overlapping the first (target) slice; ``same_patient`` draws all N
     from one patient (WSI) instead of N different patients (CSI).

@@ -21,7 +21,7 @@ class Scratch(PretextTask):
 
     Config = ScratchConfig
     default_backbone = "unet2d"
-    supported_backbones = ("unet2d", "swin_unetr", "vit", "vgg_unet")
+    supported_backbones = ("unet2d", "swin_unetr", "vit", "vgg_unet", "resnet_unet")
     pretrains = False
     paper = "source_identification"
     paper_recipe = Recipe(steps=0, batch_size=1, lr=0.0, source="no pretraining")

@@ -1,0 +1,119 @@
+"""BONBID-HIE 2023: neonatal hypoxic-ischaemic lesion segmentation on ADC + Z_ADC (Bao et al. 2023), LADP paper.
+
+Layout of the public release (zenodo.org/record/8104103), one folder per map::
+
+    ROOT/1ADC_ss/MGHNICU_010-VISIT_01-ADC_ss.nii.gz                          skull-stripped ADC
+    ROOT/2Z_ADC/Zmap_MGHNICU_010-VISIT_01-ADC_smooth2mm_clipped10.nii.gz     Z_ADC (vs healthy neonates)
+    ROOT/3LABEL/MGHNICU_010-VISIT_01_lesion.nii.gz                           lesion mask (0/1)
+
+The release itself is MetaImage (``.mha``, read by SimpleITK in the challenge code). This suite
+reads NIfTI headers (nibabel cannot read ``.mha``), so the files are expected converted to
+``.nii.gz`` under the same folder and file names; ``.mha`` files stop with a message saying how.
+
+Normalisation (LADP paper, section II.B): each map z-scored over the brain, "background values ...
+assigned a constant value of −6"; the brain is where the skull-stripped ADC is > 0. The paper's 2D
+protocol (axial slices upscaled to 256²) is the 2D backbones' roi, not the reader's concern.
+
+Metrics as the challenge (``bonbidhie_eval/evaluation.py``) and the LADP paper's Table 1: lesion
+Dice, MASD, NSD at 2 mm with the challenge's empty-mask rules (tasks/metrics.py), Dice again by
+lesion size (< 1 %, 1-5 %, > 5 % of the brain), plus the default HD95.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.errors import BenchmarkInputError
+from tasks.base import Case, SegmentationTask, register_task
+from tasks.metrics import lesion_size_bucket, masd, nsd
+from tasks.nifti import save_nifti
+from tasks.synthetic import hie_subject
+
+BACKGROUND = -6.0  # LADP paper: normalised background value
+ADC_DIR, ZADC_DIR, LABEL_DIR = "1ADC_ss", "2Z_ADC", "3LABEL"
+_ADC_NAME = re.compile(r"(?P<case>.+)-ADC_ss(?P<ext>\.nii\.gz|\.nii|\.mha)")
+
+
+def _paths(root: Path, case: str, ext: str) -> tuple[Path, Path, Path]:
+    return (root / ADC_DIR / f"{case}-ADC_ss{ext}", root / ZADC_DIR / f"Zmap_{case}-ADC_smooth2mm_clipped10{ext}",
+            root / LABEL_DIR / f"{case}_lesion{ext}")
+
+
+@register_task("hie")
+class BONBIDHIE(SegmentationTask):
+    description = ("BONBID-HIE 2023 (as NIfTI): ROOT/1ADC_ss/<case>-ADC_ss.nii.gz, "
+                   "ROOT/2Z_ADC/Zmap_<case>-ADC_smooth2mm_clipped10.nii.gz, ROOT/3LABEL/<case>_lesion.nii.gz")
+    channels = ("ADC", "Z_ADC")
+    label_values = (0, 1)
+    region_names = ("lesion",)
+    multilabel = False  # softmax over background / lesion
+    synthetic_cases = 15
+    synthetic_shape = (64, 64, 32)
+
+    def find_cases(self, root: Path) -> list[Case]:
+        adc_dir = root / ADC_DIR
+        if not adc_dir.is_dir():
+            raise BenchmarkInputError(f"{root}: missing folder {ADC_DIR!r}; expected {self.description}")
+        cases = []
+        for adc in sorted(adc_dir.iterdir()):
+            match = _ADC_NAME.fullmatch(adc.name)
+            if match is None:
+                continue
+            if match["ext"] == ".mha":
+                raise BenchmarkInputError(
+                    f"{adc}: MetaImage (.mha) as released; expected NIfTI under the same folder and file names, e.g. "
+                    f"python -c \"import SimpleITK as s; s.WriteImage(s.ReadImage('{adc}'), '{adc.with_suffix('.nii.gz')}')\" "
+                    f"for every file of {ADC_DIR}, {ZADC_DIR} and {LABEL_DIR}"
+                )
+            adc, z_adc, label = _paths(root, match["case"], match["ext"])
+            for path in (z_adc, label):
+                if not path.exists():
+                    raise BenchmarkInputError(f"{adc}: case {match['case']!r} has no {path.parent.name} file; expected {path}")
+            cases.append(Case(case_id=match["case"], images=(adc, z_adc), label=label))
+        if not cases:
+            raise BenchmarkInputError(f"{adc_dir}: no <case>-ADC_ss.nii.gz files; expected {self.description}")
+        return cases
+
+    def normalize(self, image: np.ndarray) -> np.ndarray:
+        """z-score of ADC and Z_ADC over the brain (ADC > 0), background −6 (LADP paper, section II.B)."""
+        brain = image[0] > 0
+        out = np.full_like(image, BACKGROUND)
+        for c in range(image.shape[0]):
+            values = image[c][brain]
+            if values.size:
+                out[c][brain] = (values - values.mean()) / (values.std() + 1e-8)
+        return out
+
+    def label_to_regions(self, label: torch.Tensor) -> torch.Tensor:
+        return label == 1  # [B, 1, ...]
+
+    def metrics(self, pred_regions: torch.Tensor, true_regions: torch.Tensor, *, spacing, image=None, label=None) -> dict[str, float]:
+        """dice_lesion, hd95_lesion (+ their _mean), masd, nsd, and dice_size_<lt1|1to5|gt5>: the case's
+        Dice again under its lesion-size group only (lesion volume as % of the brain, brain = voxels
+        above the −6 background of the normalised ADC, ``image``)."""
+        if image is None:
+            raise ValueError("hie metrics need image= (the normalised case image) for the brain volume of the lesion-size groups")
+        out = super().metrics(pred_regions, true_regions, spacing=spacing)
+        out["masd"] = float(masd(pred_regions, true_regions, spacing=spacing)[0, 0])
+        out["nsd"] = float(nsd(pred_regions, true_regions, spacing=spacing)[0, 0])
+        brain = torch.as_tensor(image)[0].cpu() > BACKGROUND  # resampled edges lie between −6 and brain values: brain
+        percent = 100.0 * float(true_regions[0, 0].sum()) / max(int(brain.sum()), 1)
+        out[f"dice_size_{lesion_size_bucket(percent)}"] = out["dice_lesion"]
+        return out
+
+    def write_synthetic(self, root: Path, *, n_cases: int, shape: tuple[int, int, int], seed: int) -> None:
+        # Lesion load (% of the brain) cycled over the cases: none, and each of the paper's size groups,
+        # < 1 % twice as often (over half of BONBID-HIE patients have lesions under 1 % of the brain).
+        loads = [(0.0, 0.0), (0.15, 0.6), (1.3, 3.2), (6.0, 14.0), (0.15, 0.6)]
+        rng = np.random.default_rng(seed)
+        # A 160 x 160 x 120 mm field of view. The release's LPS images keep an identity direction;
+        # as NIfTI (RAS) that is x and y flipped.
+        affine = np.diag([-160.0 / shape[0], -160.0 / shape[1], 120.0 / shape[2], 1.0])
+        for i in range(n_cases):
+            low, high = loads[i % len(loads)]
+            adc, z_adc, label = hie_subject(shape, rng, lesion_percent=rng.uniform(low, high))
+            for array, path in zip((adc, z_adc, label), _paths(root, f"MGHNICU_{i + 1:03d}-VISIT_01", ".nii.gz")):
+                save_nifti(array, path, affine=affine)

@@ -1,0 +1,200 @@
+"""Surface-distance and lesion metrics (tasks/metrics.py) and per-task metric keys, on hand-made masks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import tasks.hie  # noqa: F401  (registration)
+import tasks.wmh  # noqa: F401
+from tasks import get_task
+from tasks.metrics import grid_diagonal_mm, hd95, lesion_recall, lesion_size_bucket, masd, nsd, pooled_dice
+
+SPACING = (0.5, 1.0, 3.0)  # mm, anisotropic on purpose
+
+
+def _masks(k: int = 1, shape=(8, 8, 8)) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.zeros(1, k, *shape, dtype=torch.bool), torch.zeros(1, k, *shape, dtype=torch.bool)
+
+
+@pytest.fixture
+def one_truth_two_predicted():
+    """Truth: voxel (1,1,1). Prediction: (3,1,1), 2 voxels away along x (1.0 mm), and (1,1,3), 2 along z (6.0 mm)."""
+    pred, true = _masks()
+    true[0, 0, 1, 1, 1] = True
+    pred[0, 0, 3, 1, 1] = True
+    pred[0, 0, 1, 1, 3] = True
+    return pred, true
+
+
+# ---- HD95 / MASD / NSD on known distances ----------------------------------------------------------
+def test_hd95_anisotropic_hand_computed(one_truth_two_predicted):
+    """pred -> truth distances {1, 6} mm, truth -> pred {1}: HD95 = max(q95{1, 6}, q95{1}) = 1 + 0.95·5 = 5.75 mm
+    (linearly interpolated percentile); with isotropic 1 mm voxels both distances are 2 -> 2."""
+    pred, true = one_truth_two_predicted
+    assert hd95(pred, true, spacing=SPACING).item() == pytest.approx(5.75)
+    assert hd95(true, pred, spacing=SPACING).item() == pytest.approx(5.75)  # symmetric
+    assert hd95(pred, true, spacing=(1.0, 1.0, 1.0)).item() == pytest.approx(2.0)
+
+
+def test_masd_is_mean_of_the_two_directed_averages(one_truth_two_predicted):
+    """MASD = (mean truth -> pred + mean pred -> truth) / 2 = (1 + (1 + 6) / 2) / 2 = 2.25 mm (BONBID-HIE),
+    not the pooled mean (1 + 1 + 6) / 3."""
+    pred, true = one_truth_two_predicted
+    assert masd(pred, true, spacing=SPACING).item() == pytest.approx(2.25)
+
+
+def test_nsd_at_2mm_hand_computed(one_truth_two_predicted):
+    """Within 2 mm: the truth voxel (1.0 mm) and one of two predicted voxels -> NSD = (1 + 1) / (1 + 2) = 2/3."""
+    pred, true = one_truth_two_predicted
+    assert nsd(pred, true, spacing=SPACING).item() == pytest.approx(2 / 3)
+    assert nsd(pred, true, spacing=SPACING, tolerance_mm=6.0).item() == pytest.approx(1.0)
+    assert nsd(pred, true, spacing=SPACING, tolerance_mm=0.9).item() == pytest.approx(0.0)
+
+
+def test_identical_masks_and_shifted_slab():
+    """Identical masks: HD95 = MASD = 0, NSD = 1. A 2x2 block moved one slice along z (3 mm): every
+    boundary voxel is 3 mm from the other surface -> HD95 = MASD = 3, NSD(2 mm) = 0."""
+    pred, true = _masks()
+    true[0, 0, 2:4, 2:4, 2] = True
+    assert hd95(true, true, spacing=SPACING).item() == 0.0
+    assert masd(true, true, spacing=SPACING).item() == 0.0
+    assert nsd(true, true, spacing=SPACING).item() == 1.0
+    pred[0, 0, 2:4, 2:4, 3] = True
+    assert hd95(pred, true, spacing=SPACING).item() == pytest.approx(3.0)
+    assert masd(pred, true, spacing=SPACING).item() == pytest.approx(3.0)
+    assert nsd(pred, true, spacing=SPACING).item() == 0.0
+
+
+def test_unbatched_masks_and_per_channel_results():
+    """[K, *spatial] masks are one case; results are [1, K], one value per region channel."""
+    pred, true = _masks(k=2)
+    true[0, :, 4, 4, 4] = True
+    pred[0, 0, 4, 4, 4] = True
+    pred[0, 1, 4, 4, 5] = True  # 3 mm off
+    assert hd95(pred[0], true[0], spacing=SPACING).tolist() == [[0.0, 3.0]]
+
+
+def test_wrong_mask_rank_is_an_error():
+    with pytest.raises(ValueError, match="spatial"):
+        hd95(torch.zeros(8, 8, dtype=torch.bool), torch.zeros(8, 8, dtype=torch.bool), spacing=SPACING)
+
+
+# ---- empty-mask rules -------------------------------------------------------------------------------
+def test_hd95_empty_rules():
+    """Both empty -> 0; exactly one empty -> the grid diagonal in mm (either direction)."""
+    pred, true = _masks()
+    assert hd95(pred, true, spacing=SPACING).item() == 0.0
+    diagonal = math.sqrt((8 * 0.5) ** 2 + (8 * 1.0) ** 2 + (8 * 3.0) ** 2)
+    true[0, 0, 4, 4, 4] = True
+    assert hd95(pred, true, spacing=SPACING).item() == pytest.approx(diagonal)
+    assert hd95(true, pred, spacing=SPACING).item() == pytest.approx(diagonal)
+
+
+def test_hd95_worst_case_is_brats_373_on_the_brats_grid():
+    """On BraTS' 240 x 240 x 155 grid of 1 mm voxels the one-empty value is the BraTS evaluation's 373.1287 mm."""
+    assert grid_diagonal_mm((240, 240, 155), (1.0, 1.0, 1.0)) == pytest.approx(373.1287, abs=1e-4)
+    pred, true = _masks(shape=(240, 240, 155))
+    pred[0, 0, 100, 100, 70] = True
+    assert hd95(pred, true, spacing=(1.0, 1.0, 1.0)).item() == pytest.approx(373.1287, abs=1e-4)
+
+
+@pytest.mark.parametrize("case", ["both_empty", "truth_empty", "prediction_empty"])
+def test_hie_challenge_empty_mask_rules(case):
+    """BONBID-HIE evaluation.py: both empty -> Dice 1, MASD 0, NSD 1; one empty -> Dice 0, MASD NaN, NSD 0."""
+    pred, true = _masks()
+    if case == "truth_empty":
+        pred[0, 0, 2:4, 2:4, 2:4] = True
+    if case == "prediction_empty":
+        true[0, 0, 2:4, 2:4, 2:4] = True
+    image = np.zeros((2, 8, 8, 8), dtype=np.float32)  # all brain
+    out = get_task("hie").metrics(pred, true, spacing=SPACING, image=image)
+    if case == "both_empty":
+        assert (out["dice_lesion"], out["masd"], out["nsd"], out["hd95_lesion"]) == (1.0, 0.0, 1.0, 0.0)
+    else:
+        assert out["dice_lesion"] == 0.0 and out["nsd"] == 0.0 and math.isnan(out["masd"])
+        assert out["hd95_lesion"] == pytest.approx(grid_diagonal_mm((8, 8, 8), SPACING))
+
+
+# ---- lesion-wise and size-grouped metrics ---------------------------------------------------------
+def test_lesion_recall_uses_26_connectivity():
+    """Truth: (1,1,1)+(2,2,2) touch at a corner -> ONE lesion (full connectivity, as the WMH script);
+    plus (5,5,5) and (1,6,1): 3 lesions. Predicting (2,2,2) and (5,5,5) detects 2 of 3."""
+    pred, true = np.zeros((8, 8, 8), bool), np.zeros((8, 8, 8), bool)
+    for voxel in [(1, 1, 1), (2, 2, 2), (5, 5, 5), (1, 6, 1)]:
+        true[voxel] = True
+    pred[2, 2, 2] = pred[5, 5, 5] = True
+    pred[7, 7, 7] = True  # a false positive does not change recall
+    assert lesion_recall(pred, true) == pytest.approx(2 / 3)
+    assert lesion_recall(np.zeros_like(pred), true) == 0.0
+    assert lesion_recall(pred, np.zeros_like(true)) == 1.0  # no true lesion: 1.0 as in the WMH script
+    assert lesion_recall(torch.from_numpy(true), torch.from_numpy(true)) == 1.0
+
+
+@pytest.mark.parametrize("percent, bucket", [(0.0, "lt1"), (0.99, "lt1"), (1.0, "1to5"), (5.0, "1to5"), (5.01, "gt5"), (40.0, "gt5")])
+def test_lesion_size_bucket_bounds(percent, bucket):
+    assert lesion_size_bucket(percent) == bucket
+
+
+@pytest.mark.parametrize("lesion_voxels, bucket", [(20, "lt1"), (120, "1to5"), (400, "gt5")])
+def test_hie_dice_reported_only_in_its_size_bucket(lesion_voxels, bucket):
+    """Brain = 4000 voxels above the −6 background (of 8000); lesions of 20 / 120 / 400 voxels are 0.5 / 3 / 10 %
+    of the brain. The case's Dice appears under dice_size_<its bucket> only."""
+    shape = (20, 20, 20)
+    image = np.full((2, *shape), -6.0, dtype=np.float32)
+    image[:, :, :, :10] = 0.3  # brain: half the volume
+    pred, true = _masks(shape=shape)
+    lesion = tuple(np.argwhere(image[0] > -6)[:lesion_voxels].T)  # lesion_voxels brain voxels
+    true[0, 0][lesion] = True
+    pred[0, 0][tuple(axis[: lesion_voxels // 2] for axis in lesion)] = True  # half of them predicted
+    out = get_task("hie").metrics(pred, true, spacing=(1.0, 1.0, 1.0), image=image)
+    dice = 2 * (lesion_voxels // 2) / (lesion_voxels + lesion_voxels // 2)
+    assert out["dice_lesion"] == pytest.approx(dice)
+    assert out[f"dice_size_{bucket}"] == pytest.approx(dice)
+    assert [k for k in out if k.startswith("dice_size_")] == [f"dice_size_{bucket}"]
+    assert {"masd", "nsd", "hd95_lesion", "dice_mean"} <= set(out)
+
+
+def test_hie_metrics_need_the_image():
+    pred, true = _masks()
+    with pytest.raises(ValueError, match="image"):
+        get_task("hie").metrics(pred, true, spacing=SPACING)
+
+
+# ---- BraTS "All" and default keys ------------------------------------------------------------------
+def test_brats_dice_all_pools_the_three_regions():
+    """WT: 4 of 4 right; TC: 2 predicted, none true; ET: 2 true, none predicted.
+    All = 2·4 / (6 + 6) = 2/3 (SI paper: WT+TC+ET concatenated), whereas the mean of Dice is 1/3."""
+    pred, true = _masks(k=3)
+    pred[0, 0, 0:2, 0:2, 0] = true[0, 0, 0:2, 0:2, 0] = True
+    pred[0, 1, 4, 4, 0:2] = True
+    true[0, 2, 6, 6, 0:2] = True
+    assert pooled_dice(pred, true).item() == pytest.approx(2 / 3)
+    out = get_task("brats").metrics(pred, true, spacing=SPACING)
+    assert out["dice_all"] == pytest.approx(2 / 3) and out["dice_mean"] == pytest.approx(1 / 3)
+    assert set(out) == {"dice_WT", "dice_TC", "dice_ET", "dice_mean", "dice_all", "hd95_WT", "hd95_TC", "hd95_ET", "hd95_mean"}
+    assert out["hd95_WT"] == 0.0 and out["hd95_TC"] == out["hd95_ET"] == pytest.approx(grid_diagonal_mm((8, 8, 8), SPACING))
+
+
+def test_default_metrics_add_hd95_per_region_and_mean():
+    """Every task reports dice_<region>, dice_mean, hd95_<region>, hd95_mean; hd95 in mm of ``spacing``."""
+    btcv = get_task("btcv")
+    pred, true = _masks(k=13)
+    true[0, :, 4, 4, 4] = True
+    pred[0, :, 4, 4, 5] = True  # every organ one slice off: 3 mm
+    out = btcv.metrics(pred, true, spacing=SPACING)
+    assert set(out) == {f"dice_{n}" for n in btcv.region_names} | {f"hd95_{n}" for n in btcv.region_names} | {"dice_mean", "hd95_mean"}
+    assert out["hd95_liver"] == pytest.approx(3.0) and out["hd95_mean"] == pytest.approx(3.0)
+    assert out == {**btcv.dice(pred, true), **{k: v for k, v in out.items() if k.startswith("hd95")}}
+
+
+def test_wmh_metrics_keys_and_lesion_recall():
+    """WMH: dice_wmh, hd95_wmh (+ means) and lesion_recall."""
+    pred, true = _masks()
+    true[0, 0, 1, 1, 1] = true[0, 0, 5, 5, 5] = True
+    pred[0, 0, 5, 5, 5] = True
+    out = get_task("wmh").metrics(pred, true, spacing=SPACING)
+    assert set(out) == {"dice_wmh", "dice_mean", "hd95_wmh", "hd95_mean", "lesion_recall"}
+    assert out["lesion_recall"] == 0.5 and out["dice_wmh"] == pytest.approx(2 / 3)
