@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", help="smoke: minutes on a CPU; paper: each paper's recipe; tiny: 2 steps per stage (default: smoke without --data-root, paper with it)")
     p.add_argument("--data-root", action="append", default=[], metavar="[TASK=]PATH",
                    help="real dataset folder in the task's layout; TASK=PATH per task, a bare PATH for a single task; omitted -> built-in synthetic data")
+    p.add_argument("--pretrain-extra", action="append", default=[], metavar="[TASK=]PATH",
+                   help="extra unlabeled cases for pretraining only, PATH/<case>/<channel>.nii.gz per channel of the task "
+                        "(default: pretrain on the task's training cases, the SI paper's protocol)")
     p.add_argument("--backbone", help="run every method on this backbone where it allows it (default: each method's paper backbone)")
     p.add_argument("--hparam", action="append", default=[], metavar="METHOD.KEY=VALUE", help="override a method hyperparameter, e.g. csi.pool_size=7")
     p.add_argument("--finetune-aug", choices=["none", "mixup", "carvemix"], default="none",
@@ -81,18 +84,18 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _parse_data_roots(items: list[str], tasks: list[str]) -> dict[str, Path]:
+def _parse_data_roots(items: list[str], tasks: list[str], flag: str = "--data-root") -> dict[str, Path]:
     roots: dict[str, Path] = {}
     for item in items:
         name, sep, path = item.partition("=")
         if sep and name in tasks:
             roots[name] = Path(path)
         elif sep and not os.path.exists(item):
-            raise BenchmarkInputError(f"--data-root {item!r}: {name!r} is not one of the chosen tasks ({', '.join(tasks)})")
+            raise BenchmarkInputError(f"{flag} {item!r}: {name!r} is not one of the chosen tasks ({', '.join(tasks)})")
         elif len(tasks) == 1:
             roots[tasks[0]] = Path(item)
         else:
-            raise BenchmarkInputError(f"--data-root {item!r}: with several tasks, write TASK=PATH (tasks: {', '.join(tasks)})")
+            raise BenchmarkInputError(f"{flag} {item!r}: with several tasks, write TASK=PATH (tasks: {', '.join(tasks)})")
     return roots
 
 
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from benchmark.backbones import list_backbones
-    from benchmark.datasources import resolve_task_data
+    from benchmark.datasources import attach_unlabeled, resolve_task_data
     from benchmark.methods import list_methods
     from benchmark.plan import build_plan, parse_fractions, split_variant
     from benchmark.profiles import get_profile
@@ -174,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
     fractions = parse_fractions(args.fractions)
     seeds = _parse_seeds(args.seeds)
     roots = _parse_data_roots(args.data_root, task_names)
+    extra_roots = _parse_data_roots(args.pretrain_extra, task_names, flag="--pretrain-extra")
     for name, task in task_by_name.items():
         if name not in roots and task.default_data_root is not None:  # nnunet:PATH: the data are at PATH
             roots[name] = task.default_data_root
@@ -190,8 +194,15 @@ def run(args: argparse.Namespace) -> int:
     for name in task_names:
         td = resolve_task_data(task_by_name[name], data_root=roots.get(name), cache_dir=args.cache_dir, recheck=args.check_data)
         source = "built-in synthetic data" if td.synthetic else "user data"
-        checked = f"; every file read: channels {', '.join(td.task.channels)} + label, values in {list(td.task.label_values)}" if args.check_data else ""
+        if getattr(td.task, "kind", "segmentation") == "classification":
+            what = f"classes {list(td.task.class_names)}"
+        else:
+            what = f"label values in {list(td.task.label_values)}"
+        checked = f"; every file read: channels {', '.join(td.task.channels)}, {what}" if args.check_data else ""
         print(f"[medssl-bench] task {name}: {len(td.cases)} cases ({source}) at {td.root}{checked}", flush=True)
+        if name in extra_roots:
+            td = attach_unlabeled(td, extra_roots[name], cache_dir=args.cache_dir, recheck=args.check_data)
+            print(f"[medssl-bench] task {name}: + {len(td.extra_cases)} unlabeled pretraining cases at {td.extra_root}", flush=True)
         task_data.append(td)
     if args.check_data:
         print(f"[medssl-bench] data OK: {', '.join(task_names)} (nothing trained)", flush=True)
@@ -290,7 +301,11 @@ def _execute(groups, *, args, store, output: Path) -> int:
                     for case, metric, value in result["rows"]]
             store.add_cell(_cell_record(group, cell, status="done", result=result, device_count=device_count), rows)
             means = [r["value"] for r in rows if r["metric"] == "dice_mean"]
-            summary.append(f"{cell.fraction}: dice_mean {sum(means) / max(1, len(means)):.3f}")
+            aucs = [r["value"] for r in rows if r["metric"] == "auc"]  # classification tasks: one set-level AUC, no Dice
+            if means or not aucs:
+                summary.append(f"{cell.fraction}: dice_mean {sum(means) / max(1, len(means)):.3f}")
+            else:
+                summary.append(f"{cell.fraction}: auc {aucs[0]:.3f}")
         reused = " (pretraining reused)" if results and results[0]["pretrain_reused"] else ""
         print(f"[medssl-bench] [{done}/{len(groups)}] {group.title}{reused}: {'; '.join(summary)}  [{time.perf_counter() - started:.0f}s]", flush=True)
 

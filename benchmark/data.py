@@ -16,25 +16,48 @@ from tasks.base import Case, SegmentationTask, Volume
 
 
 def load_volumes(task: SegmentationTask, cases: list[Case], *, volume_size: tuple[int, int, int] | None) -> list[Volume]:
-    """Load and normalise ``cases``; resample to ``volume_size`` when the profile asks for it (smoke)."""
+    """Load and normalise ``cases``; resample to ``volume_size`` when the profile asks for it (smoke),
+    else apply the task's paper pre-processing in-plane (``task.inplane``, e.g. 200 x 200 x Z for the SI tasks)."""
     volumes = [task.load(case) for case in cases]
-    if volume_size is None:
+    if volume_size is not None:
+        return [_resize(v, tuple(volume_size)) for v in volumes]
+    if task.inplane is None:
         return volumes
+    mode, size = task.inplane
+    if mode == "resize":
+        return [_resize(v, (*size, v.image.shape[3])) for v in volumes]
+    if mode == "crop_pad":
+        return [_crop_pad_inplane(v, size) for v in volumes]
+    raise ValueError(f"task {task.name}: unknown in-plane pre-processing {mode!r}; expected 'resize' or 'crop_pad'")
+
+
+def _resize(v: Volume, size: tuple[int, int, int]) -> Volume:
+    """Resample image (trilinear) and label (nearest) to ``size`` voxels (MONAI Resize)."""
+    if tuple(v.image.shape[1:]) == size:
+        return v
     from monai.transforms import Resize
 
-    resize_image = Resize(spatial_size=volume_size, mode="trilinear")
-    resize_label = Resize(spatial_size=volume_size, mode="nearest")
-    out = []
-    for v in volumes:
-        if tuple(v.image.shape[1:]) == tuple(volume_size):
-            out.append(v)
-            continue
-        image = np.asarray(resize_image(v.image), dtype=np.float32)
-        label = np.asarray(resize_label(v.label[None].astype(np.float32)))[0].round().astype(np.int64)
-        # Same field of view on fewer/more voxels: each voxel's size scales by old / new count.
-        spacing = tuple(s * old / new for s, old, new in zip(v.spacing, v.image.shape[1:], volume_size))
-        out.append(Volume(case_id=v.case_id, image=image, label=label, spacing=spacing))
-    return out
+    image = np.asarray(Resize(spatial_size=size, mode="trilinear")(v.image), dtype=np.float32)
+    label = np.asarray(Resize(spatial_size=size, mode="nearest")(v.label[None].astype(np.float32)))[0].round().astype(np.int64)
+    # Same field of view on fewer/more voxels: each voxel's size scales by old / new count.
+    spacing = tuple(s * old / new for s, old, new in zip(v.spacing, v.image.shape[1:], size))
+    return dataclasses.replace(v, image=image, label=label, spacing=spacing)
+
+
+def _crop_pad_inplane(v: Volume, size: tuple[int, int]) -> Volume:
+    """Crop / zero-pad X and Y to ``size`` around the centre of the foreground's bounding box, every
+    slice kept (MONAI SpatialCrop + SpatialPad), so the whole brain stays in view (SI paper 5.1)."""
+    from monai.transforms import SpatialCrop, SpatialPad
+
+    depth = v.image.shape[3]
+    foreground = np.argwhere((v.image != 0).any(axis=0))
+    lo, hi = (foreground.min(0), foreground.max(0)) if len(foreground) else (np.zeros(3, int), np.array(v.image.shape[1:]) - 1)
+    centre = [int((a + b + 1) // 2) for a, b in zip(lo[:2], hi[:2])] + [depth // 2]
+    crop = SpatialCrop(roi_center=centre, roi_size=(*size, depth))
+    pad = SpatialPad(spatial_size=(*size, depth), method="symmetric")
+    image = np.asarray(pad(crop(v.image)), dtype=np.float32)
+    label = np.asarray(pad(crop(v.label[None])))[0].astype(np.int64)
+    return dataclasses.replace(v, image=image, label=label)
 
 
 def drop_series(volumes: list[Volume], fraction: float) -> list[Volume]:

@@ -20,10 +20,17 @@ SYNTHETIC_SEED = 2024
 
 
 def _generator_version(task: SegmentationTask) -> str:
-    """Changes whenever the synthetic generator or the task's writer changes, invalidating old copies."""
+    """Changes whenever the synthetic generator or the task's writer changes, invalidating old copies.
+
+    A task may name further modules its writer depends on (``synthetic_modules``, e.g. the
+    classification tasks' generators); tasks without them keep their old cache names.
+    """
+    import importlib
+
     import tasks.synthetic
 
     source = inspect.getsource(tasks.synthetic) + inspect.getsource(type(task).write_synthetic)
+    source += "".join(inspect.getsource(importlib.import_module(name)) for name in getattr(task, "synthetic_modules", ()))
     return hashlib.sha256(source.encode()).hexdigest()[:10]
 
 
@@ -46,12 +53,15 @@ def synthetic_root(task: SegmentationTask, cache_dir: Path) -> Path:
 
 
 def _fingerprint(cases) -> str:
-    """Paths, sizes and modification times of every file: changes if the data changes."""
+    """Paths, sizes and modification times of every file, and the class of classification cases (read
+    from a CSV, not a file of the case): changes if the data changes."""
     h = hashlib.sha256()
     for case in cases:
-        for path in (*case.images, case.label):
+        for path in (*case.images, *([case.label] if case.label is not None else [])):
             st = Path(path).stat()
             h.update(f"{path}|{st.st_size}|{int(st.st_mtime)}".encode())
+        if case.target is not None:
+            h.update(f"target={case.target}".encode())
     return h.hexdigest()[:16]
 
 
@@ -81,3 +91,19 @@ def resolve_task_data(task: SegmentationTask, *, data_root: Path | None, cache_d
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
     return TaskData(task=task, root=root, cases=cases, synthetic=synthetic, fingerprint=fingerprint)
+
+
+def attach_unlabeled(td: TaskData, extra_root: Path, *, cache_dir: Path, recheck: bool = False) -> TaskData:
+    """Add ``--pretrain-extra`` cases (tasks/unlabeled.py) to ``td``, checked up front like the task's own."""
+    from tasks.unlabeled import check_unlabeled_cases, find_unlabeled_cases
+
+    extra = find_unlabeled_cases(td.task, extra_root)
+    fingerprint = _fingerprint(extra)
+    marker = Path(cache_dir) / "validated" / f"{td.task.name}-unlabeled-{fingerprint}"
+    if recheck or not marker.exists():
+        check_unlabeled_cases(extra)
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    td.extra_root, td.extra_cases = Path(extra_root).expanduser(), extra
+    td.fingerprint = f"{td.fingerprint}+{fingerprint}"  # pretraining cache keys change with the extra data
+    return td

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark.classifier import classification_reason
 from benchmark.errors import BenchmarkInputError
 from benchmark.methods import get_method
 from benchmark.profiles import Profile
@@ -79,8 +80,23 @@ def split_variant(entry: str) -> tuple[str, dict[str, Any]]:
 
 
 # ---- splits ------------------------------------------------------------------------------------
-def split_cases(case_ids: list[str], *, test_fraction: float, split_seed: int) -> tuple[list[str], list[str]]:
-    """Patient-wise (train, test) split; the same for every method, fraction and run seed."""
+def split_cases(case_ids: list[str], *, test_fraction: float, split_seed: int, strata: dict[str, int] | None = None) -> tuple[list[str], list[str]]:
+    """Patient-wise (train, test) split; the same for every method and fraction of a seed.
+
+    ``strata`` (case id -> class, classification tasks): the split is stratified, every class with
+    at least two cases puts round(test_fraction · n) (>= 1) of them in the test set, so AUC is defined.
+    """
+    if strata:
+        rng, train, test = np.random.default_rng(split_seed), [], []
+        for cls in sorted(set(strata.values())):
+            members = sorted(i for i in case_ids if strata[i] == cls)
+            order = rng.permutation(len(members))
+            n_test = max(1, int(round(test_fraction * len(members)))) if len(members) >= 2 else 0
+            test += [members[i] for i in order[:n_test]]
+            train += [members[i] for i in order[n_test:]]
+        if not train or not test:
+            raise BenchmarkInputError(f"only {len(case_ids)} case(s): need at least 2 to hold out a test case")
+        return sorted(train), sorted(test)
     ids = sorted(case_ids)
     order = np.random.default_rng(split_seed).permutation(len(ids))
     n_test = max(1, int(round(test_fraction * len(ids))))
@@ -91,24 +107,32 @@ def split_cases(case_ids: list[str], *, test_fraction: float, split_seed: int) -
     return train, test
 
 
-def kfold_splits(case_ids: list[str], *, folds: int, split_seed: int) -> list[tuple[list[str], list[str]]]:
-    """k-fold cross-validation, patient-wise: fold f tests on the f-th of k seeded, near-equal parts."""
+def kfold_splits(case_ids: list[str], *, folds: int, split_seed: int, strata: dict[str, int] | None = None) -> list[tuple[list[str], list[str]]]:
+    """k-fold cross-validation, patient-wise: fold f tests on the f-th of k seeded, near-equal parts
+    (``strata``: each class's cases dealt round-robin over the folds, so every fold holds every class)."""
     ids = sorted(case_ids)
     if not 2 <= folds <= len(ids):
         raise BenchmarkInputError(f"--folds {folds}: expected 2 <= folds <= the number of cases ({len(ids)})")
-    parts = np.array_split(np.random.default_rng(split_seed).permutation(len(ids)), folds)
+    rng = np.random.default_rng(split_seed)
+    if strata:
+        dealt = [i for cls in sorted(set(strata.values())) for i in rng.permutation([ids.index(c) for c in ids if strata[c] == cls])]
+        parts = [dealt[f::folds] for f in range(folds)]
+    else:
+        parts = np.array_split(rng.permutation(len(ids)), folds)
     return [(sorted(ids[i] for j, p in enumerate(parts) if j != f for i in p), sorted(ids[i] for i in parts[f])) for f in range(folds)]
 
 
-def task_splits(case_ids: list[str], *, seeds: list[int], folds: int, test_fraction: float, split_seed: int) -> dict[tuple[int, int], tuple[list[str], list[str]]]:
+def task_splits(case_ids: list[str], *, seeds: list[int], folds: int, test_fraction: float, split_seed: int,
+                strata: dict[str, int] | None = None) -> dict[tuple[int, int], tuple[list[str], list[str]]]:
     """(seed, fold) -> (train ids, test ids). Each seed is its own random split (the SI paper's "3 random
     splits"); seed 0 is the task's fixed hold-out split. ``folds`` > 1: k-fold cross-validation per seed."""
     out = {}
     for seed in seeds:
         if folds <= 1:
-            out[(seed, 0)] = split_cases(case_ids, test_fraction=test_fraction, split_seed=split_seed + seed)
+            out[(seed, 0)] = split_cases(case_ids, test_fraction=test_fraction, split_seed=split_seed + seed, strata=strata)
         else:
-            out.update({(seed, f): split for f, split in enumerate(kfold_splits(case_ids, folds=folds, split_seed=split_seed + seed))})
+            splits = kfold_splits(case_ids, folds=folds, split_seed=split_seed + seed, strata=strata)
+            out.update({(seed, f): split for f, split in enumerate(splits)})
     return out
 
 
@@ -128,6 +152,8 @@ class TaskData:
     cases: list[Case]
     synthetic: bool
     fingerprint: str
+    extra_root: Path | None = None  # --pretrain-extra: unlabeled cases for pretraining only
+    extra_cases: list[Case] = field(default_factory=list)
 
 
 @dataclass
@@ -202,7 +228,10 @@ def build_plan(
     groups: list[Group] = []
     for td in task_data:
         task = td.task
-        splits = task_splits([c.case_id for c in td.cases], seeds=seeds, folds=folds, test_fraction=task.test_fraction, split_seed=task.split_seed)
+        # Classification tasks stratify by class so that every test set holds both classes (AUC defined).
+        strata = {c.case_id: c.target for c in td.cases} if getattr(task, "kind", "segmentation") == "classification" else None
+        splits = task_splits([c.case_id for c in td.cases], seeds=seeds, folds=folds, test_fraction=task.test_fraction,
+                             split_seed=task.split_seed, strata=strata)
         n_train = min(len(train) for train, _ in splits.values())
         pairs: list[tuple[str, str]] = []
         variants: dict[tuple[str, str], dict[str, Any]] = {}  # (entry, backbone) -> variant overrides
@@ -214,7 +243,7 @@ def build_plan(
         # Scratch once per backbone that a runnable method on this task uses (fair comparison).
         used = []
         for entry, bb in pairs:
-            if get_method(split_variant(entry)[0]).unsupported_reason(task=task, backbone=bb) is None and bb not in used:
+            if _unsupported(get_method(split_variant(entry)[0]), task, bb, finetune_aug) is None and bb not in used:
                 used.append(bb)
         if "scratch" in methods or pairs:
             for bb in used or [backbone or get_method("scratch").default_backbone]:
@@ -227,7 +256,7 @@ def build_plan(
                 cfg = method_cls.make_config(overrides)
             except (TypeError, ValueError) as exc:
                 raise BenchmarkInputError(f"--hparam / --methods settings for {entry!r}: {exc}") from None
-            na_reason = method_cls.unsupported_reason(task=task, backbone=bb) or _data_shortfall(method_cls, cfg, n_train)
+            na_reason = _unsupported(method_cls, task, bb, finetune_aug) or _data_shortfall(method_cls, cfg, n_train)
             config = {**dataclasses.asdict(cfg), **augmentation}
             for (seed, fold), (train_ids, test_ids) in splits.items():
                 cells = []
@@ -241,10 +270,18 @@ def build_plan(
                     group = Group(method=name, backbone=bb, task=task.name, seed=seed, fold=fold, hparams=overrides, config=config,
                                   label_aware=method_cls.label_aware, cells=share, na_reason=na_reason, n_folds=folds)
                     if na_reason is None:
-                        pretrain_ids = share[0].labeled_ids if method_cls.label_aware else train_ids
+                        # Label-aware pretraining sees only labelled cases; others also the --pretrain-extra cases.
+                        pretrain_ids = share[0].labeled_ids if method_cls.label_aware else train_ids + [c.case_id for c in td.extra_cases]
                         _attach_spec(group, method_cls, cfg, td, train_ids, test_ids, pretrain_ids, profile, cache_dir)
                     groups.append(group)
     return Plan(groups=groups, profile=profile)
+
+
+def _unsupported(method_cls, task: SegmentationTask, backbone: str, finetune_aug: str) -> str | None:
+    """Why the method cannot run on this task / backbone: its own rule, or, on a case-level classification
+    task, the classifier's (a 2D backbone has no whole-case features; benchmark/classifier.py)."""
+    return (method_cls.unsupported_reason(task=task, backbone=backbone)
+            or classification_reason(task, method_cls=method_cls, backbone=backbone, finetune_aug=finetune_aug))
 
 
 def _data_shortfall(method_cls, cfg, n_train: int) -> str | None:
@@ -263,7 +300,7 @@ def _epoch_size(td: TaskData, ids: list[str], *, two_d: bool, volume_size) -> in
         return len(ids) * volume_size[2]
     from tasks.nifti import nifti_shape
 
-    cases = {c.case_id: c for c in td.cases}
+    cases = {c.case_id: c for c in [*td.cases, *td.extra_cases]}
     return sum(nifti_shape(cases[i].images[0])[2] for i in ids)
 
 
@@ -273,7 +310,9 @@ def _attach_spec(group: Group, method_cls, cfg, td: TaskData, train_ids, test_id
     pre_recipe = profile.pretrain_recipe(method_cls, group.backbone)
     ft_recipe = profile.finetune_recipes[group.backbone]
     samples = _epoch_size(td, train_ids, two_d=len(roi) == 2, volume_size=profile.volume_size)
-    pretrain_steps = pre_recipe.steps_for(samples) if method_cls.pretrains else 0
+    extra = [i for i in pretrain_ids if i not in set(train_ids)]  # --pretrain-extra cases: epochs count them too
+    pretrain_samples = samples + (_epoch_size(td, extra, two_d=len(roi) == 2, volume_size=profile.volume_size) if extra else 0)
+    pretrain_steps = pre_recipe.steps_for(pretrain_samples) if method_cls.pretrains else 0
     # Every label fraction gets the same optimisation budget (steps), counted on the full training
     # set: small fractions are not also penalised with fewer updates.
     finetune_steps = ft_recipe.steps_for(samples)
@@ -287,6 +326,7 @@ def _attach_spec(group: Group, method_cls, cfg, td: TaskData, train_ids, test_id
     group.spec = {  # "task": what the worker passes to get_task, the ref (nnunet:/abs/path), not the display name
         "method": group.method, "backbone": group.backbone, "task": td.task.ref, "seed": group.seed, "fold": group.fold,
         "hparams": group.hparams, "data_root": str(td.root), "train_ids": train_ids, "test_ids": test_ids,
+        "extra_root": str(td.extra_root) if td.extra_root and extra else None,
         "pretrain_ids": pretrain_ids, "label_aware": method_cls.label_aware, "finetune_aug": group.config["finetune_aug"],
         "mixup_alpha": group.config.get("mixup_alpha"), "missing_series": group.config.get("missing_series", 0.0),
         "finetune_rounds": method_cls.finetune_rounds(cfg),

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from benchmark.backbones import BackboneSize, build_backbone
+from benchmark.classifier import ClassifierNet, VolumeClassDataset, fit_to_roi
 from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_volumes
 from benchmark.methods import PretextTask, Recipe, get_method
 from tasks import SegmentationTask, Volume, get_task
@@ -177,6 +179,35 @@ def evaluate(model: nn.Module, task: SegmentationTask, volumes: list[Volume], *,
     return rows
 
 
+# ---- case-level classification (tasks/classification.py, benchmark/classifier.py) ----------------------
+def finetune_classifier(model: nn.Module, volumes: list[Volume], *, recipe: Recipe, steps: int, seed: int, hooks: Hooks, tag: str) -> list[float]:
+    """Supervised training of a ``ClassifierNet`` on whole labelled volumes (already at the crop size):
+    cross-entropy on each case's class, random flips; the same recipe and steps as segmentation fine-tuning."""
+    dataset = VolumeClassDataset(volumes, length=steps * recipe.batch_size * hooks.world_size, seed=seed)
+    wrapped = hooks.prepare_model(model, find_unused_parameters=True)  # the backbone's segmentation decoder gets no gradient
+    criterion = nn.CrossEntropyLoss()
+    return _optimise(wrapped, _loader(dataset, recipe.batch_size, hooks), recipe, steps,
+                     lambda batch: criterion(wrapped(batch["image"]), batch["target"]), hooks=hooks, tag=tag)
+
+
+@torch.no_grad()
+def evaluate_classifier(model: nn.Module, task: SegmentationTask, volumes: list[Volume], *, device, log: Callable[[str], None]) -> list[tuple[str, str, float]]:
+    """Rows (case_id, metric, value): per test case (prob_positive, correct, target) and per test set
+    (case_id ``SET_CASE_ID``: auc, accuracy). A test set of one class has no AUC: NaN, and a log line says so."""
+    from tasks.classification import SET_CASE_ID
+
+    model.eval()
+    probs = [torch.softmax(model(torch.from_numpy(v.image)[None].to(device)), dim=1)[0].cpu().numpy() for v in volumes]  # [K] each
+    targets = [int(v.target) for v in volumes]
+    rows = [(v.case_id, name, value) for v, p, t in zip(volumes, probs, targets) for name, value in task.case_metrics(p, t).items()]
+    summary = task.set_metrics(np.stack(probs), np.asarray(targets))
+    if math.isnan(summary["auc"]):
+        present = sorted({task.class_names[t] for t in targets})
+        log(f"  AUC undefined on {task.name}: the {len(volumes)} test case(s) hold the classes {present} only (every class is needed); written as NaN")
+    rows.extend((SET_CASE_ID, name, value) for name, value in summary.items())
+    return rows
+
+
 # ---- transfer --------------------------------------------------------------------------------
 def transfer_model(method_cls: type[PretextTask], backbone_name: str, *, state: dict | None, pretrain_channels: tuple[int, int],
                    task: SegmentationTask, size: BackboneSize, roi) -> nn.Module:
@@ -242,6 +273,12 @@ def run_group(spec: dict[str, Any], hooks: Hooks | None = None) -> list[dict[str
             method = method_cls(backbone, cfg, in_channels=len(task.channels)).to(hooks.device)
             recipe = Recipe(**spec["pretrain_recipe"])
             pretrain_volumes = [v for v in train_volumes if v.case_id in set(spec["pretrain_ids"])]  # complete series
+            if spec.get("extra_root"):  # --pretrain-extra: unlabeled cases, pretraining only
+                from tasks.unlabeled import find_unlabeled_cases
+
+                extra = {c.case_id: c for c in find_unlabeled_cases(task, Path(spec["extra_root"]))}
+                wanted = [extra[i] for i in spec["pretrain_ids"] if i in extra]
+                pretrain_volumes += load_volumes(task, wanted, volume_size=volume_size)
             losses = pretrain(method, pretrain_volumes, recipe=recipe, steps=spec["pretrain_steps"], roi=roi, seed=spec["seed"], hooks=hooks)
             state = {k: v.detach().cpu() for k, v in method.backbone.state_dict().items()}
             if hooks.is_main:
@@ -251,20 +288,35 @@ def run_group(spec: dict[str, Any], hooks: Hooks | None = None) -> list[dict[str
     # Downstream data may miss series (CSM Table VII): fine-tuning and test cases alike, pretraining not.
     missing = spec.get("missing_series") or 0.0
     train_volumes, test_volumes = drop_series(train_volumes, missing), drop_series(test_volumes, missing)
+    classify = task.kind == "classification"  # one class per case: whole volumes at the crop size, a ClassifierNet
+    if classify:
+        train_volumes, test_volumes = fit_to_roi(train_volumes, roi), fit_to_roi(test_volumes, roi)
     results = []
     for cell in spec["cells"]:
         start = time.perf_counter()
         torch.manual_seed(spec["seed"] * 7919 + len(cell["labeled_ids"]))
-        model = transfer_model(method_cls, spec["backbone"], state=state, pretrain_channels=channels, task=task, size=size, roi=roi).to(hooks.device)
+        model = transfer_model(method_cls, spec["backbone"], state=state, pretrain_channels=channels, task=task, size=size, roi=roi)
+        if classify:
+            model = ClassifierNet(model, backbone_name=spec["backbone"], num_classes=task.num_outputs)
+        model = model.to(hooks.device)
         labeled = [v for v in train_volumes if v.case_id in set(cell["labeled_ids"])]
         recipe = Recipe(**spec["finetune_recipe"])
         tag = f"finetune {spec['method']}/{spec['backbone']} {spec['task']} {cell['fraction']}"
         rounds = spec["finetune_rounds"]
         for round_index in range(rounds):  # > 1: CNN-restart, a fresh optimiser and schedule each round
             round_tag = tag + (f" round {round_index + 1}" if rounds > 1 else "")
-            losses = finetune(model, task, labeled, recipe=recipe, steps=spec["finetune_steps"], roi=roi, seed=spec["seed"] + round_index,
-                              hooks=hooks, tag=round_tag, augmentation=spec["finetune_aug"], mixup_alpha=spec["mixup_alpha"] or 0.0)
-        rows = evaluate(model, task, test_volumes, roi=roi, spatial_dims=spatial_dims, device=hooks.device) if hooks.is_main else []
+            if classify:
+                losses = finetune_classifier(model, labeled, recipe=recipe, steps=spec["finetune_steps"], seed=spec["seed"] + round_index,
+                                             hooks=hooks, tag=round_tag)
+            else:
+                losses = finetune(model, task, labeled, recipe=recipe, steps=spec["finetune_steps"], roi=roi, seed=spec["seed"] + round_index,
+                                  hooks=hooks, tag=round_tag, augmentation=spec["finetune_aug"], mixup_alpha=spec["mixup_alpha"] or 0.0)
+        if not hooks.is_main:
+            rows = []
+        elif classify:
+            rows = evaluate_classifier(model, task, test_volumes, device=hooks.device, log=hooks.log)
+        else:
+            rows = evaluate(model, task, test_volumes, roi=roi, spatial_dims=spatial_dims, device=hooks.device)
         results.append({
             "cell_id": cell["cell_id"],
             "rows": rows,

@@ -5,6 +5,11 @@ per-case values -> mean over test cases per split (seed x fold) -> mean over spl
 when there are several). A second table per task compares every method with the scratch
 baseline of its backbone: mean paired difference over test cases matched by (seed, fold,
 case) and the Wilcoxon signed-rank p-value (scipy), as the papers' paired tests do.
+
+The metric is chosen per task (``primary_metric``): ``dice_mean`` for segmentation tasks;
+``auc`` for case-level classification tasks (tasks/classification.py), which have no Dice. AUC
+is a property of a whole test set (one row per split, case id ``__set__``), so it is averaged
+over splits only, and it has no paired per-case table.
 """
 from __future__ import annotations
 
@@ -16,6 +21,24 @@ import pandas as pd
 from benchmark.store import write_atomic
 
 PRIMARY_METRIC = "dice_mean"
+CLASSIFICATION_METRIC = "auc"  # set-level, written by benchmark.train.evaluate_classifier
+SET_CASE_ID = "__set__"  # tasks.classification.SET_CASE_ID (not imported: the report reads tables, not tasks)
+
+
+def primary_metric(results: pd.DataFrame, task: str) -> str:
+    """``dice_mean`` if the task has such rows, else ``auc`` if it has those, else ``dice_mean``."""
+    if not len(results) or "metric" not in results:
+        return PRIMARY_METRIC
+    metrics = set(results.loc[results["task"] == task, "metric"])
+    return PRIMARY_METRIC if PRIMARY_METRIC in metrics or CLASSIFICATION_METRIC not in metrics else CLASSIFICATION_METRIC
+
+
+def metric_note(metric: str) -> str:
+    """How the numbers of one task's table are made, for the report."""
+    if metric == CLASSIFICATION_METRIC:
+        return ("Metric: `auc` (ROC AUC of the positive class over each split's test set; one-vs-rest macro for more than "
+                "two classes), mean over splits; a split whose test set holds one class has no AUC and is left out.")
+    return f"Metric: `{metric}`, mean over the test cases of each split, then over splits."
 
 
 def _fraction_order(labels) -> list[str]:
@@ -27,11 +50,14 @@ def _fraction_order(labels) -> list[str]:
     return sorted(set(labels), key=key)
 
 
-def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: str = PRIMARY_METRIC) -> dict[str, pd.DataFrame]:
-    """task -> table (index: "method (backbone)", columns: fractions, values: "mean" or "mean (std)" strings)."""
+def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: str | None = None) -> dict[str, pd.DataFrame]:
+    """task -> table (index: "method (backbone)", columns: fractions, values: "mean" or "mean (std)" strings).
+
+    ``metric``: the metric of every task's table; None: each task's ``primary_metric``."""
     tables: dict[str, pd.DataFrame] = {}
     tasks = sorted(set(cells["task"]) if len(cells) else set())
     for task in tasks:
+        task_metric = metric or primary_metric(results, task)
         task_cells = cells[cells["task"] == task]
         fractions = _fraction_order(task_cells["fraction"])
         rows: dict[str, dict[str, str]] = {}
@@ -54,7 +80,7 @@ def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: st
                 if (statuses["status"] == "n/a").all():
                     rows[name][fraction] = "n/a"
                     continue
-                values = results[results["cell_id"].isin(statuses["cell_id"]) & (results["metric"] == metric)] if "cell_id" in results \
+                values = results[results["cell_id"].isin(statuses["cell_id"]) & (results["metric"] == task_metric)] if "cell_id" in results \
                     else results.iloc[0:0]
                 if values.empty:
                     rows[name][fraction] = "failed" if (statuses["status"] == "failed").any() else "–"
@@ -75,14 +101,20 @@ def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: st
     return tables
 
 
-def paired_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: str = PRIMARY_METRIC) -> dict[str, pd.DataFrame]:
-    """task -> table of "Δ +0.031 (p=0.02)" per method row and fraction, against scratch on the same backbone."""
+def paired_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: str | None = None) -> dict[str, pd.DataFrame]:
+    """task -> table of "Δ +0.031 (p=0.02)" per method row and fraction, against scratch on the same backbone.
+
+    ``metric``: None: each task's ``primary_metric``. Tasks whose metric is set-level only (AUC) are skipped:
+    there are no per-case values to pair."""
     from scipy.stats import wilcoxon
 
     if not len(results) or "cell_id" not in results or not len(cells):
         return {}
     done = cells[cells["status"] == "done"]
-    values = results[results["metric"] == metric].merge(done[["cell_id", "config_id"]].astype({"config_id": str}), on="cell_id")
+    per_task = {task: metric or primary_metric(results, task) for task in set(results["task"])}
+    values = results[results["metric"] == results["task"].map(per_task)]
+    values = values[values["case_id"].astype(str) != SET_CASE_ID] if "case_id" in values else values
+    values = values.merge(done[["cell_id", "config_id"]].astype({"config_id": str}), on="cell_id")
     tables = {}
     for task, task_values in values.groupby("task"):
         rows: dict[str, dict[str, str]] = {}
@@ -106,6 +138,7 @@ def paired_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: str = P
                 rows.setdefault(name, {})[fraction] = text
         if rows:
             table = pd.DataFrame.from_dict(rows, orient="index", columns=fractions).fillna("–")
+            table = table.loc[sorted(table.index, key=_row_order(list(table.index)))]  # same order as the main table
             table.index.name = "method (backbone) vs scratch"
             tables[task] = table
     return tables
@@ -155,7 +188,7 @@ def na_reasons(cells: pd.DataFrame) -> list[str]:
     return [f"{r.method} ({r.backbone}) on {r.task}: {r.status} – {r.reason}" for r in bad.itertuples()]
 
 
-def write_leaderboard(folder: Path, *, title: str, metric: str = PRIMARY_METRIC) -> tuple[Path, Path]:
+def write_leaderboard(folder: Path, *, title: str, metric: str | None = None) -> tuple[Path, Path]:
     """Write ``leaderboard.md`` and ``leaderboard.html`` next to the tables they summarise."""
     folder = Path(folder)
     results = pd.read_csv(folder / "results.csv") if (folder / "results.csv").exists() else pd.DataFrame(
@@ -164,14 +197,15 @@ def write_leaderboard(folder: Path, *, title: str, metric: str = PRIMARY_METRIC)
     tables = leaderboard_tables(results, cells, metric=metric)
     paired = paired_tables(results, cells, metric=metric)
     notes = na_reasons(cells)
-    intro = (f"Metric: `{metric}` on the test cases of each split, mean over test cases then over splits (seeds x folds; "
+    intro = ("Each task's metric is named above its table: on the test cases of each split, mean over splits (seeds x folds; "
              "std over splits in brackets). Columns are label fractions of the training cases; "
              "scratch rows are the random-initialisation baseline of each backbone. Below each table: the paired "
              "difference to that scratch row over the same test cases, with the Wilcoxon signed-rank p-value.")
+    notes_by_task = {task: metric_note(metric or primary_metric(results, task)) for task in tables}
 
     md = [f"# {title}", "", intro, ""]
     for task, table in tables.items():
-        md += [f"## {task}", "", _markdown(table), ""]
+        md += [f"## {task}", "", notes_by_task[task], "", _markdown(table), ""]
         if task in paired:
             md += [_markdown(paired[task]), ""]
     if notes:
@@ -181,7 +215,7 @@ def write_leaderboard(folder: Path, *, title: str, metric: str = PRIMARY_METRIC)
 
     body = [f"<h1>{html.escape(title)}</h1>", f"<p>{html.escape(intro)}</p>"]
     for task, table in tables.items():
-        body += [f"<h2>{html.escape(task)}</h2>", table.to_html(border=0, classes="leaderboard")]
+        body += [f"<h2>{html.escape(task)}</h2>", f"<p>{html.escape(notes_by_task[task])}</p>", table.to_html(border=0, classes="leaderboard")]
         if task in paired:
             body.append(paired[task].to_html(border=0, classes="paired"))
     if notes:

@@ -47,12 +47,15 @@ class Case:
     """One patient: one NIfTI file per input channel (in ``SegmentationTask.channels`` order) and a label.
 
     ``channels_last``: ``images`` is a single 4D NIfTI [X, Y, Z, C] holding every channel (the MSD layout).
+    ``target``: the case's class index for case-level classification tasks (tasks/classification.py),
+    whose ``label`` is None or an optional region-of-interest mask; None for segmentation.
     """
 
     case_id: str
     images: tuple[Path, ...]
-    label: Path
+    label: Path | None
     channels_last: bool = False
+    target: int | None = None
 
 
 @dataclass
@@ -61,16 +64,19 @@ class Volume:
 
     spacing: voxel size in mm along X, Y, Z, from the NIfTI affine (updated when resampled);
     surface-distance metrics (HD95, MASD, NSD) are in these mm.
+    target: the class index of a classification case (its ``label`` is then all zeros); None for segmentation.
     """
 
     case_id: str
     image: np.ndarray
     label: np.ndarray
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    target: int | None = None
 
 
 class SegmentationTask:
     registry_name: ClassVar[str]  # set by @register_task
+    kind: ClassVar[str] = "segmentation"  # "classification": one class per case (tasks/classification.py)
     description: ClassVar[str]
     channels: ClassVar[tuple[str, ...]]
     label_values: ClassVar[tuple[int, ...]]  # every raw value a label file may contain (0 included)
@@ -80,6 +86,10 @@ class SegmentationTask:
     synthetic_shape: ClassVar[tuple[int, int, int]]
     test_fraction: ClassVar[float] = 0.25
     split_seed: ClassVar[int] = 0  # the test cases are fixed per task, whatever the run's seeds
+    # In-plane pre-processing of the paper that used the task, applied at native resolution (paper
+    # profile): ("crop_pad", (X, Y)) crops/pads around the foreground centre keeping every slice,
+    # ("resize", (X, Y)) rescales each slice. None: the volume as read.
+    inplane: ClassVar[tuple[str, tuple[int, int]] | None] = None
 
     # ---- dataset-specific parts -------------------------------------------------------------
     def find_cases(self, root: Path) -> list[Case]:
@@ -172,8 +182,11 @@ class SegmentationTask:
                 channels.extend(np.moveaxis(data, -1, 0))
             else:
                 channels.append(data)
-        label, affine = load_nifti(case.label, dtype=np.float32)  # same affine as the images (check_cases)
         image = self.normalize(np.stack(channels).astype(np.float32))
+        if case.label is None:  # an unlabeled pretraining case (tasks/unlabeled.py): geometry from the first image
+            affine = load_nifti(case.images[0])[1]
+            return Volume(case_id=case.case_id, image=image, label=np.zeros(image.shape[1:], dtype=np.int64), spacing=voxel_spacing(affine))
+        label, affine = load_nifti(case.label, dtype=np.float32)  # same affine as the images (check_cases)
         return Volume(case_id=case.case_id, image=image, label=np.rint(label).astype(np.int64), spacing=voxel_spacing(affine))
 
     def loss_target(self, label: torch.Tensor) -> torch.Tensor:

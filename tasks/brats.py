@@ -36,6 +36,7 @@ class BraTS(SegmentationTask):
     label_values = (0, 1, 2, 4)
     region_names = ("WT", "TC", "ET")
     multilabel = True  # WT ⊃ TC ⊃ ET overlap, so one sigmoid output per region
+    inplane = ("crop_pad", (200, 200))  # SI paper 5.1.1: "cropped/padded ... 200 x 200 x Z where the main brain tissues are preserved"
     synthetic_cases = 16
     synthetic_shape = (64, 64, 32)
 

@@ -12,7 +12,8 @@ reads NIfTI headers (nibabel cannot read ``.mha``), so the files are expected co
 
 Normalisation (LADP paper, section II.B): each map z-scored over the brain, "background values ...
 assigned a constant value of −6"; the brain is where the skull-stripped ADC is > 0. The paper's 2D
-protocol (axial slices upscaled to 256²) is the 2D backbones' roi, not the reader's concern.
+protocol upscales axial slices to 256² (``inplane``, applied by benchmark.data.load_volumes in the
+paper profile); the 2D backbones then train on 256² slices.
 
 Metrics as the challenge (``bonbidhie_eval/evaluation.py``) and the LADP paper's Table 1: lesion
 Dice, MASD, NSD at 2 mm with the challenge's empty-mask rules (tasks/metrics.py), Dice again by
@@ -52,6 +53,7 @@ class BONBIDHIE(SegmentationTask):
     multilabel = False  # softmax over background / lesion
     synthetic_cases = 15
     synthetic_shape = (64, 64, 32)
+    inplane = ("resize", (256, 256))  # LADP paper II.B: "each image is upscaled to 256 x 256 pixels"
 
     def find_cases(self, root: Path) -> list[Case]:
         adc_dir = root / ADC_DIR

@@ -37,11 +37,15 @@ rather than by its surfel area; values differ slightly on curved surfaces.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
 import torch
 from scipy import ndimage
+
+# MONAI 1.5+ warns from inside its own surface-distance helpers about an argument it passes itself.
+warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
 
 NSD_TOLERANCE_MM = 2.0  # BONBID-HIE 2023 evaluation.py: compute_surface_dice_at_tolerance(..., 2)
 SIZE_BUCKETS = ("lt1", "1to5", "gt5")  # lesion volume < 1 %, 1-5 %, > 5 % of the brain (LADP paper, BONBID-HIE)

@@ -71,6 +71,7 @@ class WMH(SegmentationTask):
     multilabel = True  # one sigmoid output (WMH); label 2 is masked, not a class
     synthetic_cases = 15  # 5 per training site
     synthetic_shape = (64, 64, 32)
+    inplane = ("crop_pad", (200, 200))  # SI paper 5.1.2: "centre-cropped/padded ... 200 x 200 x Z"
 
     def find_cases(self, root: Path) -> list[Case]:
         # A subject folder holds pre/FLAIR or wmh.nii.gz; every folder next to a subject must be one too,

@@ -84,3 +84,34 @@ def test_report_labels_rows_by_overrides_and_missing_series():
     assert table.loc["dae (swin_unetr)"].iloc[0] == "0.800"
     assert table.loc["dae (swin_unetr) cmcl=False"].iloc[0] == "0.700"
     assert table.loc["dae (swin_unetr) missing-series 0.5"].iloc[0] == "0.600"
+
+
+# ---- per-paper in-plane pre-processing (paper profile, native resolution) ------------------------------
+def test_crop_pad_inplane_keeps_foreground_and_every_slice():
+    """SI paper 5.1: 200 x 200 x Z around the brain; a 240 x 180 volume is cropped in X and padded in Y."""
+    from benchmark.data import _crop_pad_inplane
+
+    image = np.zeros((2, 240, 180, 7), dtype=np.float32)
+    image[:, 30:190, 20:170, :] = 1.0  # off-centre "brain", 160 x 150
+    label = np.zeros((240, 180, 7), dtype=np.int64)
+    label[100:110, 100:110, 3] = 2
+    out = _crop_pad_inplane(Volume(case_id="a", image=image, label=label, spacing=(1.0, 1.0, 3.0)), (200, 200))
+    assert out.image.shape == (2, 200, 200, 7) and out.label.shape == (200, 200, 7)
+    assert out.image.sum() == image.sum() and (out.label == 2).sum() == 100  # nothing of the brain or lesion lost
+    assert out.spacing == (1.0, 1.0, 3.0)
+
+
+def test_load_volumes_applies_task_inplane_only_at_native_resolution(tmp_path):
+    """HIE slices are upscaled to 256 x 256 (LADP II.B) in the paper profile; smoke resampling wins otherwise."""
+    from benchmark.data import load_volumes
+    from benchmark.datasources import synthetic_root
+    from tasks import get_task
+
+    task = get_task("hie")
+    cases = task.find_cases(synthetic_root(task, tmp_path))[:1]
+    native = load_volumes(task, cases, volume_size=None)[0]
+    raw = task.load(cases[0])
+    assert native.image.shape[1:] == (256, 256, raw.image.shape[3])
+    assert native.spacing[0] == pytest.approx(raw.spacing[0] * raw.image.shape[1] / 256)
+    assert load_volumes(task, cases, volume_size=(32, 32, 16))[0].image.shape[1:] == (32, 32, 16)
+    assert get_task("btcv").inplane is None and get_task("brats").inplane == ("crop_pad", (200, 200))

@@ -443,3 +443,18 @@ def test_seeds_are_random_splits_and_folds_partition_the_cases(tmp_path):
         assert all(set(g.spec["test_ids"]).isdisjoint(c.labeled_ids) for c in g.cells)
         assert all(f"fold{g.fold}" in c.cell_id for c in g.cells)
     assert len({g.pretrain_key for g in daes}) == 6
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_classification_splits_are_stratified(seed):
+    """With class strata every hold-out test set and every fold holds both classes, for any seed."""
+    from benchmark.plan import kfold_splits
+
+    ids = [f"c{i:02d}" for i in range(16)]
+    strata = {i: int(n % 3 == 0) for n, i in enumerate(ids)}  # 6 positives, 10 negatives
+    train, test = split_cases(ids, test_fraction=0.25, split_seed=seed, strata=strata)
+    assert sorted(train + test) == ids and {strata[i] for i in test} == {0, 1}
+    assert sum(strata[i] for i in test) == 2 and len(test) == 2 + 2  # round(0.25·6), round(0.25·10)
+    folds = kfold_splits(ids, folds=3, split_seed=seed, strata=strata)
+    assert sorted(sum((t for _, t in folds), [])) == ids
+    assert all({strata[i] for i in t} == {0, 1} for _, t in folds)
