@@ -134,3 +134,40 @@ def test_check_data_validates_without_training(tmp_path, capsys):
     broken.write_bytes(broken.read_bytes()[:200])  # truncated gzip
     assert main(argv + ["--data-root", str(real)]) == 2
     assert broken.name in capsys.readouterr().err
+
+
+def test_cli_new_objectives_and_tasks_with_variants_folds_and_missing_series(tmp_path, ray_session, capsys):
+    """Issue 4/5 paths through Ray at 2 steps per stage: contrastive and transformer objectives, a method
+    variant, a classification task (AUC), a segmentation task with surface metrics, 2 folds, missing series."""
+    argv = ["--methods", "dae,dae:cmcl=false,swav,mae,csm", "--tasks", "prostate158,hie", "--fractions", "100%", "--folds", "2",
+            "--missing-series", "0.5", "--profile", "tiny", "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "out"),
+            "--run-name", "new", "--no-dashboard"]
+    assert main(argv) == 0
+    cells = pd.read_csv(tmp_path / "out" / "cells.csv", keep_default_na=False, na_values=[""])  # "n/a" is a status
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    done = cells[cells.status == "done"]
+    assert set(done.fold) == {0, 1} and set(done.missing_series) == {0.5}
+    hie = set(map(tuple, done[done.task == "hie"][["method", "backbone"]].values))
+    assert {("dae", "swin_unetr"), ("swav", "resnet_unet"), ("mae", "swin_unetr"), ("scratch", "resnet_unet")} <= hie
+    assert len(done[(done.task == "hie") & (done.method == "dae")].config_id.unique()) == 2  # dae and dae:cmcl=false
+    assert {"dice_lesion", "masd", "nsd", "hd95_lesion"} <= set(results[results.task == "hie"].metric)
+    prostate = results[results.task == "prostate158"]
+    assert {"auc", "accuracy", "prob_positive"} <= set(prostate.metric)
+    assert prostate[prostate.metric == "auc"].value.between(0, 1).all()  # stratified splits: both classes tested
+    na = cells[(cells.task == "prostate158") & (cells.method == "swav")]
+    assert set(na.status) == {"n/a"} and "2D" in na.reason.iloc[0]
+    board = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "dae (swin_unetr) missing-series 0.5 cmcl=False" in board and "`auc`" in board
+
+
+@pytest.mark.slow
+def test_issue4_command_smoke_profile(tmp_path, ray_session):
+    """Every transformer and contrastive objective on BraTS in the smoke profile (~5 min on 2 cores)."""
+    methods = ["dae", "mae", "swin_unetr_ssl", "csm", "mae3d", "swav", "simsiam"]
+    argv = ["--methods", ",".join(methods), "--tasks", "brats", "--cache-dir", str(tmp_path / "cache"),
+            "--output", str(tmp_path / "out"), "--no-dashboard"]
+    assert main(argv) == 0
+    cells = pd.read_csv(tmp_path / "out" / "cells.csv")
+    assert set(methods) <= set(cells[cells.status == "done"].method)
+    board = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert all(f"| {m} (" in board for m in methods)
