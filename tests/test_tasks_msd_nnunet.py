@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-import tasks.msd_brain  # noqa: F401  (registers "msd_brain"; tasks/__init__ may not import it yet)
 from benchmark.cli import main
 from benchmark.datasources import resolve_task_data
 from benchmark.errors import BenchmarkInputError
@@ -42,6 +41,14 @@ def nn_root(tmp_path_factory) -> Path:
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+def _check_error(task_name: str, root: Path) -> str:
+    """The message of the BenchmarkInputError that the up-front check of ``root`` raises."""
+    task = get_task(task_name)
+    with pytest.raises(BenchmarkInputError) as info:
+        task.check_cases(task.find_cases(root), root=root)
+    return str(info.value)
 
 
 def _edit_json(root: Path, **changes) -> None:
@@ -170,10 +177,8 @@ def test_msd_label_shape_mismatch_names_label(msd_root, tmp_path):
     root = _copy(msd_root, tmp_path / "data")
     label = root / "labelsTr" / "BRATS_002.nii.gz"
     _resave(label, np.zeros((24, 24, 6), dtype=np.uint8))
-    task = get_task("msd_brain")
-    with pytest.raises(BenchmarkInputError) as info:
-        task.check_cases(task.find_cases(root), root=root)
-    assert str(label) in str(info.value) and "shape" in str(info.value)
+    message = _check_error("msd_brain", root)
+    assert str(label) in message and "shape" in message
 
 
 def test_msd_label_affine_mismatch_names_label(msd_root, tmp_path):
@@ -181,10 +186,8 @@ def test_msd_label_affine_mismatch_names_label(msd_root, tmp_path):
     root = _copy(msd_root, tmp_path / "data")
     label = root / "labelsTr" / "BRATS_003.nii.gz"
     save_nifti(_nifti(label), label, affine=np.diag([2.0, 2.0, 2.0, 1.0]))
-    task = get_task("msd_brain")
-    with pytest.raises(BenchmarkInputError) as info:
-        task.check_cases(task.find_cases(root), root=root)
-    assert str(label) in str(info.value) and "affine" in str(info.value)
+    message = _check_error("msd_brain", root)
+    assert str(label) in message and "affine" in message
 
 
 def test_msd_brats_label_value_rejected(msd_root, tmp_path):
@@ -194,10 +197,8 @@ def test_msd_brats_label_value_rejected(msd_root, tmp_path):
     data = _nifti(label).copy()
     data[0, 0, 0] = 4
     _resave(label, data)
-    task = get_task("msd_brain")
-    with pytest.raises(BenchmarkInputError) as info:
-        task.check_cases(task.find_cases(root), root=root)
-    assert str(label) in str(info.value) and re.search(r"\[4(\.0)?\]", str(info.value))
+    message = _check_error("msd_brain", root)
+    assert str(label) in message and re.search(r"\[4(\.0)?\]", message)
 
 
 def test_msd_other_task_dataset_json_rejected(msd_root, tmp_path):
@@ -416,10 +417,8 @@ def test_nnunet_label_shape_mismatch_names_label(nn_root, tmp_path):
     root = _copy(nn_root, tmp_path / "data")
     label = root / "labelsTr" / "Synth_000.nii.gz"
     _resave(label, np.zeros((12, 24, 12), dtype=np.uint8))
-    task = get_task(f"nnunet:{root}")
-    with pytest.raises(BenchmarkInputError) as info:
-        task.check_cases(task.find_cases(root), root=root)
-    assert str(label) in str(info.value) and "shape" in str(info.value)
+    message = _check_error(f"nnunet:{root}", root)
+    assert str(label) in message and "shape" in message
 
 
 def test_nnunet_label_value_not_in_dataset_json(nn_root, tmp_path):
