@@ -2,14 +2,14 @@
 
 Pure torch functions of a batch and a ``torch.Generator`` (same seed, same output), 2D and 3D.
 They are the label-mixing baselines of the LADP paper's Table 1. CarveMix's region is built by
-the same λ rule that LADP uses for its noise (``benchmark.methods.ladp``).
+the same λ rule that LADP uses for its noise (``benchmark.blocks.carvemix``); no method is imported.
 """
 from __future__ import annotations
 
 import torch
 from scipy import special
 
-from benchmark.methods.ladp import carvemix_regions
+from benchmark.blocks.carvemix import carvemix_regions
 
 
 def sample_mixup_lambda(n: int, *, alpha: float, generator: torch.Generator) -> torch.Tensor:
@@ -48,7 +48,7 @@ def carvemix(image: torch.Tensor, label: torch.Tensor, *, generator: torch.Gener
 
     image [B, C, *spatial], label [B, 1, *spatial] raw values (> 0 = lesion). Recipient i gets
     donor π(i) (a random permutation; π(i) = i leaves case i unchanged). The region is
-    C = [D ≤ λ] around the donor's lesion with λ from CarveMix eq. 3 (``benchmark.methods.ladp``);
+    C = [D ≤ λ] around the donor's lesion with λ from CarveMix eq. 3 (``benchmark.blocks.carvemix``);
     inside it image and label come from the donor, outside from the recipient. A donor without
     a lesion pastes nothing. Draws π first, then one λ per donor.
     """

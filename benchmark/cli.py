@@ -1,18 +1,21 @@
-"""Command line -> validated Plan -> Ray Train jobs -> results table -> leaderboard.
+"""Command line -> a validated ``RunRequest`` (parsing and checks only; ``benchmark.run`` runs it).
 
-Every check that can be made before compute is made here, and a bad name, flag value or
-data folder stops the run with one message and exit code 2.
+Every check that can be made before compute is made here or in the planner, and a bad name,
+flag value or data folder stops the run with one message and exit code 2. One syntax sets
+hyperparameters everywhere: ``METHOD:KEY=VALUE[:KEY=VALUE...]``, values read as JSON where they
+parse (``false``, ``0.5``, ``[1, 2]``) and as text otherwise (``parse_value``). In ``--methods`` it
+adds a variant row next to the method's default row (an ablation); with ``--hparam`` it changes
+every row of that method.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime as dt
 import json
 import os
-import platform
+import re
 import sys
-import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra unlabeled cases for pretraining only, PATH/<case>/<channel>.nii.gz per channel of the task "
                         "(default: pretrain on the task's training cases, the SI paper's protocol)")
     p.add_argument("--backbone", help="run every method on this backbone where it allows it (default: each method's paper backbone)")
-    p.add_argument("--hparam", action="append", default=[], metavar="METHOD.KEY=VALUE", help="override a method hyperparameter, e.g. csi.pool_size=7")
+    p.add_argument("--hparam", action="append", default=[], metavar="METHOD:KEY=VALUE",
+                   help="set a hyperparameter of every row of METHOD, e.g. csi:pool_size=7 (same syntax as a --methods variant)")
     p.add_argument("--finetune-aug", choices=["none", "mixup", "carvemix"], default="none",
                    help="fine-tuning augmentation for every method: mixup (SI paper 6.4) or carvemix (default: %(default)s)")
-    p.add_argument("--mixup-alpha", type=float, default=0.4, help="mixup Beta(alpha, alpha) parameter (default: %(default)s)")
+    p.add_argument("--mixup-alpha", type=float, help="mixup Beta(alpha, alpha) parameter (default: 0.4, benchmark.protocol)")
     p.add_argument("--missing-series", type=float, default=0.0, metavar="SHARE",
                    help="share of fine-tuning and test cases with one or two series zeroed (CSM paper Table VII, "
                         "'Complete-series x'); the same cases for every method (default: %(default)s, complete data)")
@@ -61,7 +65,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-worker", type=float, help="CPUs per Ray Train worker (default: half the cluster's CPUs per job)")
     p.add_argument("--concurrency", type=int, help="Ray Train jobs at once (default: as many as the resources fit)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard with the embedded cluster")
+    p.add_argument("--tune", type=int, default=0, metavar="N",
+                   help="search each method's hyperparameters (search_spaces/<method>.py) with N Ray Tune + Optuna trials per method x "
+                        "backbone x task on the validation cases, then run every cell with the best configuration (default: no search)")
+    p.add_argument("--tune-fraction", help="the label fraction the search fine-tunes at (default: the smallest requested)")
+    p.add_argument("--tune-finetune", action="store_true",
+                   help="add the fine-tuning learning rate to every method's search space, scratch included (same budget for all)")
+    p.add_argument("--tune-batch-size", action="store_true", help="with --tune-finetune: search the fine-tuning batch size too")
+    p.add_argument("--max-concurrent-trials", type=int, help="search trials at once (default: as many as the resources fit)")
+    p.add_argument("--report", nargs="+", type=Path, metavar="RESULTS_DIR",
+                   help="only build the report from these finished run folders (their tables merge; nothing trains) and exit")
+    p.add_argument("--publish", type=Path, metavar="SITE_DIR", help="also copy the report's static HTML site to SITE_DIR")
+    p.add_argument("--stat-test", choices=["ttest", "wilcoxon"], default="ttest",
+                   help="paired test of each row against its scratch baseline in the report (default: %(default)s, as the SI paper)")
+    p.add_argument("--holm", action="store_true", help="Holm-correct the p-values of each report table")
     return p
+
+
+def parse_value(text: str) -> Any:
+    """The one value parser: JSON where it parses (false, 0.5, [1, 2], "x"), else the text itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_method_entry(entry: str, *, flag: str = "--methods") -> tuple[str, dict[str, Any]]:
+    """"dae:cmcl=false:noise=false" -> ("dae", {"cmcl": False, "noise": False}); "dae" -> ("dae", {})."""
+    name, *settings = entry.strip().split(":")
+    overrides: dict[str, Any] = {}
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        if not (sep and key):
+            raise BenchmarkInputError(f"{flag} {entry!r}: expected METHOD:KEY=VALUE[:KEY=VALUE...], e.g. dae:cmcl=false")
+        overrides[key] = parse_value(value)
+    return name, overrides
+
+
+def parse_fractions(text: str) -> list:
+    from benchmark.plan import Fraction
+
+    out = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        if re.fullmatch(r"\d+(\.\d+)?%", item):
+            percent = float(item[:-1])
+            if not 0 < percent <= 100:
+                raise BenchmarkInputError(f"--fractions: {item!r} is outside (0%, 100%]")
+            out.append(Fraction(label=f"{percent:g}%", percent=percent))
+        elif re.fullmatch(r"\d+", item) and int(item) > 0:
+            out.append(Fraction(label=f"{int(item)} cases", count=int(item)))
+        else:
+            raise BenchmarkInputError(f"--fractions: {item!r} is not a percentage like '25%' or a case count like '5'")
+    if not out:
+        raise BenchmarkInputError("--fractions is empty; expected e.g. '100%,25%'")
+    return list({f.label: f for f in out}.values())  # "25%,25.0%" is one fraction
 
 
 def _names(text: str, valid: list[str], kind: str, *, base=lambda name: name) -> list[str]:
@@ -99,24 +156,135 @@ def _parse_data_roots(items: list[str], tasks: list[str], flag: str = "--data-ro
     return roots
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
-def _parse_hparams(items: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
+def _parse_hparams(items: list[str], method_names: set[str]) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for item in items:
-        key, sep, value = item.partition("=")
-        method, dot, field = key.partition(".")
-        if not (sep and dot and field):
-            raise BenchmarkInputError(f"--hparam {item!r}: expected METHOD.KEY=VALUE, e.g. csi.pool_size=7")
-        if method not in {m.split(":")[0] for m in methods}:
-            raise BenchmarkInputError(f"--hparam {item!r}: method {method!r} is not among --methods ({', '.join(methods)})")
-        out.setdefault(method, {})[field] = _parse_value(value)
+        head = item.split("=", 1)[0]
+        if "." in head and ":" not in head:
+            raise BenchmarkInputError(f"--hparam {item!r}: expected METHOD:KEY=VALUE, e.g. {head.replace('.', ':', 1)}={item.partition('=')[2]}")
+        method, overrides = parse_method_entry(item, flag="--hparam")
+        if not overrides:
+            raise BenchmarkInputError(f"--hparam {item!r}: expected METHOD:KEY=VALUE, e.g. csi:pool_size=7")
+        if method not in method_names:
+            raise BenchmarkInputError(f"--hparam {item!r}: method {method!r} is not among --methods ({', '.join(sorted(method_names))})")
+        out.setdefault(method, {}).update(overrides)
     return out
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None
+    num_workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float | None = None
+    concurrency: int | None = None
+    dashboard: bool = True
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    test: str = "ttest"
+    holm: bool = False
+    publish: Path | None = None
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    trials: int = 0  # 0: no search, paper defaults
+    fraction: str | None = None  # label of the fraction the trials fine-tune at (None: the smallest requested)
+    finetune_lr: bool = False
+    finetune_batch_size: bool = False
+    max_concurrent: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a run needs, validated: what ``benchmark.run.execute`` runs."""
+
+    methods: tuple  # tuple[benchmark.plan.MethodEntry, ...]
+    tasks: tuple  # tuple[tasks.Task, ...], in command-line order
+    fractions: tuple
+    seeds: tuple[int, ...]
+    folds: int
+    profile: Any  # benchmark.profiles.Profile
+    data_roots: dict[str, Path]
+    extra_roots: dict[str, Path]
+    backbone: str | None
+    finetune: Any  # tasks.kinds.FinetuneSettings
+    run_name: str
+    output: Path
+    cache_dir: Path
+    check_data: bool
+    ray: RayOptions
+    report: ReportOptions
+    search: SearchOptions = SearchOptions()
+    argv: tuple[str, ...] = ()
+
+
+def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> RunRequest:
+    from benchmark.backbones import list_backbones
+    from benchmark.methods import list_methods
+    from benchmark.plan import MethodEntry
+    from benchmark.profiles import get_profile
+    from tasks import get_task, list_tasks
+    from tasks.base import NNUNET_PREFIX
+    from tasks.kinds import FinetuneSettings
+
+    entries = _names(args.methods, list_methods(), "method", base=lambda entry: parse_method_entry(entry)[0])  # "dae:cmcl=false" is dae
+    parsed = [parse_method_entry(e) for e in entries]
+    hparams = _parse_hparams(args.hparam, {name for name, _ in parsed})
+    methods = tuple(MethodEntry(name, {**hparams.get(name, {}), **variant}) for name, variant in parsed)
+    any_nnunet = f"{NNUNET_PREFIX}PATH"  # nnunet:<any folder> is valid without registration
+    task_names = _names(args.tasks, [*list_tasks(), any_nnunet], "task", base=lambda n: any_nnunet if n.startswith(NNUNET_PREFIX) else n)
+    tasks = tuple(get_task(name) for name in task_names)  # nnunet:PATH reads PATH/dataset.json here
+    names = [t.name for t in tasks]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise BenchmarkInputError(f"--tasks: several tasks are named {', '.join(clashes)} (nnunet:PATH is named after the folder); expected distinct folder names")
+    if args.backbone and args.backbone not in list_backbones():
+        raise BenchmarkInputError(f"unknown backbone {args.backbone!r}; expected one of: {', '.join(list_backbones())}")
+    roots = _parse_data_roots(args.data_root, task_names)
+    roots = {next(t.name for t, n in zip(tasks, task_names) if n == name): path for name, path in roots.items()}
+    extra = _parse_data_roots(args.pretrain_extra, task_names, flag="--pretrain-extra")
+    extra = {next(t.name for t, n in zip(tasks, task_names) if n == name): path for name, path in extra.items()}
+    for task in tasks:
+        if task.name not in roots and task.default_data_root is not None:  # nnunet:PATH: the data are at PATH
+            roots[task.name] = task.default_data_root
+    if args.num_workers < 1:
+        raise BenchmarkInputError(f"--num-workers {args.num_workers}: expected >= 1")
+    if not 0.0 <= args.missing_series <= 1.0:
+        raise BenchmarkInputError(f"--missing-series {args.missing_series}: expected a share of cases in [0, 1]")
+    if args.mixup_alpha is not None and args.mixup_alpha <= 0:
+        raise BenchmarkInputError(f"--mixup-alpha {args.mixup_alpha}: expected > 0")
+    profile = get_profile(args.profile or ("paper" if roots else "smoke"))
+    run_name = args.run_name or dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
+    fractions = parse_fractions(args.fractions)
+    if args.tune < 0:
+        raise BenchmarkInputError(f"--tune {args.tune}: expected a number of trials >= 0")
+    tune_fraction = None
+    if args.tune_fraction:
+        (wanted,) = parse_fractions(args.tune_fraction)
+        if wanted.label not in {f.label for f in fractions}:
+            raise BenchmarkInputError(f"--tune-fraction {args.tune_fraction!r}: expected one of --fractions ({', '.join(f.label for f in fractions)})")
+        tune_fraction = wanted.label
+    if args.tune:  # every space must import before any compute (a broken space is an error, not "nothing to tune")
+        from search_spaces import get_space
+
+        for name in {m.name for m in methods}:
+            get_space(name)
+    return RunRequest(
+        methods=methods, tasks=tasks, fractions=tuple(fractions), seeds=tuple(_parse_seeds(args.seeds)), folds=args.folds,
+        profile=profile, data_roots=roots, extra_roots=extra, backbone=args.backbone,
+        finetune=FinetuneSettings(augmentation=args.finetune_aug, mixup_alpha=args.mixup_alpha if args.finetune_aug == "mixup" else None,
+                                  missing_series=args.missing_series),
+        run_name=run_name, output=args.output or Path("results") / run_name, cache_dir=args.cache_dir, check_data=args.check_data,
+        ray=RayOptions(address=args.address, num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
+                       cpus_per_worker=args.cpus_per_worker, concurrency=args.concurrency, dashboard=not args.no_dashboard),
+        report=ReportOptions(test=args.stat_test, holm=args.holm, publish=args.publish), argv=tuple(argv if argv is not None else sys.argv),
+        search=SearchOptions(trials=args.tune, fraction=tune_fraction, finetune_lr=args.tune_finetune, finetune_batch_size=args.tune_batch_size,
+                             max_concurrent=args.max_concurrent_trials),
+    )
 
 
 def print_registries() -> None:
@@ -125,18 +293,20 @@ def print_registries() -> None:
     from benchmark.profiles import PROFILE_HELP
     from tasks import get_task, list_tasks
 
-    print("methods:")
+    print("methods (paper backbone first; * = also runs on):")
     for name in list_methods():
         cls = get_method(name)
-        print(f"  {name:<18} {cls.default_backbone:<11} {(cls.__doc__ or '').strip().splitlines()[0]}")
+        others = [b for b in cls.supported_backbones if b != cls.default_backbone]
+        backbones = cls.default_backbone + (f" *{','.join(others)}" if others else "")
+        print(f"  {name:<18} {backbones:<45} {(cls.__doc__ or '').strip().splitlines()[0]}")
     print("backbones:")
     for name in list_backbones():
         print(f"  {name:<18} {(BACKBONES.get(name).__doc__ or '').strip().splitlines()[0]}")
     print("tasks:")
     for name in list_tasks():
         task = get_task(name)
-        print(f"  {name:<18} {task.description}")
-    print(f"  {'nnunet:PATH':<18} any nnU-Net raw dataset folder (dataset.json, imagesTr/, labelsTr/); nnunet:synthetic: a built-in one")
+        print(f"  {name:<18} [{task.kind.name}] {task.description}")
+    print(f"  {'nnunet:PATH':<18} [segmentation] any nnU-Net raw dataset folder (dataset.json, imagesTr/, labelsTr/); nnunet:synthetic: a built-in one")
     print("profiles:")
     for name, text in PROFILE_HELP.items():
         print(f"  {name:<18} {text}")
@@ -148,169 +318,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             print_registries()
             return 0
-        return run(args)
+        if args.report:
+            from benchmark.run import report_only
+
+            return report_only(args.report, output=args.output, options=ReportOptions(test=args.stat_test, holm=args.holm, publish=args.publish))
+        from benchmark.run import execute
+
+        return execute(build_request(args, argv))
     except BenchmarkInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-
-def run(args: argparse.Namespace) -> int:
-    from benchmark.backbones import list_backbones
-    from benchmark.datasources import attach_unlabeled, resolve_task_data
-    from benchmark.methods import list_methods
-    from benchmark.plan import build_plan, parse_fractions, split_variant
-    from benchmark.profiles import get_profile
-    from benchmark.store import ResultStore
-    from tasks import get_task, list_tasks
-    from tasks.base import NNUNET_PREFIX
-
-    # 1. Everything that can be checked before compute.
-    methods = _names(args.methods, list_methods(), "method", base=lambda entry: split_variant(entry)[0])  # "dae:cmcl=false" is dae
-    any_nnunet = f"{NNUNET_PREFIX}PATH"  # nnunet:<any folder> is valid without registration
-    task_names = _names(args.tasks, [*list_tasks(), any_nnunet], "task", base=lambda n: any_nnunet if n.startswith(NNUNET_PREFIX) else n)
-    task_by_name = {name: get_task(name) for name in task_names}  # nnunet:PATH reads PATH/dataset.json here
-    clashes = sorted({t.name for t in task_by_name.values() if [u.name for u in task_by_name.values()].count(t.name) > 1})
-    if clashes:
-        raise BenchmarkInputError(f"--tasks: several tasks are named {', '.join(clashes)} (nnunet:PATH is named after the folder); expected distinct folder names")
-    if args.backbone and args.backbone not in list_backbones():
-        raise BenchmarkInputError(f"unknown backbone {args.backbone!r}; expected one of: {', '.join(list_backbones())}")
-    fractions = parse_fractions(args.fractions)
-    seeds = _parse_seeds(args.seeds)
-    roots = _parse_data_roots(args.data_root, task_names)
-    extra_roots = _parse_data_roots(args.pretrain_extra, task_names, flag="--pretrain-extra")
-    for name, task in task_by_name.items():
-        if name not in roots and task.default_data_root is not None:  # nnunet:PATH: the data are at PATH
-            roots[name] = task.default_data_root
-    hparams = _parse_hparams(args.hparam, methods)
-    if args.num_workers < 1:
-        raise BenchmarkInputError(f"--num-workers {args.num_workers}: expected >= 1")
-    profile = get_profile(args.profile or ("paper" if roots else "smoke"))
-    run_name = args.run_name or dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
-    output = args.output or Path("results") / run_name
-
-    if not args.check_data:
-        print(f"[medssl-bench] run {run_name!r}, profile {profile.name}, output {output}", flush=True)
-    task_data = []
-    for name in task_names:
-        td = resolve_task_data(task_by_name[name], data_root=roots.get(name), cache_dir=args.cache_dir, recheck=args.check_data)
-        source = "built-in synthetic data" if td.synthetic else "user data"
-        if getattr(td.task, "kind", "segmentation") == "classification":
-            what = f"classes {list(td.task.class_names)}"
-        else:
-            what = f"label values in {list(td.task.label_values)}"
-        checked = f"; every file read: channels {', '.join(td.task.channels)}, {what}" if args.check_data else ""
-        print(f"[medssl-bench] task {name}: {len(td.cases)} cases ({source}) at {td.root}{checked}", flush=True)
-        if name in extra_roots:
-            td = attach_unlabeled(td, extra_roots[name], cache_dir=args.cache_dir, recheck=args.check_data)
-            print(f"[medssl-bench] task {name}: + {len(td.extra_cases)} unlabeled pretraining cases at {td.extra_root}", flush=True)
-        task_data.append(td)
-    if args.check_data:
-        print(f"[medssl-bench] data OK: {', '.join(task_names)} (nothing trained)", flush=True)
-        return 0
-    plan = build_plan(methods=methods, task_data=task_data, fractions=fractions, seeds=seeds, profile=profile,
-                      cache_dir=args.cache_dir, backbone=args.backbone, hparams=hparams, finetune_aug=args.finetune_aug,
-                      mixup_alpha=args.mixup_alpha, missing_series=args.missing_series,
-                      folds=args.folds)
-
-    # 2. Output folder: resolved configuration, n/a cells, resume.
-    store = ResultStore(output, run_name)
-    store.write_json("config.json", {
-        "run": run_name, "argv": sys.argv, "profile": dataclasses.asdict(profile), "methods": methods, "tasks": task_names,
-        "fractions": [f.label for f in fractions], "seeds": seeds, "data_roots": {td.task.name: str(td.root) for td in task_data},
-        "groups": [g.spec or {"method": g.method, "backbone": g.backbone, "task": g.task, "na": g.na_reason} for g in plan.groups],
-        "python": platform.python_version(),
-    })
-    finished = store.finished_cells()
-    for group in plan.groups:
-        if group.na_reason:
-            for cell in group.cells:
-                store.add_cell(_cell_record(group, cell, status="n/a", reason=group.na_reason), [])
-            print(f"[medssl-bench] n/a: {group.title}: {group.na_reason}", flush=True)
-    pending = []
-    for group in plan.runnable():
-        todo = [c for c in group.cells if c.cell_id not in finished]
-        if not todo:
-            print(f"[medssl-bench] already done: {group.title}", flush=True)
-            continue
-        if len(todo) < len(group.cells):
-            group.spec = {**group.spec, "cells": [s for s in group.spec["cells"] if s["cell_id"] in {c.cell_id for c in todo}]}
-        pending.append(group)
-
-    # 3. Execute on Ray, recording every cell as soon as its group returns.
-    failures = _execute(pending, args=args, store=store, output=output)
-
-    from reports.leaderboard import write_leaderboard
-
-    md, html = write_leaderboard(output, title=f"medssl-bench leaderboard – {run_name}")
-    print(f"[medssl-bench] results: {store.results_path}", flush=True)
-    print(f"[medssl-bench] leaderboard: {md} and {html}", flush=True)
-    if failures:
-        print(f"[medssl-bench] {failures} group(s) failed; see 'failed' rows in {store.cells_path}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _cell_record(group, cell, *, status: str, reason: str = "", result: dict | None = None, device_count: float = 1.0) -> dict:
-    result = result or {}
-    seconds = result.get("finetune_seconds", 0.0) + result.get("pretrain_seconds", 0.0) / max(1, len(group.cells))
-    return {
-        "cell_id": cell.cell_id, "method": cell.method, "backbone": cell.backbone, "task": cell.task, "fraction": cell.fraction,
-        "n_labeled": cell.n_labeled, "seed": cell.seed, "fold": cell.fold, "status": status, "reason": reason,
-        "label_aware": group.label_aware, "finetune_aug": group.config["finetune_aug"],
-        "missing_series": group.config.get("missing_series", 0.0), "config_id": cell.cell_id.rsplit("|", 1)[-1], "pretrain_hash": group.pretrain_key or "", "pretrain_reused": bool(result.get("pretrain_reused", False)),
-        "pretrain_seconds": result.get("pretrain_seconds"), "finetune_seconds": result.get("finetune_seconds"),
-        "device_hours": seconds * device_count / 3600.0 if result else None,
-        # resolved method config (paper defaults + overrides), the overrides alone (for the report's row labels), the run spec
-        "config": json.dumps({**{k: v for k, v in (group.spec or {}).items() if k not in ("cells", "train_ids", "test_ids", "hparams")},
-                              "hparams": group.config, "hparams_overrides": group.hparams, "labeled_ids": cell.labeled_ids}, sort_keys=True),
-    }
-
-
-def _execute(groups, *, args, store, output: Path) -> int:
-    if not groups:
-        return 0
-    from benchmark import ray_runner
-
-    dashboard = ray_runner.start_ray(args.address, dashboard=not args.no_dashboard)
-    if dashboard:
-        print(f"[medssl-bench] Ray dashboard: {dashboard}", flush=True)
-    by_name = {f"{g.method}-{g.backbone}-{g.task}-s{g.seed}-f{g.fold}-{(g.pretrain_key or 'scratch')[:8]}-{g.cells[0].cell_id[-8:]}": g for g in groups}
-    device_count = args.num_workers * (args.gpus_per_worker or 1)
-    failures = 0
-    done = 0
-    started = time.perf_counter()
-
-    def on_done(name, results, error):
-        nonlocal failures, done
-        group = by_name[name]
-        done += 1
-        if error is not None:
-            failures += 1
-            message = error.splitlines()[0][:500]
-            for cell in group.cells:
-                if any(s["cell_id"] == cell.cell_id for s in group.spec["cells"]):
-                    store.add_cell(_cell_record(group, cell, status="failed", reason=message), [])
-            print(f"[medssl-bench] [{done}/{len(groups)}] FAILED {group.title}: {message}", flush=True)
-            return
-        cells = {c.cell_id: c for c in group.cells}
-        summary = []
-        for result in results:
-            cell = cells[result["cell_id"]]
-            rows = [{"method": cell.method, "backbone": cell.backbone, "task": cell.task, "fraction": cell.fraction,
-                     "n_labeled": cell.n_labeled, "seed": cell.seed, "fold": cell.fold, "case_id": case, "metric": metric, "value": value}
-                    for case, metric, value in result["rows"]]
-            store.add_cell(_cell_record(group, cell, status="done", result=result, device_count=device_count), rows)
-            means = [r["value"] for r in rows if r["metric"] == "dice_mean"]
-            aucs = [r["value"] for r in rows if r["metric"] == "auc"]  # classification tasks: one set-level AUC, no Dice
-            if means or not aucs:
-                summary.append(f"{cell.fraction}: dice_mean {sum(means) / max(1, len(means)):.3f}")
-            else:
-                summary.append(f"{cell.fraction}: auc {aucs[0]:.3f}")
-        reused = " (pretraining reused)" if results and results[0]["pretrain_reused"] else ""
-        print(f"[medssl-bench] [{done}/{len(groups)}] {group.title}{reused}: {'; '.join(summary)}  [{time.perf_counter() - started:.0f}s]", flush=True)
-
-    jobs = [(name, g.spec) for name, g in by_name.items()]
-    print(f"[medssl-bench] running {len(jobs)} Ray Train job(s) ({sum(len(g.spec['cells']) for g in groups)} cells)", flush=True)
-    ray_runner.run_groups(jobs, num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker, cpus_per_worker=args.cpus_per_worker,
-                          concurrency=args.concurrency, storage=output / "ray", on_done=on_done)
-    return failures

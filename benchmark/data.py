@@ -12,10 +12,10 @@ import torch
 from torch.utils.data import Dataset
 
 from benchmark.errors import BenchmarkInputError
-from tasks.base import Case, SegmentationTask, Volume
+from tasks.base import Case, Task, Volume
 
 
-def load_volumes(task: SegmentationTask, cases: list[Case], *, volume_size: tuple[int, int, int] | None) -> list[Volume]:
+def load_volumes(task: Task, cases: list[Case], *, volume_size: tuple[int, int, int] | None) -> list[Volume]:
     """Load and normalise ``cases``; resample to ``volume_size`` when the profile asks for it (smoke),
     else apply the task's paper pre-processing in-plane (``task.inplane``, e.g. 200 x 200 x Z for the SI tasks)."""
     volumes = [task.load(case) for case in cases]
@@ -38,7 +38,7 @@ def _resize(v: Volume, size: tuple[int, int, int]) -> Volume:
     from monai.transforms import Resize
 
     image = np.asarray(Resize(spatial_size=size, mode="trilinear")(v.image), dtype=np.float32)
-    label = np.asarray(Resize(spatial_size=size, mode="nearest")(v.label[None].astype(np.float32)))[0].round().astype(np.int64)
+    label = None if v.label is None else np.asarray(Resize(spatial_size=size, mode="nearest")(v.label[None].astype(np.float32)))[0].round().astype(np.int64)
     # Same field of view on fewer/more voxels: each voxel's size scales by old / new count.
     spacing = tuple(s * old / new for s, old, new in zip(v.spacing, v.image.shape[1:], size))
     return dataclasses.replace(v, image=image, label=label, spacing=spacing)
@@ -56,7 +56,7 @@ def _crop_pad_inplane(v: Volume, size: tuple[int, int]) -> Volume:
     crop = SpatialCrop(roi_center=centre, roi_size=(*size, depth))
     pad = SpatialPad(spatial_size=(*size, depth), method="symmetric")
     image = np.asarray(pad(crop(v.image)), dtype=np.float32)
-    label = np.asarray(pad(crop(v.label[None])))[0].astype(np.int64)
+    label = None if v.label is None else np.asarray(pad(crop(v.label[None])))[0].astype(np.int64)
     return dataclasses.replace(v, image=image, label=label)
 
 
@@ -103,9 +103,11 @@ def random_crop(
     """A crop of ``roi`` from ``volume``: 3D roi -> [C, *roi]; 2D roi -> one axial slice [C, *roi].
 
     With probability ``foreground_prob`` the crop is centred on a labelled voxel (nnU-Net-style
-    foreground oversampling, so small structures are seen during fine-tuning).
+    foreground oversampling, so small structures are seen during fine-tuning). A volume without
+    label map (``label`` None) gives an all-zero label crop.
     """
-    image, label = volume.image, volume.label[None]
+    image = volume.image
+    label = volume.label[None] if volume.label is not None else np.zeros((1, *image.shape[1:]), dtype=np.int64)
     if len(roi) == 2:
         z = _pick_slice(volume, rng, foreground_prob)
         image, label = image[..., z], label[..., z]
@@ -123,7 +125,7 @@ def random_crop(
 
 def _pick_slice(volume: Volume, rng: np.random.Generator, foreground_prob: float) -> int:
     depth = volume.image.shape[-1]
-    if foreground_prob > 0 and rng.random() < foreground_prob:
+    if foreground_prob > 0 and rng.random() < foreground_prob and volume.label is not None:
         labelled = np.flatnonzero(volume.label.reshape(-1, depth).any(axis=0))
         if labelled.size:
             return int(labelled[rng.integers(labelled.size)])
@@ -166,8 +168,12 @@ class SourcePoolDataset(Dataset):
     """Source identification pools: ``pool_size`` axial slices [N, C, H, W]; slice 0 is the target.
 
     CSI draws each slice from a different patient, WSI from one patient (SI paper 5.2.1-5.2.2).
-    A non-target slice whose foreground does not overlap the target's is redrawn, since the paper
-    excludes "all combinations without any overlapping between the brain regions" (5.2).
+    Within one patient the N slices are drawn WITHOUT replacement (distinct axial positions), so the
+    target never reappears as a non-target source. A non-target slice whose foreground does not
+    overlap the target's is redrawn, since the paper excludes "all combinations without any
+    overlapping between the brain regions" (5.2). When ``max_redraws`` draws all fail, the last one is
+    kept (a pool must be returned): that is counted in ``non_overlapping_fallbacks`` and logged
+    (``logging`` warning at the 1st, 2nd, 4th, 8th, ... occurrence; per process, so per DataLoader worker).
     """
 
     max_redraws = 20
@@ -177,25 +183,87 @@ class SourcePoolDataset(Dataset):
             raise BenchmarkInputError(
                 f"cross-patient source identification needs >= {pool_size} training cases (N = pool_size), got {len(volumes)}"
             )
+        if same_patient:
+            short = [v.case_id for v in volumes if v.image.shape[-1] < pool_size]
+            if short:
+                raise BenchmarkInputError(
+                    f"within-patient source identification draws {pool_size} distinct axial slices per patient (N = pool_size); "
+                    f"cases {short} have fewer slices"
+                )
         self.volumes, self.roi, self.length, self.seed = volumes, tuple(roi), length, seed
         self.pool_size, self.same_patient = pool_size, same_patient
+        self.non_overlapping_fallbacks = 0  # pools that kept a non-target without foreground overlap
 
     def __len__(self) -> int:
         return self.length
 
+    @staticmethod
+    def _slice_at(volume: Volume, z: int, roi, rng: np.random.Generator) -> torch.Tensor:
+        """The in-plane crop of axial slice ``z`` [C, *roi]: ``random_crop`` on the one-slice volume (same draws)."""
+        one = dataclasses.replace(volume, image=volume.image[..., z : z + 1],
+                                  label=None if volume.label is None else volume.label[..., z : z + 1])
+        return torch.from_numpy(random_crop(one, roi, rng)[0])
+
+    def _fallback(self, index: int) -> None:
+        import logging
+
+        self.non_overlapping_fallbacks += 1
+        count = self.non_overlapping_fallbacks
+        if count & (count - 1) == 0:  # 1, 2, 4, 8, ...
+            logging.getLogger(__name__).warning(
+                "source pool %d: no non-target slice overlapping the target's foreground after %d draws; kept a "
+                "non-overlapping one (%d such pools so far in this process)", index, self.max_redraws, count)
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        from benchmark.methods.csi import foreground_overlap
+        from benchmark.blocks.mixing import foreground_overlap
 
         rng = np.random.default_rng((self.seed, index))
         if self.same_patient:
-            patients = [int(rng.integers(len(self.volumes)))] * self.pool_size
-        else:
-            patients = rng.choice(len(self.volumes), size=self.pool_size, replace=False).tolist()
+            return {"sources": torch.stack(self._same_patient_pool(rng, index))}
+        patients = rng.choice(len(self.volumes), size=self.pool_size, replace=False).tolist()
         slices = [torch.from_numpy(random_crop(self.volumes[patients[0]], self.roi, rng)[0])]
         for patient in patients[1:]:
             for _ in range(self.max_redraws):
                 candidate = torch.from_numpy(random_crop(self.volumes[patient], self.roi, rng)[0])
                 if foreground_overlap(slices[0], candidate):
                     break
+            else:
+                self._fallback(index)
             slices.append(candidate)
         return {"sources": torch.stack(slices)}
+
+    def _same_patient_pool(self, rng: np.random.Generator, index: int) -> list[torch.Tensor]:
+        """WSI (and DSI, whose non-targets become noise): N distinct axial slices of one patient.
+
+        The target is drawn exactly as ``random_crop`` draws it (a non-empty slice, then the in-plane
+        window), so a DSI pool's target, the only real slice it uses, is unchanged; the non-targets are
+        drawn from the slices not yet in the pool and not yet rejected for this position.
+        """
+        from benchmark.blocks.mixing import foreground_overlap
+
+        volume = self.volumes[int(rng.integers(len(self.volumes)))]
+        depth = volume.image.shape[-1]
+        body = np.flatnonzero((volume.image != 0).reshape(-1, depth).any(axis=0))  # as random_crop's _pick_slice
+        z0 = int(body[rng.integers(body.size)]) if body.size else int(rng.integers(depth))
+        used = {z0}
+        candidates = body.tolist() if body.size else list(range(depth))  # non-targets: non-empty slices, as the target
+        slices = [self._slice_at(volume, z0, self.roi, rng)]
+        for _ in range(self.pool_size - 1):
+            tried: list[int] = []
+            overlapping = False
+            for _ in range(self.max_redraws):
+                free = [z for z in candidates if z not in used and z not in tried]
+                if not free:  # every remaining non-empty slice was tried: any unused slice, else stop
+                    free = [z for z in range(depth) if z not in used and z not in tried]
+                if not free:
+                    break
+                tried.append(int(free[rng.integers(len(free))]))
+                candidate = self._slice_at(volume, tried[-1], self.roi, rng)
+                if foreground_overlap(slices[0], candidate):
+                    overlapping = True
+                    break
+            if not overlapping:
+                self._fallback(index)  # the last draw is kept
+            used.add(tried[-1])
+            slices.append(candidate)
+        return slices

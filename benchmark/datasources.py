@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from benchmark.errors import BenchmarkInputError
 from benchmark.plan import TaskData
-from tasks import SegmentationTask
+from benchmark.store import write_folder_once
+from tasks import Task
 
 SYNTHETIC_SEED = 2024
 
 
-def _generator_version(task: SegmentationTask) -> str:
+def _generator_version(task: Task) -> str:
     """Changes whenever the synthetic generator or the task's writer changes, invalidating old copies.
 
     A task may name further modules its writer depends on (``synthetic_modules``, e.g. the
@@ -34,22 +32,12 @@ def _generator_version(task: SegmentationTask) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:10]
 
 
-def synthetic_root(task: SegmentationTask, cache_dir: Path) -> Path:
+def synthetic_root(task: Task, cache_dir: Path) -> Path:
     """Write (once) and return the folder of the task's synthetic dataset."""
     shape = task.synthetic_shape
     name = f"{task.name}-n{task.synthetic_cases}-{'x'.join(map(str, shape))}-{_generator_version(task)}"
-    root = Path(cache_dir) / "synthetic" / name
-    if not root.exists():
-        root.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{name}."))
-        try:
-            task.write_synthetic(tmp, n_cases=task.synthetic_cases, shape=shape, seed=SYNTHETIC_SEED)
-            os.replace(tmp, root)
-        except OSError:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if not root.exists():  # another process may have won the race
-                raise
-    return root
+    return write_folder_once(Path(cache_dir) / "synthetic" / name,
+                             lambda tmp: task.write_synthetic(tmp, n_cases=task.synthetic_cases, shape=shape, seed=SYNTHETIC_SEED))
 
 
 def _fingerprint(cases) -> str:
@@ -65,7 +53,7 @@ def _fingerprint(cases) -> str:
     return h.hexdigest()[:16]
 
 
-def resolve_task_data(task: SegmentationTask, *, data_root: Path | None, cache_dir: Path, recheck: bool = False) -> TaskData:
+def resolve_task_data(task: Task, *, data_root: Path | None, cache_dir: Path, recheck: bool = False) -> TaskData:
     """Find and check the task's cases up front (layout, shapes, label values) before any training.
 
     ``recheck`` reads every file even if an earlier check of the same files passed (--check-data).

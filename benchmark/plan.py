@@ -1,26 +1,29 @@
-"""A Plan: the cells (method, backbone, task, fraction, seed, hyperparameters) of a run, grouped.
+"""The planner: validated run inputs -> frozen, typed Jobs (``benchmark.job``), built once.
 
-Cells that share a pretraining (method, backbone, task, seed, hyperparameters) form one
-Group: pretrained once, then fine-tuned at every label fraction. Splits are patient-wise
-and seeded; the test cases are fixed per task; label fractions are nested.
+Cells that share a pretraining (method, backbone, task, seed, fold, hyperparameters) form one Job:
+pretrained once, then fine-tuned at every label fraction (a label-aware method: one Job per
+fraction). Splits are patient-wise and seeded; the test cases of a split are the same for every
+method and fraction; label fractions are nested. n/a cells are Jobs with ``na_reason`` set.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmark.classifier import classification_reason
+from benchmark.backbones import BACKBONES
 from benchmark.errors import BenchmarkInputError
+from benchmark.job import CellSpec, Job, PretrainSpec
 from benchmark.methods import get_method
 from benchmark.profiles import Profile
+from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
 from benchmark.store import content_hash, pretrain_checkpoint_path
-from tasks import Case, SegmentationTask
+from tasks import Case, Task
+from tasks.kinds import FinetuneSettings
 
 
 # ---- label fractions ---------------------------------------------------------------------------
@@ -40,43 +43,12 @@ class Fraction:
         return max(1, int(math.floor(self.percent / 100.0 * n_train + 0.5)))
 
 
-def parse_fractions(text: str) -> list[Fraction]:
-    out: list[Fraction] = []
-    for item in filter(None, (s.strip() for s in text.split(","))):
-        if re.fullmatch(r"\d+(\.\d+)?%", item):
-            percent = float(item[:-1])
-            if not 0 < percent <= 100:
-                raise BenchmarkInputError(f"--fractions: {item!r} is outside (0%, 100%]")
-            out.append(Fraction(label=f"{percent:g}%", percent=percent))
-        elif re.fullmatch(r"\d+", item) and int(item) > 0:
-            out.append(Fraction(label=f"{int(item)} cases", count=int(item)))
-        else:
-            raise BenchmarkInputError(f"--fractions: {item!r} is not a percentage like '25%' or a case count like '5'")
-    if not out:
-        raise BenchmarkInputError("--fractions is empty; expected e.g. '100%,25%'")
-    return list({f.label: f for f in out}.values())  # "25%,25.0%" is one fraction
+@dataclass(frozen=True)
+class MethodEntry:
+    """A method to run and the hyperparameters the user set for it (a variant and/or --hparam)."""
 
-
-# ---- method variants ------------------------------------------------------------------------------
-def split_variant(entry: str) -> tuple[str, dict[str, Any]]:
-    """"dae:cmcl=false:noise=false" -> ("dae", {"cmcl": False, "noise": False}); "dae" -> ("dae", {}).
-
-    A variant is the same method with some hyperparameters set (an ablation), so one run can
-    hold DAE and DAE w/o CMCL side by side. Values are JSON where they parse (false, 0.5, [1,2]).
-    """
-    import json
-
-    name, *settings = entry.split(":")
-    overrides: dict[str, Any] = {}
-    for setting in settings:
-        key, sep, value = setting.partition("=")
-        if not (sep and key):
-            raise BenchmarkInputError(f"--methods {entry!r}: expected METHOD:KEY=VALUE[:KEY=VALUE...], e.g. dae:cmcl=false")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    return name, overrides
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 # ---- splits ------------------------------------------------------------------------------------
@@ -136,9 +108,25 @@ def task_splits(case_ids: list[str], *, seeds: list[int], folds: int, test_fract
     return out
 
 
-def labeled_subset(train_ids: list[str], n: int, *, seed: int) -> list[str]:
+def split_validation(train_ids: list[str], *, validation: float | int, seed: int, strata: dict[str, int] | None = None) -> tuple[list[str], list[str]]:
+    """(fine-tuning ids, validation ids) of a split's training cases, patient-wise and seeded.
+
+    ``validation``: a share (float) or a number of cases (int) from the task (``Task.validation``), capped at a
+    third of the training cases and at least one, so fine-tuning keeps most cases; stratified by class when
+    ``strata`` is given. The validation cases select the fine-tuning checkpoint and drive hyperparameter search;
+    they are never labelled for fine-tuning and never seen by a label-aware pretraining.
+    """
+    n = len(train_ids)
+    if n < 2:
+        raise BenchmarkInputError(f"only {n} training case(s) in a split: need at least 2 to hold out a validation case")
+    wanted = validation if isinstance(validation, int) else int(round(validation * n))
+    n_val = max(1, min(wanted, n // 3)) if n >= 3 else 1
+    return split_cases(train_ids, test_fraction=n_val / n, split_seed=seed, strata=strata)
+
+
+def labeled_subset(train_ids: list[str], n: int, *, seed: int, protocol: Protocol = DEFAULT_PROTOCOL) -> list[str]:
     """The first n of a seeded permutation: smaller fractions are subsets of larger ones (nested)."""
-    order = np.random.default_rng(10_000 + seed).permutation(len(train_ids))
+    order = np.random.default_rng(protocol.labeled_subset_seed_offset + seed).permutation(len(train_ids))
     return sorted(train_ids[i] for i in order[:n])
 
 
@@ -147,7 +135,7 @@ def labeled_subset(train_ids: list[str], n: int, *, seed: int) -> list[str]:
 class TaskData:
     """A task with its resolved data folder and cases (real or synthetic)."""
 
-    task: SegmentationTask
+    task: Task
     root: Path
     cases: list[Case]
     synthetic: bool
@@ -156,132 +144,92 @@ class TaskData:
     extra_cases: list[Case] = field(default_factory=list)
 
 
-@dataclass
-class Cell:
-    cell_id: str
-    method: str
-    backbone: str
-    task: str
-    fraction: str
-    n_labeled: int
-    seed: int
-    fold: int
-    labeled_ids: list[str]
-
-
-@dataclass
-class Group:
-    method: str
-    backbone: str
-    task: str
-    seed: int
-    fold: int
-    hparams: dict[str, Any]
-    config: dict[str, Any]
-    label_aware: bool
-    cells: list[Cell] = field(default_factory=list)
-    na_reason: str | None = None
-    pretrain_key: str | None = None
-    spec: dict[str, Any] | None = None  # what the worker needs (JSON-serialisable)
-    n_folds: int = 1
-
-    @property
-    def title(self) -> str:
-        fold = f" fold {self.fold}" if self.n_folds > 1 else ""
-        return f"{self.method}/{self.backbone} on {self.task} seed {self.seed}{fold}"
-
-
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    groups: list[Group]
+    jobs: tuple[Job, ...]
     profile: Profile
 
-    def runnable(self) -> list[Group]:
-        return [g for g in self.groups if g.na_reason is None]
-
-
-def _backbone_for(method_cls, requested: str | None) -> str:
-    return requested or method_cls.default_backbone
+    def runnable(self) -> list[Job]:
+        return [j for j in self.jobs if j.na_reason is None]
 
 
 def build_plan(
     *,
-    methods: list[str],
+    methods: list[MethodEntry],
     task_data: list[TaskData],
     fractions: list[Fraction],
     seeds: list[int],
     profile: Profile,
     cache_dir: Path,
     backbone: str | None = None,
-    hparams: dict[str, dict[str, Any]] | None = None,
-    finetune_aug: str = "none",
-    mixup_alpha: float = 0.4,
-    missing_series: float = 0.0,
+    finetune: FinetuneSettings = FinetuneSettings(),
     folds: int = 1,
+    protocol: Protocol | None = None,
 ) -> Plan:
-    hparams = hparams or {}
-    if not 0.0 <= missing_series <= 1.0:
-        raise BenchmarkInputError(f"--missing-series {missing_series}: expected a share of cases in [0, 1]")
-    # Downstream settings shared by every method of the run; absent keys keep older cell ids valid.
-    augmentation = {"finetune_aug": finetune_aug, **({"mixup_alpha": mixup_alpha} if finetune_aug == "mixup" else {}),
-                    **({"missing_series": missing_series} if missing_series else {})}
-    groups: list[Group] = []
+    """Every Job of the run. ``methods``: scratch is added once per backbone that a runnable method uses
+    (the fair-comparison baseline), or run alone when it is the only entry."""
+    protocol = protocol or profile.protocol
+    if not 0.0 <= finetune.missing_series <= 1.0:
+        raise BenchmarkInputError(f"--missing-series {finetune.missing_series}: expected a share of cases in [0, 1]")
+    if finetune.augmentation == "mixup" and finetune.mixup_alpha is None:
+        finetune = dataclasses.replace(finetune, mixup_alpha=protocol.mixup_alpha)
+    # Downstream settings shared by every method of the run, in each cell id; absent keys keep older cell ids valid.
+    downstream = {"finetune_aug": finetune.augmentation, **({"mixup_alpha": finetune.mixup_alpha} if finetune.augmentation == "mixup" else {}),
+                  **({"missing_series": finetune.missing_series} if finetune.missing_series else {})}
+    jobs: list[Job] = []
     for td in task_data:
         task = td.task
-        # Classification tasks stratify by class so that every test set holds both classes (AUC defined).
-        strata = {c.case_id: c.target for c in td.cases} if getattr(task, "kind", "segmentation") == "classification" else None
+        strata = task.kind.strata(td.cases)
         splits = task_splits([c.case_id for c in td.cases], seeds=seeds, folds=folds, test_fraction=task.test_fraction,
                              split_seed=task.split_seed, strata=strata)
+        validation = {(seed, fold): split_validation(train, validation=task.validation, strata=strata,
+                                                     seed=protocol.validation_seed_offset + task.split_seed + seed * 100 + fold)
+                      for (seed, fold), (train, _) in splits.items()}
         n_train = min(len(train) for train, _ in splits.values())
-        pairs: list[tuple[str, str]] = []
-        variants: dict[tuple[str, str], dict[str, Any]] = {}  # (entry, backbone) -> variant overrides
-        for entry in methods:
-            name, variant = split_variant(entry)
-            if name != "scratch":
-                pairs.append((entry, _backbone_for(get_method(name), backbone)))
-                variants[pairs[-1]] = variant
-        # Scratch once per backbone that a runnable method on this task uses (fair comparison).
-        used = []
-        for entry, bb in pairs:
-            if _unsupported(get_method(split_variant(entry)[0]), task, bb, finetune_aug) is None and bb not in used:
-                used.append(bb)
-        if "scratch" in methods or pairs:
-            for bb in used or [backbone or get_method("scratch").default_backbone]:
-                pairs.append(("scratch", bb))
-        for entry, bb in pairs:
-            name = split_variant(entry)[0]
-            method_cls = get_method(name)
-            overrides = {**hparams.get(name, {}), **variants.get((entry, bb), {})}
+        for entry, bb in _entries_with_scratch(methods, task, backbone, finetune):
+            method_cls = get_method(entry.name)
             try:
-                cfg = method_cls.make_config(overrides)
+                cfg = method_cls.make_config(entry.overrides)
             except (TypeError, ValueError) as exc:
-                raise BenchmarkInputError(f"--hparam / --methods settings for {entry!r}: {exc}") from None
-            na_reason = _unsupported(method_cls, task, bb, finetune_aug) or _data_shortfall(method_cls, cfg, n_train)
-            config = {**dataclasses.asdict(cfg), **augmentation}
+                raise BenchmarkInputError(f"settings for method {entry.name!r} {entry.overrides}: {exc}") from None
+            na_reason = _unsupported(method_cls, task, bb, finetune) or _data_shortfall(method_cls, cfg, n_train)
+            config_id = content_hash({**dataclasses.asdict(cfg), **downstream}, 8)
             for (seed, fold), (train_ids, test_ids) in splits.items():
+                fit_ids, val_ids = validation[(seed, fold)]
                 cells = []
                 for fraction in fractions:
-                    n = fraction.n_labeled(len(train_ids))
-                    cell_id = f"{name}|{bb}|{task.name}|{fraction.label}|seed{seed}|fold{fold}|{content_hash(config, 8)}"
-                    cells.append(Cell(cell_id, name, bb, task.name, fraction.label, n, seed, fold, labeled_subset(train_ids, n, seed=seed)))
+                    n = fraction.n_labeled(len(fit_ids))
+                    cell_id = f"{entry.name}|{bb}|{task.name}|{fraction.label}|seed{seed}|fold{fold}|{config_id}"
+                    cells.append(CellSpec(cell_id, fraction.label, n, tuple(labeled_subset(fit_ids, n, seed=seed, protocol=protocol))))
                 # A label-aware pretraining may only see the labels of the fraction it is compared at,
                 # so it is one pretraining per fraction; otherwise one pretraining serves every fraction.
                 for share in ([[c] for c in cells] if method_cls.label_aware else [cells]):
-                    group = Group(method=name, backbone=bb, task=task.name, seed=seed, fold=fold, hparams=overrides, config=config,
-                                  label_aware=method_cls.label_aware, cells=share, na_reason=na_reason, n_folds=folds)
-                    if na_reason is None:
-                        # Label-aware pretraining sees only labelled cases; others also the --pretrain-extra cases.
-                        pretrain_ids = share[0].labeled_ids if method_cls.label_aware else train_ids + [c.case_id for c in td.extra_cases]
-                        _attach_spec(group, method_cls, cfg, td, train_ids, test_ids, pretrain_ids, profile, cache_dir)
-                    groups.append(group)
-    return Plan(groups=groups, profile=profile)
+                    # Label-aware pretraining sees only labelled cases; self-supervised ones every non-test case (validation
+                    # cases included: no label is read) and the --pretrain-extra cases.
+                    pretrain_ids = list(share[0].labeled_ids) if method_cls.label_aware else train_ids + [c.case_id for c in td.extra_cases]
+                    jobs.append(_job(entry, method_cls, cfg, bb, td, seed=seed, fold=fold, n_folds=folds, train_ids=fit_ids, val_ids=val_ids, test_ids=test_ids,
+                                     pretrain_ids=pretrain_ids, cells=tuple(share), profile=profile, cache_dir=cache_dir, finetune=finetune,
+                                     protocol=protocol, na_reason=na_reason))
+    return Plan(jobs=tuple(jobs), profile=profile)
 
 
-def _unsupported(method_cls, task: SegmentationTask, backbone: str, finetune_aug: str) -> str | None:
-    """Why the method cannot run on this task / backbone: its own rule, or, on a case-level classification
-    task, the classifier's (a 2D backbone has no whole-case features; benchmark/classifier.py)."""
+def _entries_with_scratch(methods: list[MethodEntry], task: Task, backbone: str | None, finetune: FinetuneSettings) -> list[tuple[MethodEntry, str]]:
+    """(entry, backbone) pairs of one task: every requested method on its paper backbone (or ``backbone``),
+    then scratch once per backbone that a runnable method uses."""
+    pairs = [(e, backbone or get_method(e.name).default_backbone) for e in methods if e.name != "scratch"]
+    scratch = [e for e in methods if e.name == "scratch"] or [MethodEntry("scratch")]
+    used = list(dict.fromkeys(bb for e, bb in pairs if _unsupported(get_method(e.name), task, bb, finetune) is None))
+    if pairs or any(e.name == "scratch" for e in methods):
+        for bb in used or [backbone or get_method("scratch").default_backbone]:
+            pairs += [(s, bb) for s in scratch]
+    return pairs
+
+
+def _unsupported(method_cls, task: Task, backbone: str, finetune: FinetuneSettings) -> str | None:
+    """Why the method cannot run on this task / backbone: its own rule, or its task kind's."""
     return (method_cls.unsupported_reason(task=task, backbone=backbone)
-            or classification_reason(task, method_cls=method_cls, backbone=backbone, finetune_aug=finetune_aug))
+            or task.kind.unsupported_reason(task, method_cls=method_cls, backbone=backbone,
+                                            spatial_dims=BACKBONES.get(backbone).spatial_dims, finetune=finetune))
 
 
 def _data_shortfall(method_cls, cfg, n_train: int) -> str | None:
@@ -290,6 +238,15 @@ def _data_shortfall(method_cls, cfg, n_train: int) -> str | None:
     if spec.kind == "source_pool" and not spec.same_patient and n_train < spec.pool_size:
         return f"{method_cls.registry_name} draws N = {spec.pool_size} sources from different patients but only {n_train} training cases exist"
     return None
+
+
+# Recipe fields added after the first cached checkpoints: left out of the key while unset, so the checkpoints
+# of every recipe that does not use them stay valid.
+_RECIPE_FIELDS_SINCE_V1 = ("final_lr", "warmup_epochs")
+
+
+def _recipe_key(recipe) -> dict:
+    return {k: v for k, v in dataclasses.asdict(recipe).items() if not (k in _RECIPE_FIELDS_SINCE_V1 and v is None)}
 
 
 def _epoch_size(td: TaskData, ids: list[str], *, two_d: bool, volume_size) -> int:
@@ -304,37 +261,77 @@ def _epoch_size(td: TaskData, ids: list[str], *, two_d: bool, volume_size) -> in
     return sum(nifti_shape(cases[i].images[0])[2] for i in ids)
 
 
-def _attach_spec(group: Group, method_cls, cfg, td: TaskData, train_ids, test_ids, pretrain_ids, profile: Profile, cache_dir: Path) -> None:
-    roi = profile.rois[group.backbone]
+def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, seed: int, fold: int, n_folds: int, train_ids, val_ids, test_ids,
+         pretrain_ids, cells: tuple[CellSpec, ...], profile: Profile, cache_dir: Path, finetune: FinetuneSettings, protocol: Protocol,
+         na_reason: str | None) -> Job:
+    roi = tuple(profile.rois[backbone])
+    ft_recipe = profile.finetune_recipes[backbone]
+    common = dict(
+        method=entry.name, method_config=cfg, method_overrides=dict(entry.overrides), backbone=backbone, backbone_size=profile.backbone_size,
+        task_ref=td.task.ref, task=td.task.name, data_root=str(td.root), seed=seed, fold=fold, n_folds=n_folds,
+        label_aware=method_cls.label_aware, train_ids=tuple(train_ids), val_ids=tuple(val_ids), test_ids=tuple(test_ids), roi=roi,
+        in_channels=len(td.task.channels),
+        volume_size=tuple(profile.volume_size) if profile.volume_size else None, finetune_recipe=ft_recipe, finetune=finetune,
+        protocol=protocol, cells=cells,
+    )
+    if na_reason is not None:
+        return Job(**common, pretrain_channels=(0, 0), pretrain=None, finetune_steps=0, finetune_rounds=1, validation_every=1, na_reason=na_reason)
     channels = method_cls.backbone_channels(cfg, in_channels=len(td.task.channels))
-    pre_recipe = profile.pretrain_recipe(method_cls, group.backbone)
-    ft_recipe = profile.finetune_recipes[group.backbone]
-    samples = _epoch_size(td, train_ids, two_d=len(roi) == 2, volume_size=profile.volume_size)
-    extra = [i for i in pretrain_ids if i not in set(train_ids)]  # --pretrain-extra cases: epochs count them too
-    pretrain_samples = samples + (_epoch_size(td, extra, two_d=len(roi) == 2, volume_size=profile.volume_size) if extra else 0)
-    pretrain_steps = pre_recipe.steps_for(pretrain_samples) if method_cls.pretrains else 0
+    pre_recipe = profile.pretrain_recipe(method_cls, backbone)
+    two_d = len(roi) == 2
+    samples = _epoch_size(td, [*train_ids, *val_ids], two_d=two_d, volume_size=profile.volume_size)  # every non-test case
+    extra = [i for i in pretrain_ids if i not in {*train_ids, *val_ids}]  # --pretrain-extra cases: epochs count them too
+    pretrain = None
+    if method_cls.pretrains:
+        pretrain_samples = samples + (_epoch_size(td, extra, two_d=two_d, volume_size=profile.volume_size) if extra else 0)
+        steps = pre_recipe.steps_for(pretrain_samples)
+        key = content_hash({
+            "method": entry.name, "backbone": backbone, "task": td.task.name, "seed": seed,
+            "config": dataclasses.asdict(cfg), "recipe": _recipe_key(pre_recipe), "steps": steps, "roi": roi,
+            "channels": channels, "volume_size": profile.volume_size, "backbone_size": dataclasses.asdict(profile.backbone_size),
+            "pretrain_ids": pretrain_ids, "data": td.fingerprint, "version": 1,
+            # only a label-aware pretraining samples by labels; others keep their keys whatever this constant is
+            **({"foreground_prob": protocol.label_aware_pretrain_foreground_prob} if method_cls.label_aware else {}),
+        })
+        pretrain = PretrainSpec(recipe=pre_recipe, steps=steps, case_ids=tuple(pretrain_ids), key=key,
+                                path=str(pretrain_checkpoint_path(cache_dir, key)),
+                                extra_root=str(td.extra_root) if td.extra_root and extra else None, samples=pretrain_samples)
     # Every label fraction gets the same optimisation budget (steps), counted on the full training
     # set: small fractions are not also penalised with fewer updates.
-    finetune_steps = ft_recipe.steps_for(samples)
-    key_payload = {
-        "method": group.method, "backbone": group.backbone, "task": group.task, "seed": group.seed,
-        "config": dataclasses.asdict(cfg), "recipe": dataclasses.asdict(pre_recipe), "steps": pretrain_steps, "roi": roi,
-        "channels": channels, "volume_size": profile.volume_size, "backbone_size": dataclasses.asdict(profile.backbone_size),
-        "pretrain_ids": pretrain_ids, "data": td.fingerprint, "version": 1,
-    }
-    group.pretrain_key = content_hash(key_payload) if method_cls.pretrains else None
-    group.spec = {  # "task": what the worker passes to get_task, the ref (nnunet:/abs/path), not the display name
-        "method": group.method, "backbone": group.backbone, "task": td.task.ref, "seed": group.seed, "fold": group.fold,
-        "hparams": group.hparams, "data_root": str(td.root), "train_ids": train_ids, "test_ids": test_ids,
-        "extra_root": str(td.extra_root) if td.extra_root and extra else None,
-        "pretrain_ids": pretrain_ids, "label_aware": method_cls.label_aware, "finetune_aug": group.config["finetune_aug"],
-        "mixup_alpha": group.config.get("mixup_alpha"), "missing_series": group.config.get("missing_series", 0.0),
-        "finetune_rounds": method_cls.finetune_rounds(cfg),
-        "roi": list(roi), "volume_size": list(profile.volume_size) if profile.volume_size else None,
-        "backbone_size": dataclasses.asdict(profile.backbone_size),
-        "pretrain_recipe": dataclasses.asdict(pre_recipe), "pretrain_steps": pretrain_steps,
-        "finetune_recipe": dataclasses.asdict(ft_recipe), "finetune_steps": finetune_steps,
-        "pretrain_key": group.pretrain_key,
-        "pretrain_path": str(pretrain_checkpoint_path(cache_dir, group.pretrain_key)) if group.pretrain_key else None,
-        "cells": [{"cell_id": c.cell_id, "fraction": c.fraction, "labeled_ids": c.labeled_ids} for c in group.cells],
-    }
+    steps = ft_recipe.steps_for(samples)
+    return Job(**common, pretrain_channels=tuple(channels), pretrain=pretrain, finetune_steps=steps, finetune_samples=samples,
+               finetune_rounds=method_cls.finetune_rounds(cfg), validation_every=max(1, steps // protocol.validations_per_finetune))
+
+
+# ---- searched hyperparameters -------------------------------------------------------------------
+PRETRAIN_PREFIX, FINETUNE_PREFIX = "pretrain_", "finetune_"  # search-space keys that set a Recipe, not the Config
+
+
+def apply_params(job: Job, params: dict[str, Any], *, search_budget: int = 0) -> Job:
+    """``job`` with searched hyperparameters (``search_spaces``): method Config keys, ``pretrain_<recipe field>``
+    and ``finetune_<recipe field>`` (e.g. finetune_lr). The pretraining cache key is the pretext configuration:
+    trials that differ only in fine-tuning keys share one pretraining. Cell ids get the parameters' hash, so tuned
+    cells never collide with default ones; the user's own overrides (the row label) are kept apart from them."""
+    if not params:
+        return dataclasses.replace(job, search_budget=search_budget)
+    pretext = {k: v for k, v in params.items() if not k.startswith((PRETRAIN_PREFIX, FINETUNE_PREFIX))}
+    pre = {k[len(PRETRAIN_PREFIX):]: v for k, v in params.items() if k.startswith(PRETRAIN_PREFIX)}
+    fine = {k[len(FINETUNE_PREFIX):]: v for k, v in params.items() if k.startswith(FINETUNE_PREFIX)}
+    try:
+        cfg = get_method(job.method).make_config({**job.method_overrides, **pretext})
+        pre_recipe = dataclasses.replace(job.pretrain.recipe, **pre) if job.pretrain else None
+        ft_recipe = dataclasses.replace(job.finetune_recipe, **fine)
+    except (TypeError, ValueError) as exc:
+        raise BenchmarkInputError(f"searched hyperparameters {params} for {job.method!r}: {exc}") from None
+    pretrain = job.pretrain
+    if pretrain is not None and (pretext or pre):
+        steps = pre_recipe.steps_for(pretrain.samples)
+        key = content_hash({"base": pretrain.key, "pretext": pretext, "recipe": _recipe_key(pre_recipe), "steps": steps})
+        pretrain = dataclasses.replace(pretrain, recipe=pre_recipe, steps=steps, key=key, path=str(Path(pretrain.path).with_name(f"{key}.pt")))
+    ft_steps = ft_recipe.steps_for(job.finetune_samples) if ft_recipe.steps is None else ft_recipe.steps
+    config_id = content_hash({"base": job.cells[0].cell_id.rsplit("|", 1)[-1], "tuned": params}, 8)
+    cells = tuple(dataclasses.replace(c, cell_id=f"{c.cell_id.rsplit('|', 1)[0]}|{config_id}") for c in job.cells)
+    channels = tuple(get_method(job.method).backbone_channels(cfg, in_channels=job.in_channels))  # e.g. CSI: C x M̃ inputs
+    return dataclasses.replace(job, method_config=cfg, pretrain=pretrain, pretrain_channels=channels, finetune_recipe=ft_recipe, finetune_steps=ft_steps,
+                               validation_every=max(1, ft_steps // job.protocol.validations_per_finetune), cells=cells,
+                               tuned_params=dict(params), search_budget=search_budget)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from benchmark.backbones import PAPER_SIZE, SMOKE_SIZE, BackboneSize
 from benchmark.errors import BenchmarkInputError
 from benchmark.methods import PretextTask, Recipe
+from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Profile:
     rois: dict[str, tuple[int, ...]]  # training crop / inference window per backbone
     finetune_recipes: dict[str, Recipe]
     smoke_pretrain: dict[str, Recipe] = field(default_factory=dict)  # per backbone; empty -> each paper's recipe
+    protocol: Protocol = DEFAULT_PROTOCOL  # constants every method of a run shares (benchmark/protocol.py)
 
     def pretrain_recipe(self, method: type[PretextTask], backbone: str) -> Recipe:
         return self.smoke_pretrain[backbone] if self.smoke_pretrain else method.paper_recipe
@@ -28,6 +30,9 @@ class Profile:
 
 SMOKE = Profile(
     name="smoke",
+    # Model selection twice per fine-tuning run (half-way and at the end): each validation is a sliding-window pass
+    # over every validation volume, which at smoke size costs as much as a quarter of the fine-tuning.
+    protocol=dataclasses.replace(DEFAULT_PROTOCOL, validations_per_finetune=2),
     backbone_size=SMOKE_SIZE,
     volume_size=(64, 64, 32),
     rois={"unet2d": (64, 64), "vgg_unet": (64, 64), "swin_unetr": (64, 64, 32), "vit": (64, 64, 32), "resnet_unet": (64, 64)},
@@ -51,6 +56,7 @@ SMOKE = Profile(
 
 PAPER = Profile(
     name="paper",
+    protocol=dataclasses.replace(DEFAULT_PROTOCOL, validations_per_finetune=20),  # e.g. every 50 of nnU-Net's 1000 epochs
     backbone_size=PAPER_SIZE,
     volume_size=None,
     rois={

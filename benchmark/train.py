@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from benchmark.backbones import BackboneSize, build_backbone
-from benchmark.classifier import ClassifierNet, VolumeClassDataset, fit_to_roi
+from benchmark.backbones import build_backbone
+from benchmark.backbones.transfer import transfer_model
 from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_volumes
+from benchmark.job import CellResult, Job
 from benchmark.methods import PretextTask, Recipe, get_method
-from tasks import SegmentationTask, Volume, get_task
+from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
+from tasks import Task, Volume, get_task
+from tasks.kinds import FinetuneSettings, MetricRow
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Hooks:
     log: Callable[[str], None] = lambda msg: print(msg, flush=True)
     prepare_model: Callable[..., nn.Module] = lambda model, **kwargs: model
     prepare_loader: Callable[[DataLoader], DataLoader] = lambda loader: loader
+    report: Callable[[dict[str, Any]], None] = lambda metrics: None  # live metrics (Ray Tune: tune.report)
     rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -50,21 +53,35 @@ def make_optimizer(params, recipe: Recipe) -> torch.optim.Optimizer:
         return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
-    raise ValueError(f"unknown optimizer {recipe.optimizer!r}; expected sgd, adam or adamw")
+    if recipe.optimizer == "lars":  # SwAV's LARC(SGD): trust coefficient 0.001, no clipping, plain momentum
+        from timm.optim import Lars
+
+        return Lars(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, trust_coeff=0.001, trust_clip=False)
+    raise ValueError(f"unknown optimizer {recipe.optimizer!r}; expected sgd, adam, adamw or lars")
 
 
 def lr_factor(step: int, *, total: int, recipe: Recipe) -> float:
-    """Learning-rate multiplier: linear warm-up, then cosine, poly (1 - t/T)^0.9 (nnU-Net) or constant."""
-    if step < recipe.warmup_steps:
-        return (step + 1) / recipe.warmup_steps
-    t = (step - recipe.warmup_steps) / max(1, total - recipe.warmup_steps)
+    """Learning-rate multiplier: linear warm-up, then cosine, poly (1 - t/T)^0.9 (nnU-Net) or constant.
+
+    The warm-up is ``recipe.warmup_steps_for(total)`` (steps, or epochs x steps per epoch); with
+    ``recipe.final_lr`` the decay ends at final_lr / lr instead of 0 (SwAV: lr_T + (lr_0 - lr_T)·cosine).
+    """
+    warmup = recipe.warmup_steps_for(total)
+    if step < warmup:
+        return (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
     if recipe.schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * t))
-    if recipe.schedule == "poly":
-        return (1.0 - t) ** 0.9
-    if recipe.schedule == "constant":
+        decay = 0.5 * (1.0 + math.cos(math.pi * t))
+    elif recipe.schedule == "poly":
+        decay = (1.0 - t) ** 0.9
+    elif recipe.schedule == "constant":
         return 1.0
-    raise ValueError(f"unknown schedule {recipe.schedule!r}; expected cosine, poly or constant")
+    else:
+        raise ValueError(f"unknown schedule {recipe.schedule!r}; expected cosine, poly or constant")
+    if recipe.final_lr is None:
+        return decay
+    floor = recipe.final_lr / recipe.lr
+    return floor + (1.0 - floor) * decay
 
 
 def _optimise(
@@ -76,7 +93,9 @@ def _optimise(
     *,
     hooks: Hooks,
     tag: str,
+    on_step: Callable[[int, int, float], None] | None = None,
 ) -> list[float]:
+    """``steps`` optimiser steps; ``on_step(step, steps, loss)`` after each (model selection)."""
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total=steps, recipe=recipe))
     model.train()
@@ -96,6 +115,8 @@ def _optimise(
         if hooks.is_main and (step + 1) % log_every == 0:
             window = losses[-log_every:]
             hooks.log(f"  {tag} step {step + 1}/{steps} loss {sum(window) / len(window):.4f}")
+        if on_step is not None:
+            on_step(step, steps, losses[-1])
     return losses
 
 
@@ -104,7 +125,8 @@ def _loader(dataset, batch_size: int, hooks: Hooks) -> DataLoader:
 
 
 # ---- the three stages ------------------------------------------------------------------------
-def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks) -> list[float]:
+def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks,
+             protocol: Protocol = DEFAULT_PROTOCOL) -> list[float]:
     """Train ``method`` (its backbone and heads) on unlabeled ``volumes``; returns the loss curve."""
     spec = method.data_spec(method.cfg)
     length = steps * recipe.batch_size * hooks.world_size
@@ -112,10 +134,12 @@ def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, step
         dataset = SourcePoolDataset(volumes, roi=roi, length=length, seed=seed, pool_size=spec.pool_size, same_patient=spec.same_patient)
     elif spec.kind in ("crops", "modality_crops"):  # label-aware methods also get batch["label"] (only of the cases they may see)
         dataset = CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=method.label_aware,
-                              foreground_prob=0.33 if method.label_aware else 0.0, single_modality=spec.kind == "modality_crops")
+                              foreground_prob=protocol.label_aware_pretrain_foreground_prob if method.label_aware else 0.0,
+                              single_modality=spec.kind == "modality_crops")
     else:
         raise ValueError(f"{method.registry_name}: unknown pretraining data kind {spec.kind!r}")
-    generator = torch.Generator().manual_seed(seed * 1_000 + hooks.rank)  # own corruption draws per worker
+    generator = torch.Generator().manual_seed(seed * protocol.generator_seed_stride + hooks.rank)  # own corruption draws per worker
+    method.configure_schedule(recipe=recipe, steps=steps)  # e.g. SwAV freezes its prototypes for the first epoch
     ddp_options = {} if method.trains_whole_backbone else {"find_unused_parameters": True}
     model = hooks.prepare_model(method, **ddp_options)
     return _optimise(
@@ -124,111 +148,64 @@ def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, step
     )
 
 
-def finetune(model: nn.Module, task: SegmentationTask, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks, tag: str,
-             augmentation: str = "none", mixup_alpha: float = 0.4) -> list[float]:
-    """Supervised training of a segmentation ``model`` on labelled ``volumes`` with the task's loss.
+class ModelSelection:
+    """Validation-based model selection during fine-tuning (the papers' protocol): every ``every`` steps and
+    at the last step the model is evaluated on the validation cases; the best state is kept, its step
+    recorded, and the validation curve kept for the report. With no validation case it selects the last
+    state. Every DDP worker evaluates (same weights, same score), so all keep the same checkpoint."""
 
-    ``augmentation``: "none", "mixup" (SI paper 6.4; images and dense targets blended) or
-    "carvemix" (lesion regions carved from one case into another, labels alike).
-    """
-    from benchmark.augmentations import carvemix, mixup
+    def __init__(self, model: nn.Module, task: Task, volumes: list[Volume], *, every: int, roi, hooks: Hooks, protocol: Protocol):
+        self.model, self.task, self.volumes, self.every, self.roi = model, task, volumes, every, roi
+        self.hooks, self.protocol = hooks, protocol
+        self.best_score, self.best_step, self.best_state = float("-inf"), None, None
+        self.curve: list[tuple[int, str, float]] = []
+        self.offset = 0  # steps of earlier rounds (CNN-restart)
 
-    if augmentation not in ("none", "mixup", "carvemix"):
-        raise ValueError(f"unknown fine-tuning augmentation {augmentation!r}; expected none, mixup or carvemix")
-    dataset = CropDataset(volumes, roi=roi, length=steps * recipe.batch_size * hooks.world_size, seed=seed, with_label=True, foreground_prob=0.33)
-    criterion = task.make_loss()
-    wrapped = hooks.prepare_model(model)
-    generator = torch.Generator().manual_seed(seed * 1_000 + 17 + hooks.rank)
+    def step(self, step: int, steps: int, loss: float) -> None:
+        if not self.volumes or ((step + 1) % self.every and step + 1 != steps):
+            return
+        at = self.offset + step + 1
+        rows = evaluate(self.model, self.task, self.volumes, roi=self.roi, device=self.hooks.device, protocol=self.protocol,
+                        log=lambda _m: None, primary_only=True)
+        score = self.task.kind.validation_score(self.task, rows)
+        self.model.train()
+        self.curve += [(at, "validation_score", score), (at, "train_loss", loss)]
+        self.hooks.report({"step": at, "validation_score": score, "train_loss": loss})
+        if score > self.best_score:  # NaN never wins
+            self.best_score, self.best_step = score, at
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
-    def loss_fn(batch):
-        image, label = batch["image"], batch["label"]
-        if augmentation == "carvemix":
-            image, label = carvemix(image, label, generator=generator)
-        target = task.loss_target(label)
-        if augmentation == "mixup":
-            image, target = mixup(image, target, alpha=mixup_alpha, generator=generator)
-        return criterion(wrapped(image), target)
+    def end_round(self, steps: int) -> None:
+        self.offset += steps
 
-    return _optimise(wrapped, _loader(dataset, recipe.batch_size, hooks), recipe, steps, loss_fn, hooks=hooks, tag=tag)
-
-
-@torch.no_grad()
-def predict_volume(model: nn.Module, image: torch.Tensor, *, roi, spatial_dims: int) -> torch.Tensor:
-    """Logits for a whole volume image [C, X, Y, Z] -> [1, K, X, Y, Z] by MONAI sliding-window inference.
-
-    2D networks run slice by slice: the axial slices become the batch of a 2D sliding window.
-    """
-    from monai.inferers import sliding_window_inference
-
-    model.eval()
-    if spatial_dims == 3:
-        return sliding_window_inference(image[None], roi_size=roi, sw_batch_size=2, predictor=model, overlap=0.25)
-    slices = image.permute(3, 0, 1, 2)  # [Z, C, X, Y]
-    logits = sliding_window_inference(slices, roi_size=roi, sw_batch_size=16, predictor=model, overlap=0.25)
-    return logits.permute(1, 2, 3, 0)[None]
+    def restore_best(self) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
 
 
-def evaluate(model: nn.Module, task: SegmentationTask, volumes: list[Volume], *, roi, spatial_dims: int, device) -> list[tuple[str, str, float]]:
-    """Per-case metrics on the test volumes: rows (case_id, metric, value)."""
-    rows = []
-    for v in volumes:
-        logits = predict_volume(model, torch.from_numpy(v.image).to(device), roi=roi, spatial_dims=spatial_dims)
-        label = torch.from_numpy(v.label).to(device)[None, None]
-        metrics = task.metrics(task.logits_to_regions(logits), task.label_to_regions(label), spacing=v.spacing, image=v.image, label=label)
-        rows.extend((v.case_id, name, value) for name, value in metrics.items())
-    return rows
+def finetune(model: nn.Module, task: Task, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks, tag: str,
+             settings: FinetuneSettings = FinetuneSettings(), protocol: Protocol = DEFAULT_PROTOCOL,
+             selection: ModelSelection | None = None) -> list[float]:
+    """Supervised training of ``model`` on labelled ``volumes``: samples, loss and augmentation come
+    from the task's kind (segmentation: crops, DiceCE, mixup / CarveMix; classification: whole cases, CE).
+    ``selection`` evaluates on the validation cases as training goes (``ModelSelection``)."""
+    kind = task.kind
+    dataset = kind.training_set(task, volumes, roi=roi, length=steps * recipe.batch_size * hooks.world_size, seed=seed, protocol=protocol)
+    wrapped = hooks.prepare_model(model, **kind.ddp_options)
+    generator = torch.Generator().manual_seed(seed * protocol.generator_seed_stride + protocol.finetune_generator_offset + hooks.rank)
+    loss_fn = kind.loss_fn(task, wrapped, finetune=settings, generator=generator)
+    losses = _optimise(wrapped, _loader(dataset, recipe.batch_size, hooks), recipe, steps, loss_fn, hooks=hooks, tag=tag,
+                       on_step=selection.step if selection else None)
+    if selection:
+        selection.end_round(steps)
+    return losses
 
 
-# ---- case-level classification (tasks/classification.py, benchmark/classifier.py) ----------------------
-def finetune_classifier(model: nn.Module, volumes: list[Volume], *, recipe: Recipe, steps: int, seed: int, hooks: Hooks, tag: str) -> list[float]:
-    """Supervised training of a ``ClassifierNet`` on whole labelled volumes (already at the crop size):
-    cross-entropy on each case's class, random flips; the same recipe and steps as segmentation fine-tuning."""
-    dataset = VolumeClassDataset(volumes, length=steps * recipe.batch_size * hooks.world_size, seed=seed)
-    wrapped = hooks.prepare_model(model, find_unused_parameters=True)  # the backbone's segmentation decoder gets no gradient
-    criterion = nn.CrossEntropyLoss()
-    return _optimise(wrapped, _loader(dataset, recipe.batch_size, hooks), recipe, steps,
-                     lambda batch: criterion(wrapped(batch["image"]), batch["target"]), hooks=hooks, tag=tag)
-
-
-@torch.no_grad()
-def evaluate_classifier(model: nn.Module, task: SegmentationTask, volumes: list[Volume], *, device, log: Callable[[str], None]) -> list[tuple[str, str, float]]:
-    """Rows (case_id, metric, value): per test case (prob_positive, correct, target) and per test set
-    (case_id ``SET_CASE_ID``: auc, accuracy). A test set of one class has no AUC: NaN, and a log line says so."""
-    from tasks.classification import SET_CASE_ID
-
-    model.eval()
-    probs = [torch.softmax(model(torch.from_numpy(v.image)[None].to(device)), dim=1)[0].cpu().numpy() for v in volumes]  # [K] each
-    targets = [int(v.target) for v in volumes]
-    rows = [(v.case_id, name, value) for v, p, t in zip(volumes, probs, targets) for name, value in task.case_metrics(p, t).items()]
-    summary = task.set_metrics(np.stack(probs), np.asarray(targets))
-    if math.isnan(summary["auc"]):
-        present = sorted({task.class_names[t] for t in targets})
-        log(f"  AUC undefined on {task.name}: the {len(volumes)} test case(s) hold the classes {present} only (every class is needed); written as NaN")
-    rows.extend((SET_CASE_ID, name, value) for name, value in summary.items())
-    return rows
-
-
-# ---- transfer --------------------------------------------------------------------------------
-def transfer_model(method_cls: type[PretextTask], backbone_name: str, *, state: dict | None, pretrain_channels: tuple[int, int],
-                   task: SegmentationTask, size: BackboneSize, roi) -> nn.Module:
-    """The fine-tuning network: pretrained weights where the method transfers them, new task I/O layers."""
-    in_channels = len(task.channels)
-    if state is None:
-        return build_backbone(backbone_name, in_channels=in_channels, out_channels=task.num_outputs, size=size, roi=roi)
-    if method_cls.transfer == "encoder":
-        model = build_backbone(backbone_name, in_channels=in_channels, out_channels=task.num_outputs, size=size, roi=roi)
-        own = model.state_dict()
-        encoder = {k: v for k, v in state.items() if k.startswith(model.encoder_prefixes) and k in own and own[k].shape == v.shape}
-        model.load_state_dict(encoder, strict=False)
-        return model
-    model = build_backbone(backbone_name, in_channels=pretrain_channels[0], out_channels=pretrain_channels[1], size=size, roi=roi)
-    model.load_state_dict(state)
-    if method_cls.replace_input_on_transfer or pretrain_channels[0] != in_channels:
-        # Pretrained on one channel (single-modality volumes, DAE): widen that layer rather than discard it.
-        inflate = pretrain_channels[0] == 1 and in_channels > 1 and not method_cls.replace_input_on_transfer
-        model.replace_input(in_channels, inflate=inflate)
-    model.replace_output(task.num_outputs)
-    return model
+def evaluate(model: nn.Module, task: Task, volumes: list[Volume], *, roi, device, protocol: Protocol = DEFAULT_PROTOCOL,
+             log: Callable[[str], None] = print, primary_only: bool = False) -> list[MetricRow]:
+    """Metric rows of ``model`` on ``volumes`` (per case and per set), by the task's kind; ``primary_only``: only
+    what model selection reads (the main metric)."""
+    return task.kind.evaluate(model, task, volumes, roi=roi, device=device, protocol=protocol, log=log, primary_only=primary_only)
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -240,89 +217,97 @@ def save_atomic(obj: Any, path: Path) -> None:
 
 
 # ---- one unit of work: pretrain once, fine-tune + evaluate every label fraction ---------------------
-def run_group(spec: dict[str, Any], hooks: Hooks | None = None) -> list[dict[str, Any]]:
-    """Run one planned group (see ``benchmark.plan.Group.to_spec``); returns one result per cell.
+def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True) -> list[CellResult]:
+    """Run one planned Job (``benchmark.plan``); returns one result per cell of the Job.
 
-    The pretrained backbone is cached at ``spec["pretrain_path"]``: loaded if present, else
-    trained and written there (atomically, by the main worker) so later runs reuse it.
+    Each cell fine-tunes with model selection on the Job's validation cases and evaluates the selected
+    checkpoint on the test cases once. ``evaluate_test=False`` (a hyperparameter-search trial) never
+    loads or evaluates a test case: the result then holds the validation curve and score only.
+
+    The pretrained backbone is cached at ``job.pretrain.path``: loaded if present, else trained and
+    written there (atomically, by the main worker) so later cells, runs and fractions reuse it.
     """
     hooks = hooks or Hooks()
-    task = get_task(spec["task"])
-    method_cls = get_method(spec["method"])
-    cfg = method_cls.make_config(spec["hparams"])
-    size = BackboneSize(**spec["backbone_size"])
-    roi = tuple(spec["roi"])
-    spatial_dims = len(roi)
-    volume_size = tuple(spec["volume_size"]) if spec["volume_size"] else None
-    cases = {c.case_id: c for c in task.find_cases(Path(spec["data_root"]))}
-    load = lambda ids: load_volumes(task, [cases[i] for i in ids], volume_size=volume_size)  # noqa: E731
-    train_volumes = load(spec["train_ids"])
-    test_volumes = load(spec["test_ids"])
-    channels = method_cls.backbone_channels(cfg, in_channels=len(task.channels))
+    task = get_task(job.task_ref)
+    method_cls = get_method(job.method)
+    cases = {c.case_id: c for c in task.find_cases(Path(job.data_root))}
+    load = lambda ids: load_volumes(task, [cases[i] for i in ids], volume_size=job.volume_size)  # noqa: E731
+    train_volumes = load(job.train_ids)
+    val_volumes = load(job.val_ids)
+    test_volumes = load(job.test_ids) if evaluate_test else []
 
     state, pretrain_seconds, reused = None, 0.0, False
-    if method_cls.pretrains:
-        path = Path(spec["pretrain_path"])
-        if path.exists():
-            state, reused = torch.load(path, map_location="cpu", weights_only=True)["backbone"], True
-            hooks.log(f"  pretraining reused from cache {path.name}")
-        else:
-            start = time.perf_counter()
-            torch.manual_seed(spec["seed"])
-            backbone = build_backbone(spec["backbone"], in_channels=channels[0], out_channels=channels[1], size=size, roi=roi)
-            method = method_cls(backbone, cfg, in_channels=len(task.channels)).to(hooks.device)
-            recipe = Recipe(**spec["pretrain_recipe"])
-            pretrain_volumes = [v for v in train_volumes if v.case_id in set(spec["pretrain_ids"])]  # complete series
-            if spec.get("extra_root"):  # --pretrain-extra: unlabeled cases, pretraining only
-                from tasks.unlabeled import find_unlabeled_cases
-
-                extra = {c.case_id: c for c in find_unlabeled_cases(task, Path(spec["extra_root"]))}
-                wanted = [extra[i] for i in spec["pretrain_ids"] if i in extra]
-                pretrain_volumes += load_volumes(task, wanted, volume_size=volume_size)
-            losses = pretrain(method, pretrain_volumes, recipe=recipe, steps=spec["pretrain_steps"], roi=roi, seed=spec["seed"], hooks=hooks)
-            state = {k: v.detach().cpu() for k, v in method.backbone.state_dict().items()}
-            if hooks.is_main:
-                save_atomic({"backbone": state, "key": spec["pretrain_key"], "losses": losses, "spec": spec}, path)
-            pretrain_seconds = time.perf_counter() - start
+    if job.pretrain is not None:
+        state, pretrain_seconds, reused = _pretrained_backbone(job, method_cls, task, train_volumes + val_volumes, hooks)
 
     # Downstream data may miss series (CSM Table VII): fine-tuning and test cases alike, pretraining not.
-    missing = spec.get("missing_series") or 0.0
-    train_volumes, test_volumes = drop_series(train_volumes, missing), drop_series(test_volumes, missing)
-    classify = task.kind == "classification"  # one class per case: whole volumes at the crop size, a ClassifierNet
-    if classify:
-        train_volumes, test_volumes = fit_to_roi(train_volumes, roi), fit_to_roi(test_volumes, roi)
+    missing = job.finetune.missing_series
+    train_volumes = task.kind.prepare(drop_series(train_volumes, missing), roi=job.roi)
+    val_volumes = task.kind.prepare(drop_series(val_volumes, missing), roi=job.roi)
+    test_volumes = task.kind.prepare(drop_series(test_volumes, missing), roi=job.roi)
     results = []
-    for cell in spec["cells"]:
+    for cell in job.cells:
         start = time.perf_counter()
-        torch.manual_seed(spec["seed"] * 7919 + len(cell["labeled_ids"]))
-        model = transfer_model(method_cls, spec["backbone"], state=state, pretrain_channels=channels, task=task, size=size, roi=roi)
-        if classify:
-            model = ClassifierNet(model, backbone_name=spec["backbone"], num_classes=task.num_outputs)
-        model = model.to(hooks.device)
-        labeled = [v for v in train_volumes if v.case_id in set(cell["labeled_ids"])]
-        recipe = Recipe(**spec["finetune_recipe"])
-        tag = f"finetune {spec['method']}/{spec['backbone']} {spec['task']} {cell['fraction']}"
-        rounds = spec["finetune_rounds"]
-        for round_index in range(rounds):  # > 1: CNN-restart, a fresh optimiser and schedule each round
-            round_tag = tag + (f" round {round_index + 1}" if rounds > 1 else "")
-            if classify:
-                losses = finetune_classifier(model, labeled, recipe=recipe, steps=spec["finetune_steps"], seed=spec["seed"] + round_index,
-                                             hooks=hooks, tag=round_tag)
-            else:
-                losses = finetune(model, task, labeled, recipe=recipe, steps=spec["finetune_steps"], roi=roi, seed=spec["seed"] + round_index,
-                                  hooks=hooks, tag=round_tag, augmentation=spec["finetune_aug"], mixup_alpha=spec["mixup_alpha"] or 0.0)
-        if not hooks.is_main:
-            rows = []
-        elif classify:
-            rows = evaluate_classifier(model, task, test_volumes, device=hooks.device, log=hooks.log)
-        else:
-            rows = evaluate(model, task, test_volumes, roi=roi, spatial_dims=spatial_dims, device=hooks.device)
-        results.append({
-            "cell_id": cell["cell_id"],
-            "rows": rows,
-            "finetune_seconds": time.perf_counter() - start,
-            "pretrain_seconds": pretrain_seconds,
-            "pretrain_reused": reused,
-            "final_finetune_loss": losses[-1] if losses else float("nan"),
-        })
+        torch.manual_seed(job.seed * job.protocol.finetune_init_seed_stride + len(cell.labeled_ids))
+        network = transfer_model(method_cls, job.backbone, state=state, pretrain_channels=job.pretrain_channels, task=task,
+                                 size=job.backbone_size, roi=job.roi)
+        model = task.kind.build_model(network, task=task, backbone_name=job.backbone).to(hooks.device)
+        labeled = [v for v in train_volumes if v.case_id in set(cell.labeled_ids)]
+        tag = f"finetune {job.method}/{job.backbone} {job.task} {cell.fraction}"
+        selection = ModelSelection(model, task, val_volumes, every=job.validation_every, roi=job.roi, hooks=hooks, protocol=job.protocol)
+        for round_index in range(job.finetune_rounds):  # > 1: CNN-restart, a fresh optimiser and schedule each round
+            round_tag = tag + (f" round {round_index + 1}" if job.finetune_rounds > 1 else "")
+            losses = finetune(model, task, labeled, recipe=job.finetune_recipe, steps=job.finetune_steps, roi=job.roi, seed=job.seed + round_index,
+                              hooks=hooks, tag=round_tag, settings=job.finetune, protocol=job.protocol, selection=selection)
+        selection.restore_best()
+        if selection.best_step is not None and hooks.is_main:
+            hooks.log(f"  {tag}: validation-selected step {selection.best_step} (score {selection.best_score:.4f})")
+        rows = evaluate(model, task, test_volumes, roi=job.roi, device=hooks.device, protocol=job.protocol, log=hooks.log) \
+            if hooks.is_main and evaluate_test else []
+        results.append(CellResult(cell_id=cell.cell_id, rows=tuple(rows), finetune_seconds=time.perf_counter() - start,
+                                  pretrain_seconds=pretrain_seconds, pretrain_reused=reused,
+                                  final_finetune_loss=losses[-1] if losses else float("nan"), curve=tuple(selection.curve),
+                                  selected_step=selection.best_step,
+                                  validation_score=selection.best_score if selection.best_step is not None else None))
     return results
+
+
+def _pretrained_backbone(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks) -> tuple[dict, float, bool]:
+    """(backbone state dict, pretraining seconds, reused from the cache?) of the Job's pretraining."""
+    import contextlib
+
+    from filelock import FileLock
+
+    spec = job.pretrain
+    path = Path(spec.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Two concurrent Jobs or search trials with one pretext configuration (one key) pretrain it once: the
+    # second waits for the first's checkpoint (a lock file on the shared cache, so it holds across nodes).
+    # DDP workers of one Job pretrain together, so only a single-worker Job takes the lock.
+    lock = FileLock(str(path) + ".lock") if hooks.world_size == 1 else contextlib.nullcontext()
+    with lock:
+        if path.exists():
+            hooks.log(f"  pretraining reused from cache {path.name}")
+            return torch.load(path, map_location="cpu", weights_only=True)["backbone"], 0.0, True
+        return _pretrain_and_save(job, method_cls, task, train_volumes, hooks)
+
+
+def _pretrain_and_save(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks) -> tuple[dict, float, bool]:
+    spec, path = job.pretrain, Path(job.pretrain.path)
+    start = time.perf_counter()
+    torch.manual_seed(job.seed)
+    backbone = build_backbone(job.backbone, in_channels=job.pretrain_channels[0], out_channels=job.pretrain_channels[1], size=job.backbone_size,
+                              roi=job.roi)
+    method = method_cls(backbone, job.method_config, in_channels=len(task.channels)).to(hooks.device)
+    wanted = set(spec.case_ids)
+    volumes = [v for v in train_volumes if v.case_id in wanted]  # complete series
+    if spec.extra_root:  # --pretrain-extra: unlabeled cases, pretraining only
+        from tasks.unlabeled import find_unlabeled_cases
+
+        extra = {c.case_id: c for c in find_unlabeled_cases(task, Path(spec.extra_root))}
+        volumes += load_volumes(task, [extra[i] for i in spec.case_ids if i in extra], volume_size=job.volume_size)
+    losses = pretrain(method, volumes, recipe=spec.recipe, steps=spec.steps, roi=job.roi, seed=job.seed, hooks=hooks, protocol=job.protocol)
+    state = {k: v.detach().cpu() for k, v in method.backbone.state_dict().items()}
+    if hooks.is_main:
+        save_atomic({"backbone": state, "key": spec.key, "losses": losses, "job": job.to_dict()}, path)
+    return state, time.perf_counter() - start, False

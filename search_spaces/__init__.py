@@ -1,17 +1,82 @@
-"""Hyperparameter search spaces, one file per method: ``space(trial) -> dict`` (Optuna define-by-run).
+"""Hyperparameter search spaces, one file per registered method: ``space(trial) -> dict`` (Optuna define-by-run).
 
-Each space covers what the method's paper tuned, and returns keyword overrides for the
-method's Config. ``get_space(name)`` returns None for methods with nothing to tune.
+Contract (the tuner relies on it):
+
+* ``search_spaces/<method>.py`` exists for EVERY registered method; a method with no pretext
+  hyperparameter (scratch, restart) returns ``{}``. A missing module, or one that fails to
+  import, is a ``BenchmarkInputError`` from ``get_space``, never "nothing to tune".
+* The returned keys are field names of the method's Config, plus the reserved ``pretrain_*``
+  keys (``pretrain_batch_size``) that the tuner applies to the pretraining Recipe instead.
+  ``get_method(m).make_config({k: v for k, v in params.items() if not k.startswith("pretrain_")})``
+  builds for every dict a space returns: constraints (e.g. N ≥ 1 + M̃(Ñ − 1) for source
+  identification) are respected through conditional suggestions, not rejected trials.
+* Names given to ``trial.suggest_*`` equal the returned keys, except a derived value (inpainting's
+  ``keep_prob`` = 1 − masking percentage / 100). To turn a study's ``best_params`` back into the
+  Config overrides, replay them: ``space(optuna.trial.FixedTrial(best_params))``.
+* ``search_spaces/finetune.py`` is the fine-tuning part (learning rate, optionally batch size) that
+  the tuner adds to every method's space, scratch included, so that every method gets the same
+  budget; ``tuned_space`` composes the two.
+* Each module's docstring cites the paper section / table of every range, or says that the paper
+  gives none and why the chosen range.
+
+This package imports neither Ray nor torch.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import pkgutil
+from pathlib import Path
 from typing import Callable
 
+from benchmark.errors import BenchmarkInputError
 
-def get_space(method: str) -> Callable | None:
+_NOT_METHODS = frozenset({"finetune"})
+
+
+def list_spaces() -> list[str]:
+    """The methods that have a space module (sorted); helper modules (``_*``) and ``finetune`` excluded."""
+    names = (info.name for info in pkgutil.iter_modules([str(p) for p in __path__]))
+    return sorted({n for n in names if not n.startswith("_") and n not in _NOT_METHODS})
+
+
+def get_space(method: str) -> Callable:
+    """``search_spaces.<method>.space``; a missing or broken module raises ``BenchmarkInputError``."""
+    if not (isinstance(method, str) and method.isidentifier()) or method.startswith("_") or method in _NOT_METHODS:
+        raise BenchmarkInputError(f"{method!r} is not a method name: expected one of the search spaces {list_spaces()}")
+    module_name = f"{__name__}.{method}"
+    spec = importlib.util.find_spec(module_name)
+    if spec is None:
+        raise BenchmarkInputError(
+            f"no search space for method {method!r}: expected a module {Path(__file__).parent / (method + '.py')} "
+            f"defining space(trial) -> dict (return {{}} if the method has nothing to tune); existing spaces: {list_spaces()}"
+        )
     try:
-        module = importlib.import_module(f"search_spaces.{method}")
-    except ModuleNotFoundError:
-        return None
-    return module.space
+        module = importlib.import_module(module_name)
+    except Exception as error:  # SyntaxError, ImportError of a dependency, NameError, ... inside the module
+        raise BenchmarkInputError(
+            f"search space module {module_name} ({spec.origin}) failed to import: {type(error).__name__}: {error}"
+        ) from error
+    space = getattr(module, "space", None)
+    if not callable(space):
+        raise BenchmarkInputError(f"search space module {module_name} ({spec.origin}) defines no function space(trial) -> dict")
+    return space
+
+
+def tuned_space(method: str, *, lr: float, batch_size: int, tune_batch_size: bool = False) -> Callable:
+    """The method's space plus the fine-tuning space (``finetune.space``): the one space every method is tuned over.
+
+    ``lr`` / ``batch_size`` are the fine-tuning recipe's values, around which ``finetune.space``
+    searches; scratch and restart get the fine-tuning part alone, so no pretrained method is
+    compared with an untuned baseline.
+    """
+    from search_spaces import finetune
+
+    method_space = get_space(method)
+
+    def space(trial) -> dict:
+        params = dict(method_space(trial))
+        params.update(finetune.space(trial, lr=lr, batch_size=batch_size, tune_batch_size=tune_batch_size))
+        return params
+
+    return space

@@ -1,9 +1,11 @@
-"""What every downstream segmentation task provides: layout reader, normalisation, targets, metrics.
+"""What every downstream task provides: layout reader, normalisation, its kind, targets, metrics.
 
-A task subclass only states its dataset: file layout (``find_cases``), channel and label
-conventions, intensity normalisation, how labels map to evaluated regions, and how to
-write its synthetic counterpart in the same layout. Loading, validation and the default
-metrics (Dice, HD95; tasks/metrics.py) live here.
+``Task`` is what every dataset shares (registry name, channels, file checks, loading, synthetic
+counterpart); ``SegmentationTask`` adds label maps, regions and their metrics. A task subclass only
+states its dataset: file layout (``find_cases``), channel and label conventions, intensity
+normalisation, how labels map to evaluated regions, and how to write its synthetic counterpart in
+the same layout. What fine-tuning and evaluation do with a task comes from its kind
+(``Task.kind``, tasks/kinds/): code outside the kinds never asks which kind a task is.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ import torch
 
 from benchmark.errors import BenchmarkInputError
 from benchmark.registry import Registry
+from tasks.kinds import SEGMENTATION, MetricInfo, TaskKind
 from tasks.nifti import load_nifti, nifti_shape, voxel_spacing
 
-TASKS: Registry[type["SegmentationTask"]] = Registry("task")
+TASKS: Registry[type["Task"]] = Registry("task")
 # Image and label affines may differ by float32 header rounding, never by a real shift or voxel size.
 AFFINE_ATOL_MM, AFFINE_RTOL = 1e-3, 1e-4
 NNUNET_PREFIX = "nnunet:"  # --tasks nnunet:PATH
@@ -32,7 +35,7 @@ def list_tasks() -> list[str]:
     return TASKS.names()
 
 
-def get_task(name: str) -> "SegmentationTask":
+def get_task(name: str) -> "Task":
     """A registered task, or ``nnunet:PATH``: any nnU-Net raw dataset folder, built from its dataset.json
     (so bring-your-own data needs no registration; see tasks/nnunet.py)."""
     if name.startswith(NNUNET_PREFIX):
@@ -60,31 +63,35 @@ class Case:
 
 @dataclass
 class Volume:
-    """A loaded, normalised case. image: [C, X, Y, Z] float32 (RAS); label: [X, Y, Z] int64 raw values.
+    """A loaded, normalised case. image: [C, X, Y, Z] float32 (RAS); label: [X, Y, Z] int64 raw values,
+    None for a case without label map (a classification case, an unlabeled pretraining case).
 
     spacing: voxel size in mm along X, Y, Z, from the NIfTI affine (updated when resampled);
     surface-distance metrics (HD95, MASD, NSD) are in these mm.
-    target: the class index of a classification case (its ``label`` is then all zeros); None for segmentation.
+    target: the class index of a classification case; None for segmentation.
     """
 
     case_id: str
     image: np.ndarray
-    label: np.ndarray
+    label: np.ndarray | None
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     target: int | None = None
 
 
-class SegmentationTask:
+class Task:
+    """What every dataset shares, whatever its kind (see module docstring)."""
+
     registry_name: ClassVar[str]  # set by @register_task
-    kind: ClassVar[str] = "segmentation"  # "classification": one class per case (tasks/classification.py)
+    kind: ClassVar[TaskKind]  # segmentation / classification (tasks/kinds/)
     description: ClassVar[str]
     channels: ClassVar[tuple[str, ...]]
-    label_values: ClassVar[tuple[int, ...]]  # every raw value a label file may contain (0 included)
-    region_names: ClassVar[tuple[str, ...]]  # evaluated regions; one Dice metric each
-    multilabel: ClassVar[bool]  # True: one sigmoid channel per (overlapping) region; False: softmax over classes
     synthetic_cases: ClassVar[int]
     synthetic_shape: ClassVar[tuple[int, int, int]]
     test_fraction: ClassVar[float] = 0.25
+    # Validation cases held out of each split's training cases for model selection and hyperparameter search:
+    # a share (float) or a number of cases (int), from the paper that used the task; at most a third of the
+    # training cases and at least one (``benchmark.plan.split_validation``).
+    validation: ClassVar[float | int] = 0.15
     split_seed: ClassVar[int] = 0  # the test cases are fixed per task, whatever the run's seeds
     # In-plane pre-processing of the paper that used the task, applied at native resolution (paper
     # profile): ("crop_pad", (X, Y)) crops/pads around the foreground centre keeping every slice,
@@ -96,10 +103,6 @@ class SegmentationTask:
         raise NotImplementedError
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
-
-    def label_to_regions(self, label: torch.Tensor) -> torch.Tensor:
-        """label [B, 1, *spatial] raw values -> bool [B, K, *spatial], one channel per region."""
         raise NotImplementedError
 
     def write_synthetic(self, root: Path, *, n_cases: int, shape: tuple[int, int, int], seed: int) -> None:
@@ -116,6 +119,65 @@ class SegmentationTask:
     def ref(self) -> str:
         """What ``get_task`` rebuilds this task from in a worker process: its name, or ``nnunet:/abs/path``."""
         return self.name
+
+    @property
+    def num_outputs(self) -> int:
+        """Output channels of the fine-tuned network."""
+        raise NotImplementedError
+
+    def metric_info(self) -> list[MetricInfo]:
+        """Every metric this task records (direction, main metric, scope), from its kind."""
+        return self.kind.metric_info(self)
+
+    def check_cases(self, cases: list[Case], *, root: Path) -> None:
+        """Up-front check before any training; raises BenchmarkInputError naming the file."""
+        raise NotImplementedError
+
+    def _check_channel_axis(self, path: Path, shape: tuple[int, ...]) -> None:
+        """A 4D multi-channel file must hold exactly the task's channels on its 4th axis."""
+        if len(shape) != 4 or shape[3] != len(self.channels):
+            raise BenchmarkInputError(
+                f"{path}: image shape {shape}; expected a 4D volume [X, Y, Z, {len(self.channels)}] "
+                f"holding the channels {', '.join(self.channels)}"
+            )
+
+    @staticmethod
+    def _check_finite(path: Path, data: np.ndarray) -> None:
+        if not np.isfinite(data).all():
+            raise BenchmarkInputError(f"{path}: contains NaN or infinite intensities; expected finite values")
+
+    def layout_help(self) -> str:
+        return self.description
+
+    def load(self, case: Case) -> Volume:
+        channels = []
+        for path in case.images:
+            data, _ = load_nifti(path)
+            self._check_finite(path, data)
+            if case.channels_last:  # one 4D file [X, Y, Z, C] -> C volumes
+                self._check_channel_axis(path, data.shape)
+                channels.extend(np.moveaxis(data, -1, 0))
+            else:
+                channels.append(data)
+        image = self.normalize(np.stack(channels).astype(np.float32))
+        if case.label is None:  # an unlabeled pretraining case (tasks/unlabeled.py): geometry from the first image
+            affine = load_nifti(case.images[0])[1]
+            return Volume(case_id=case.case_id, image=image, label=None, spacing=voxel_spacing(affine))
+        label, affine = load_nifti(case.label, dtype=np.float32)  # same affine as the images (check_cases)
+        return Volume(case_id=case.case_id, image=image, label=np.rint(label).astype(np.int64), spacing=voxel_spacing(affine))
+
+class SegmentationTask(Task):
+    """A task with a label map per case: regions evaluated by Dice, HD95 and the task's own metrics."""
+
+    kind = SEGMENTATION
+    label_values: ClassVar[tuple[int, ...]]  # every raw value a label file may contain (0 included)
+    region_names: ClassVar[tuple[str, ...]]  # evaluated regions; one Dice metric each
+    multilabel: ClassVar[bool]  # True: one sigmoid channel per (overlapping) region; False: softmax over classes
+    extra_metrics: ClassVar[tuple[str, ...]] = ()  # metrics ``metrics`` adds beyond Dice and HD95 (named for the report)
+
+    def label_to_regions(self, label: torch.Tensor) -> torch.Tensor:
+        """label [B, 1, *spatial] raw values -> bool [B, K, *spatial], one channel per region."""
+        raise NotImplementedError
 
     @property
     def num_outputs(self) -> int:
@@ -156,38 +218,6 @@ class SegmentationTask:
                         f"affine {np.round(affine, 4).tolist()}; expected the same affine (voxel size, orientation, origin)"
                     )
 
-    def _check_channel_axis(self, path: Path, shape: tuple[int, ...]) -> None:
-        """A 4D multi-channel file must hold exactly the task's channels on its 4th axis."""
-        if len(shape) != 4 or shape[3] != len(self.channels):
-            raise BenchmarkInputError(
-                f"{path}: image shape {shape}; expected a 4D volume [X, Y, Z, {len(self.channels)}] "
-                f"holding the channels {', '.join(self.channels)}"
-            )
-
-    @staticmethod
-    def _check_finite(path: Path, data: np.ndarray) -> None:
-        if not np.isfinite(data).all():
-            raise BenchmarkInputError(f"{path}: contains NaN or infinite intensities; expected finite values")
-
-    def layout_help(self) -> str:
-        return self.description
-
-    def load(self, case: Case) -> Volume:
-        channels = []
-        for path in case.images:
-            data, _ = load_nifti(path)
-            self._check_finite(path, data)
-            if case.channels_last:  # one 4D file [X, Y, Z, C] -> C volumes
-                self._check_channel_axis(path, data.shape)
-                channels.extend(np.moveaxis(data, -1, 0))
-            else:
-                channels.append(data)
-        image = self.normalize(np.stack(channels).astype(np.float32))
-        if case.label is None:  # an unlabeled pretraining case (tasks/unlabeled.py): geometry from the first image
-            affine = load_nifti(case.images[0])[1]
-            return Volume(case_id=case.case_id, image=image, label=np.zeros(image.shape[1:], dtype=np.int64), spacing=voxel_spacing(affine))
-        label, affine = load_nifti(case.label, dtype=np.float32)  # same affine as the images (check_cases)
-        return Volume(case_id=case.case_id, image=image, label=np.rint(label).astype(np.int64), spacing=voxel_spacing(affine))
 
     def loss_target(self, label: torch.Tensor) -> torch.Tensor:
         """label [B, 1, *spatial] raw values -> dense float target [B, num_outputs, *spatial].

@@ -31,10 +31,12 @@ def _find(folder: Path, suffix: str) -> Path | None:
 
 @register_task("brats")
 class BraTS(SegmentationTask):
+    validation = 10  # SI paper 5.1: 10 BraTS subjects validate (capped at a third of the training cases)
     description = "BraTS subject folders: ROOT/<subject>/<subject>_{t1,t1ce,t2,flair,seg}.nii.gz"
     channels = MODALITIES
     label_values = (0, 1, 2, 4)
     region_names = ("WT", "TC", "ET")
+    extra_metrics = ("dice_all",)  # pooled Dice of the three regions (SI paper 6.1)
     multilabel = True  # WT ⊃ TC ⊃ ET overlap, so one sigmoid output per region
     inplane = ("crop_pad", (200, 200))  # SI paper 5.1.1: "cropped/padded ... 200 x 200 x Z where the main brain tissues are preserved"
     synthetic_cases = 16

@@ -1,9 +1,9 @@
 """Case-level classification tasks: one class per patient from its MRI series (CSM paper, section IV).
 
-A ``ClassificationTask`` is a ``SegmentationTask`` (same registry, ``get_task`` / ``list_tasks``, data
-sources, planner and up-front checks) whose cases carry a class index ``Case.target`` instead of a
-label map; ``kind = "classification"`` is what the planner, the training loop (benchmark/train.py,
-benchmark/classifier.py) and the report branch on.
+A ``ClassificationTask`` is a ``Task`` (same registry, ``get_task`` / ``list_tasks``, data sources,
+planner and up-front checks) whose cases carry a class index ``Case.target`` instead of a label map;
+its kind (``tasks/kinds/classification.py``) brings the classifier network, loss, evaluation and
+metric rows.
 
 Loading (``load``), every case:
 
@@ -20,10 +20,9 @@ Loading (``load``), every case:
 4. per-series z-score over that series' non-zero voxels (zeros stay 0: background, or outside
    the series' field of view).
 
-``Volume.label`` is all zeros (so code that expects a label map keeps working) and ``Volume.target``
-the class. Metrics: per test case the positive-class probability (``prob_positive``; ``prob_<k>``
-per class when there are more than two), ``correct`` (argmax == class) and ``target``; per test set
-(case id ``SET_CASE_ID``) ``auc`` (MONAI ``compute_roc_auc``: the positive class's probability for
+``Volume.label`` is None (no label map) and ``Volume.target`` the class. Metrics: per test case the
+positive-class probability (``prob_positive``; ``prob_<k>`` per class when there are more than two),
+``correct`` (argmax == class) and ``target``; per test set (set-level rows) ``auc`` (MONAI ``compute_roc_auc``: the positive class's probability for
 two classes, one-vs-rest macro average for more) and ``accuracy``. The AUC of a test set holding
 one class only is undefined and written as NaN.
 """
@@ -38,20 +37,18 @@ import numpy as np
 import torch
 
 from benchmark.errors import BenchmarkInputError
-from tasks.base import AFFINE_ATOL_MM, AFFINE_RTOL, Case, SegmentationTask, Volume
+from tasks.base import AFFINE_ATOL_MM, AFFINE_RTOL, Case, Task, Volume
+from tasks.kinds import CLASSIFICATION
 from tasks.nifti import load_nifti, voxel_spacing
 
-SET_CASE_ID = "__set__"  # case_id of the set-level rows (auc, accuracy) in the results table
 
-
-class ClassificationTask(SegmentationTask):
+class ClassificationTask(Task):
     """Shared reader, checks and metrics of the case-level classification tasks."""
 
-    kind = "classification"
+    validation = 1 / 9  # CSM paper IV.A: train:validation:test 8:1:1
+    kind = CLASSIFICATION
     class_names: ClassVar[tuple[str, ...]]  # index = class; set per instance by readers whose classes come from the data
     positive_class: ClassVar[int] = 1  # the class whose probability the (binary) AUC ranks
-    region_names = ()  # no label map, no Dice
-    multilabel = False
     roi_margin_mm: ClassVar[float] = 10.0  # margin around a region-of-interest mask's bounding box
     # Modules whose source the synthetic data depend on (benchmark.datasources hashes them into the cache name).
     synthetic_modules: ClassVar[tuple[str, ...]] = ("tasks.synthetic_classification",)
@@ -114,8 +111,7 @@ class ClassificationTask(SegmentationTask):
             mask, _ = read_series(case.label)
             image = crop_to_mask(image, mask > 0, margin=[int(np.ceil(self.roi_margin_mm / s)) for s in spacing])
         image = self.normalize(image)
-        return Volume(case_id=case.case_id, image=image, label=np.zeros(image.shape[1:], dtype=np.int64), spacing=spacing,
-                      target=case.target)
+        return Volume(case_id=case.case_id, image=image, label=None, spacing=spacing, target=case.target)
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
         """Per-series z-score over the series' non-zero voxels (zeros: background or outside its field of view)."""
@@ -127,13 +123,7 @@ class ClassificationTask(SegmentationTask):
                 out[c][inside] = (values - values.mean()) / max(float(values.std()), 1e-8)
         return out
 
-    # ---- training and metrics -------------------------------------------------------------------
-    def make_loss(self) -> torch.nn.Module:
-        return torch.nn.CrossEntropyLoss()
-
-    def label_to_regions(self, label: torch.Tensor) -> torch.Tensor:
-        raise TypeError(f"task {self.name!r} classifies whole cases; it has no label regions")
-
+    # ---- metrics ----------------------------------------------------------------------------------
     def case_metrics(self, probs: np.ndarray, target: int) -> dict[str, float]:
         """One test case: class probabilities [K] -> prob_positive (prob_<k> for K > 2), correct, target."""
         out = {"correct": float(int(np.argmax(probs)) == int(target)), "target": float(target)}

@@ -50,6 +50,7 @@ class BONBIDHIE(SegmentationTask):
     channels = ("ADC", "Z_ADC")
     label_values = (0, 1)
     region_names = ("lesion",)
+    extra_metrics = ("masd", "nsd", "dice_size_lt1", "dice_size_1to5", "dice_size_gt5")
     multilabel = False  # softmax over background / lesion
     synthetic_cases = 15
     synthetic_shape = (64, 64, 32)

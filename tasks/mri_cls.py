@@ -27,7 +27,7 @@ import numpy as np
 
 from benchmark.errors import BenchmarkInputError
 from tasks.base import Case, register_task
-from tasks.classification import SET_CASE_ID, ClassificationTask, csv_file_path, read_csv_table
+from tasks.classification import ClassificationTask, csv_file_path, read_csv_table
 from tasks.nifti import save_nifti
 from tasks.synthetic_classification import breast_lesion, downsample_inplane
 
@@ -65,10 +65,8 @@ class ManifestClassification(ClassificationTask):
         cases, seen = [], {}
         for line, row in rows:
             case_id = row["case"]
-            if case_id in seen or case_id == SET_CASE_ID:
-                raise BenchmarkInputError(f"{manifest} line {line}: case {case_id!r} "
-                                          + (f"already on line {seen[case_id]}" if case_id in seen else "is a reserved name")
-                                          + "; expected unique case ids")
+            if case_id in seen:
+                raise BenchmarkInputError(f"{manifest} line {line}: case {case_id!r} already on line {seen[case_id]}; expected unique case ids")
             seen[case_id] = line
             images = tuple(csv_file_path(root, row[column], table=manifest, line=line, column=column) for column in series)
             cases.append(Case(case_id=case_id, images=images, label=None, target=classes.index(row["label"])))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmark.errors import BenchmarkInputError
-from tasks.base import Case, SegmentationTask
+from tasks.base import Case, Task
 from tasks.nifti import load_nifti, nifti_shape
 
 PREFIX = "unlabeled:"
@@ -27,11 +27,11 @@ def _channel_file(folder: Path, channel: str) -> Path | None:
     return next((p for p in sorted(folder.iterdir()) if p.name.lower() in wanted), None)
 
 
-def layout_help(task: SegmentationTask) -> str:
+def layout_help(task: Task) -> str:
     return f"PATH/<case>/{{{','.join(task.channels)}}}.nii.gz (one file per channel of task {task.name!r})"
 
 
-def find_unlabeled_cases(task: SegmentationTask, root: Path) -> list[Case]:
+def find_unlabeled_cases(task: Task, root: Path) -> list[Case]:
     """Cases of the generic layout (module docstring); a case folder missing a channel is an error naming it."""
     root = Path(root).expanduser()
     if not root.is_dir():
@@ -61,4 +61,4 @@ def check_unlabeled_cases(cases: list[Case]) -> None:
             if shape != shapes[first]:
                 raise BenchmarkInputError(f"{path}: shape {shape} differs from {first} {shapes[first]}; expected one voxel grid per case")
         for path in case.images:
-            SegmentationTask._check_finite(path, load_nifti(path)[0])
+            Task._check_finite(path, load_nifti(path)[0])

@@ -64,10 +64,12 @@ class _IgnoreMaskedDiceBCE(torch.nn.Module):
 
 @register_task("wmh")
 class WMH(SegmentationTask):
+    validation = 10  # SI paper 5.1: 10 WMH subjects validate
     description = "WMH 2017: ROOT/<site>/<subject>/pre/{T1,FLAIR}.nii.gz with ROOT/<site>/<subject>/wmh.nii.gz"
     channels = MODALITIES
     label_values = (0, 1, OTHER_PATHOLOGY)
     region_names = ("wmh",)  # dice_wmh, as the SI paper's Table 1
+    extra_metrics = ("lesion_recall",)
     multilabel = True  # one sigmoid output (WMH); label 2 is masked, not a class
     synthetic_cases = 15  # 5 per training site
     synthetic_shape = (64, 64, 32)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from benchmark.augmentations import carvemix, mixup, sample_mixup_lambda
-from benchmark.methods.ladp import signed_distance
+from benchmark.blocks.carvemix import signed_distance
 
 
 def _gen(seed: int = 0) -> torch.Generator:

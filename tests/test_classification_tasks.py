@@ -1,4 +1,4 @@
-"""Case-level classification: Prostate158 and CSV-manifest readers, AUC / accuracy, plan n/a rules, run_group, report."""
+"""Case-level classification: Prostate158 and CSV-manifest readers, AUC / accuracy, plan n/a rules, run_job, report."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,11 +18,14 @@ import tasks.mri_cls  # noqa: F401  (registration)
 import tasks.prostate158  # noqa: F401
 from benchmark.datasources import resolve_task_data
 from benchmark.errors import BenchmarkInputError
-from benchmark.plan import build_plan, parse_fractions
+from benchmark.cli import parse_fractions
+from benchmark.plan import MethodEntry, build_plan
 from benchmark.profiles import SMOKE
-from benchmark.train import Hooks, evaluate_classifier, run_group
+from benchmark.train import Hooks, evaluate, run_job
 from tasks import Case, Volume, get_task, list_tasks
-from tasks.classification import SET_CASE_ID
+from tasks.kinds import CLASSIFICATION, SEGMENTATION, FinetuneSettings
+
+SET = None  # case id of set-level rows (tasks.kinds.MetricRow)
 from tasks.nifti import load_nifti, save_nifti
 
 T2_SHAPE = (32, 32, 16)  # Prostate158 T2 grid (DWI / ADC: 16 x 16 x 16)
@@ -49,7 +52,7 @@ def _resolve(name: str, root: Path, tmp_path: Path):
 
 def test_registered_with_kind():
     assert {"prostate158", "mri_cls"} <= set(list_tasks())
-    assert get_task("prostate158").kind == "classification" and get_task("brats").kind == "segmentation"
+    assert get_task("prostate158").kind is CLASSIFICATION and get_task("brats").kind is SEGMENTATION
 
 
 # ---- Prostate158 layout ------------------------------------------------------------------------------------
@@ -106,7 +109,7 @@ def test_prostate158_inputs_are_cropped_to_the_gland(roots):
     margin = np.ceil(10.0 / np.array([4.0, 4.0, 6.0])).astype(int)
     expected = np.minimum(gland.max(0) + 1 + margin, T2_SHAPE) - np.maximum(gland.min(0) - margin, 0)
     volume = task.load(case)
-    assert volume.image.shape == (3, *expected) and volume.label.shape == tuple(expected) and not volume.label.any()
+    assert volume.image.shape == (3, *expected) and volume.label is None  # a class per case, no label map
     for x in volume.image:
         inside = x != 0
         assert abs(x[inside].mean()) < 1e-4 and x[inside].std() == pytest.approx(1.0, abs=1e-3)
@@ -328,21 +331,22 @@ class _Fixed(nn.Module):
 def test_evaluate_classifier_rows_and_single_class_nan():
     """Per-case prob_positive / correct / target rows and set rows (auc, accuracy); a one-class test set: NaN AUC, logged."""
     task = get_task("prostate158")
-    volumes = [Volume(case_id=f"c{i}", image=np.full((3, 2, 2, 2), p, np.float32), label=np.zeros((2, 2, 2), np.int64), target=t)
+    volumes = [Volume(case_id=f"c{i}", image=np.full((3, 2, 2, 2), p, np.float32), label=None, target=t)
                for i, (p, t) in enumerate(zip([0.9, 0.8, 0.3, 0.1], [1, 0, 1, 0]))]
     logs: list[str] = []
-    rows = evaluate_classifier(_Fixed(), task, volumes, device="cpu", log=logs.append)
-    table = {(case, metric): value for case, metric, value in rows}
+    rows = evaluate(_Fixed(), task, volumes, roi=(2, 2, 2), device="cpu", log=logs.append)
+    table = {(r.case_id, r.metric): r.value for r in rows}
     assert table[("c0", "prob_positive")] == pytest.approx(0.9) and table[("c1", "correct")] == 0.0
-    assert table[(SET_CASE_ID, "auc")] == pytest.approx(0.75) and table[(SET_CASE_ID, "accuracy")] == pytest.approx(0.5)
+    assert table[(SET, "auc")] == pytest.approx(0.75) and table[(SET, "accuracy")] == pytest.approx(0.5)
+    assert {r.scope for r in rows if r.metric in ("auc", "accuracy")} == {"set"}
     assert not logs
     one_class = [dataclasses.replace(v, target=1) for v in volumes]
-    rows = evaluate_classifier(_Fixed(), task, one_class, device="cpu", log=logs.append)
-    assert math.isnan(dict(((c, m), v) for c, m, v in rows)[(SET_CASE_ID, "auc")])
+    rows = evaluate(_Fixed(), task, one_class, roi=(2, 2, 2), device="cpu", log=logs.append)
+    assert math.isnan({(r.case_id, r.metric): r.value for r in rows}[(SET, "auc")])
     assert len(logs) == 1 and "AUC undefined" in logs[0] and "lesion" in logs[0]
 
 
-# ---- plan, run_group -----------------------------------------------------------------------------------------
+# ---- plan, run_job -----------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def plans(roots, tmp_path_factory):
     """Plans with 2-step stages on the tiny synthetic sets (vit crop 32 x 32 x 16)."""
@@ -356,14 +360,14 @@ def plans(roots, tmp_path_factory):
     out = {}
     for name, methods in (("prostate158", ["csm", "csi", "ladp"]), ("mri_cls", ["mae3d"])):
         td = resolve_task_data(get_task(name), data_root=roots[name], cache_dir=tmp / "cache")
-        out[name] = build_plan(methods=methods, task_data=[td], fractions=parse_fractions("100%,50%"), seeds=[0], profile=profile,
+        out[name] = build_plan(methods=[MethodEntry(m) for m in methods], task_data=[td], fractions=parse_fractions("100%,50%"), seeds=[0], profile=profile,
                                cache_dir=tmp / "cache")
     return out
 
 
 def test_plan_2d_and_label_aware_methods_are_na_with_reason(plans):
     """CSI (2D U-Net) and LADP (label-aware, 2D) are n/a on Prostate158 with the reason; scratch runs on vit only."""
-    groups = {(g.method, g.backbone): g for g in plans["prostate158"].groups}
+    groups = {(g.method, g.backbone): g for g in plans["prostate158"].jobs}
     assert "2D" in groups[("csi", "unet2d")].na_reason and "classifies whole volumes" in groups[("csi", "unet2d")].na_reason
     ladp = next(g for (m, _), g in groups.items() if m == "ladp")
     assert ladp.na_reason
@@ -373,42 +377,41 @@ def test_plan_2d_and_label_aware_methods_are_na_with_reason(plans):
 
 def test_plan_finetune_aug_is_na_on_classification(roots, tmp_path):
     td = resolve_task_data(get_task("mri_cls"), data_root=roots["mri_cls"], cache_dir=tmp_path / "cache")
-    plan = build_plan(methods=["scratch"], task_data=[td], fractions=parse_fractions("100%"), seeds=[0], profile=SMOKE,
-                      cache_dir=tmp_path / "cache", backbone="vit", finetune_aug="mixup")
-    assert all(g.na_reason and "mixup" in g.na_reason for g in plan.groups)
+    plan = build_plan(methods=[MethodEntry("scratch")], task_data=[td], fractions=parse_fractions("100%"), seeds=[0], profile=SMOKE,
+                      cache_dir=tmp_path / "cache", backbone="vit", finetune=FinetuneSettings(augmentation="mixup"))
+    assert all(g.na_reason and "mixup" in g.na_reason for g in plan.jobs)
 
 
 @pytest.mark.parametrize("name, method", [("prostate158", "csm"), ("mri_cls", "mae3d")])
-def test_run_group_classification_rows(name, method, plans, monkeypatch):
+def test_run_job_classification_rows(name, method, plans, monkeypatch):
     """Pretrain (2 steps) on training cases only, fine-tune each fraction on its labelled cases only, and write per-case
     prob_positive / correct / target rows plus set-level auc / accuracy rows."""
     import benchmark.train as train
 
-    group = next(g for g in plans[name].groups if g.method == method)
-    spec = group.spec
+    job = next(g for g in plans[name].jobs if g.method == method)
     seen: dict[str, list] = {"pretrain": [], "finetune": []}
-    real_pretrain, real_finetune = train.pretrain, train.finetune_classifier
+    real_pretrain, real_finetune = train.pretrain, train.finetune
     monkeypatch.setattr(train, "pretrain", lambda m, volumes, **kw: seen["pretrain"].append([v.case_id for v in volumes]) or real_pretrain(m, volumes, **kw))
-    monkeypatch.setattr(train, "finetune_classifier",
-                        lambda model, volumes, **kw: seen["finetune"].append([v.case_id for v in volumes]) or real_finetune(model, volumes, **kw))
-    results = run_group(spec, Hooks(log=lambda _msg: None))
+    monkeypatch.setattr(train, "finetune",
+                        lambda model, task, volumes, **kw: seen["finetune"].append([v.case_id for v in volumes]) or real_finetune(model, task, volumes, **kw))
+    results = run_job(job, Hooks(log=lambda _msg: None))
 
-    test_ids = set(spec["test_ids"])
-    assert seen["pretrain"] == [sorted(spec["train_ids"])] and not test_ids & set(seen["pretrain"][0])
-    assert [sorted(ids) for ids in seen["finetune"]] == [sorted(c["labeled_ids"]) for c in spec["cells"]]
+    test_ids = set(job.test_ids)
+    assert [sorted(ids) for ids in seen["pretrain"]] == [sorted(job.train_ids + job.val_ids)] and not test_ids & set(seen["pretrain"][0])
+    assert [sorted(ids) for ids in seen["finetune"]] == [sorted(c.labeled_ids) for c in job.cells]
     assert all(not test_ids & set(ids) for ids in seen["finetune"])
-    assert [r["cell_id"] for r in results] == [c["cell_id"] for c in spec["cells"]]
+    assert [r.cell_id for r in results] == [c.cell_id for c in job.cells]
     for result in results:
-        assert math.isfinite(result["final_finetune_loss"])
-        per_case = {(case, metric): value for case, metric, value in result["rows"]}
-        assert {case for case, _ in per_case} == test_ids | {SET_CASE_ID}
+        assert math.isfinite(result.final_finetune_loss)
+        per_case = {(r.case_id, r.metric): r.value for r in result.rows}
+        assert {case for case, _ in per_case} == test_ids | {SET}
         for case in test_ids:
             assert 0.0 <= per_case[(case, "prob_positive")] <= 1.0 and per_case[(case, "correct")] in (0.0, 1.0)
         targets = {per_case[(case, "target")] for case in test_ids}
-        auc = per_case[(SET_CASE_ID, "auc")]
+        auc = per_case[(SET, "auc")]
         assert (0.0 <= auc <= 1.0) if targets == {0.0, 1.0} else math.isnan(auc)
         correct = np.mean([per_case[(case, "correct")] for case in test_ids])
-        assert per_case[(SET_CASE_ID, "accuracy")] == pytest.approx(correct)
+        assert per_case[(SET, "accuracy")] == pytest.approx(correct)
 
 
 def test_synthetic_default_split_tests_both_classes(roots, tmp_path):
@@ -425,7 +428,10 @@ def test_synthetic_default_split_tests_both_classes(roots, tmp_path):
 
 
 # ---- report ---------------------------------------------------------------------------------------------------
-def test_leaderboard_uses_auc_for_classification_and_skips_its_paired_table(tmp_path):
+def test_leaderboard_uses_auc_for_classification_and_pairs_it_over_splits(tmp_path):
+    """AUC is one value per test set: averaged over splits, and compared with scratch paired over the splits."""
+    from scipy.stats import wilcoxon
+
     from reports.leaderboard import leaderboard_tables, paired_tables, write_leaderboard
 
     rows, cells = [], []
@@ -436,23 +442,23 @@ def test_leaderboard_uses_auc_for_classification_and_skips_its_paired_table(tmp_
                           "seed": seed, "fold": 0, "status": "done", "reason": "", "label_aware": False, "config_id": "x"})
             base = {"method": method, "backbone": "vit", "task": "prostate158", "fraction": "100%", "n_labeled": 6, "seed": seed,
                     "fold": 0, "cell_id": cid}
-            rows += [{**base, "case_id": SET_CASE_ID, "metric": "auc", "value": auc}, {**base, "case_id": SET_CASE_ID, "metric": "accuracy", "value": 0.5}]
+            rows += [{**base, "case_id": "__set__", "metric": "auc", "value": auc}, {**base, "case_id": "__set__", "metric": "accuracy", "value": 0.5}]
             rows += [{**base, "case_id": f"c{i}", "metric": "prob_positive", "value": 0.5} for i in range(3)]
     results, cells = pd.DataFrame(rows), pd.DataFrame(cells)
     table = leaderboard_tables(results, cells)["prostate158"]
     assert table.loc["csm (vit)"].iloc[0] == "0.700 (0.141)" and table.loc["scratch (vit)"].iloc[0] == "0.600 (0.141)"
-    assert paired_tables(results, cells) == {}
+    assert paired_tables(results, cells)["prostate158"].iloc[0, 0] == f"Δ +0.100 (p={wilcoxon([0.3, -0.1]).pvalue:.2g}, n=2)"
     results.to_csv(tmp_path / "results.csv", index=False)
     cells.to_csv(tmp_path / "cells.csv", index=False)
     md = write_leaderboard(tmp_path, title="t")[0].read_text()
-    assert "Metric: `auc`" in md and "Δ" not in md
+    assert "Metric `auc`" in md and "paired over matched splits" in md and "prob_positive" not in md
 
 
 @pytest.mark.parametrize("backbone, roi", [("vit", (32, 32, 16)), ("swin_unetr", (32, 32, 32))])
 def test_classifier_net_pools_backbone_features(backbone, roi):
     """ClassifierNet: [B, C, *roi] -> logits [B, K]; the loss reaches the head and the backbone's encoder."""
     from benchmark.backbones import SMOKE_SIZE, build_backbone
-    from benchmark.classifier import ClassifierNet
+    from tasks.kinds.classification import ClassifierNet
 
     torch.manual_seed(0)
     net = ClassifierNet(build_backbone(backbone, in_channels=3, out_channels=2, size=SMOKE_SIZE, roi=roi), backbone_name=backbone, num_classes=2)

@@ -71,9 +71,10 @@ def test_cli_runs_every_stage_on_ray_and_reuses_pretraining(tmp_path, ray_sessio
         (["--tasks", "brats,nope"], "unknown task 'nope'"),
         (["--fractions", "150%"], "outside"),
         (["--seeds", "a"], "--seeds"),
-        (["--hparam", "csi.pool_size"], "METHOD.KEY=VALUE"),
-        (["--methods", "csi", "--hparam", "csi.bogus=3"], "bogus"),
-        (["--methods", "csi", "--hparam", "csi.pool_size=2"], "pool_size"),
+        (["--hparam", "csi:pool_size"], "METHOD:KEY=VALUE"),
+        (["--hparam", "csi.pool_size=7"], "csi:pool_size=7"),
+        (["--methods", "csi", "--hparam", "csi:bogus=3"], "bogus"),
+        (["--methods", "csi", "--hparam", "csi:pool_size=2"], "pool_size"),
         (["--backbone", "resnet999"], "unknown backbone"),
     ],
 )
@@ -171,3 +172,65 @@ def test_issue4_command_smoke_profile(tmp_path, ray_session):
     assert set(methods) <= set(cells[cells.status == "done"].method)
     board = (tmp_path / "out" / "leaderboard.md").read_text()
     assert all(f"| {m} (" in board for m in methods)
+
+
+def test_backbone_agnostic_objectives_run_on_vit(tmp_path, ray_session):
+    """DAE, MAE and the Models-Genesis corruptions are not tied to one architecture: with --backbone vit every
+    cell runs (none n/a), each transferring its pretrained weights strictly into the ViT."""
+    argv = ["--methods", "dae,mae,inpainting,intensity_shift", "--backbone", "vit", "--tasks", "brats", "--profile", "tiny",
+            "--fractions", "100%", "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "out"), "--no-dashboard"]
+    assert main(argv) == 0
+    cells = pd.read_csv(tmp_path / "out" / "cells.csv", keep_default_na=False)
+    assert set(cells.status) == {"done"} and set(cells.backbone) == {"vit"}
+    assert set(cells.method) == {"dae", "mae", "inpainting", "intensity_shift", "scratch"}
+
+
+def test_search_picks_the_best_validation_configuration_for_the_final_cells(tmp_path, ray_session):
+    """--tune 3: Ray Tune + Optuna draw three distinct configurations from the method's declared space, the best by
+    validation score is written to best_configs.json, and the final cells (every fraction) run with it."""
+    import json
+
+    import optuna
+
+    from search_spaces import get_space
+
+    argv = ["--methods", "inpainting", "--tasks", "brats", "--profile", "tiny", "--fractions", "100%,25%", "--tune", "3",
+            "--max-concurrent-trials", "2", "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "out"), "--no-dashboard"]
+    assert main(argv) == 0
+    tuning = pd.read_csv(tmp_path / "out" / "tuning.csv")
+    trials = tuning[tuning.method == "inpainting"]
+    assert len(trials) == 3 and trials.params.nunique() == 3
+    for params, suggested in zip(map(json.loads, trials.params), map(json.loads, trials.suggested)):  # points of the declared space
+        assert get_space("inpainting")(optuna.trial.FixedTrial(suggested)) == params
+    best = json.loads(trials.loc[trials.validation_metric.idxmax(), "params"])
+    chosen = json.loads((tmp_path / "out" / "best_configs.json").read_text())["inpainting|unet2d|brats"]
+    assert chosen["params"] == best and chosen["trials"] == 3
+    cells = pd.read_csv(tmp_path / "out" / "cells.csv", keep_default_na=False)
+    final = cells[cells.method == "inpainting"]
+    assert set(final.status) == {"done"} and set(final.fraction) == {"100%", "25%"}
+    assert all(json.loads(p) == best for p in final.tuned_params) and set(final.search_budget) == {3}
+    pretext = {k: v for k, v in best.items() if not k.startswith(("pretrain_", "finetune_"))}
+    assert all(json.loads(c)["method_config"][k] == v for c in final.config for k, v in pretext.items())
+    scratch = cells[cells.method == "scratch"]
+    assert set(scratch.search_budget) == {0}  # nothing to tune without --tune-finetune; said in the log
+
+
+def test_unreachable_cluster_is_one_clear_error_within_seconds(tmp_path, capsys, monkeypatch):
+    """--address of a cluster that does not answer (a stale 'auto' record, a stopped head) stops the run with exit
+    code 2 and a message naming the address, within seconds instead of minutes of GCS time-outs."""
+    import socket
+    import time
+
+    with socket.socket() as probe:  # a local port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    from benchmark import ray_runner
+
+    ray_runner.shutdown()
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")  # what 'auto' would find recorded
+    for address in (f"127.0.0.1:{port}", "auto"):
+        start = time.perf_counter()
+        argv = ["--methods", "scratch", "--tasks", "brats", "--profile", "tiny", "--fractions", "100%", "--address", address,
+                "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "out")]
+        assert main(argv) == 2
+        assert f"127.0.0.1:{port}" in capsys.readouterr().err and time.perf_counter() - start < 60

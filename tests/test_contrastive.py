@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 
 from benchmark.backbones import PAPER_SIZE, SMOKE_SIZE, ResNetUNet, build_backbone, list_backbones
-from benchmark.methods.base import get_method
-from benchmark.methods.multicrop import crop_sizes, gaussian_blur, multi_crop
-from benchmark.methods.simsiam import SimSiamConfig, simsiam_loss
-from benchmark.methods.swav import SwAV, SwAVConfig, sinkhorn, swav_loss
+from benchmark.methods.base import Recipe, get_method
+from benchmark.blocks.losses import simsiam_loss, sinkhorn, swav_loss
+from benchmark.blocks.multicrop import crop_sizes, gaussian_blur, multi_crop
+from benchmark.methods.simsiam import SimSiamConfig
+from benchmark.methods.swav import SwAV, SwAVConfig
 from benchmark.profiles import PAPER, SMOKE, TINY
 from dist_utils import run_distributed  # tests/ is on sys.path (no package), also in the spawned workers
 
@@ -81,7 +82,7 @@ def test_simsiam_loss_stops_the_gradient_at_the_targets():
 # ---- the losses on two workers with half the batch each -------------------------------------------
 def _losses_on_worker(rank: int, scores: torch.Tensor, p1, p2, z1, z2):
     """This worker's rows (rank order) of every input; returns losses, gradients and codes."""
-    from benchmark.methods.distributed import local_slice, world_size
+    from benchmark.blocks.distributed import local_slice, world_size
 
     rows = local_slice(scores.shape[1])
     mine = scores[:, rows].clone().requires_grad_()
@@ -262,7 +263,7 @@ def test_resnet_unet_replace_input_and_output(no_network):
 
 def test_encoder_transfers_to_fine_tuning(no_network):
     """transfer_model copies every encoder tensor (BN statistics included) of a pretrained backbone, nothing else."""
-    from benchmark.train import transfer_model
+    from benchmark.backbones.transfer import transfer_model
     from tasks import get_task
 
     task = get_task("brats")
@@ -343,8 +344,47 @@ def test_swav_freezes_prototypes_for_the_first_steps():
     assert method.prototypes.weight.grad is not None and int(method.step) == 2
 
 
+def test_swav_freezes_prototypes_for_the_first_epoch():
+    """CoPer appendix B / SwAV freeze_prototypes_niters: prototypes frozen for freeze_prototypes_epochs = 1 epoch,
+    converted with the run's steps per epoch (331 iterations per epoch -> 331 frozen steps); a recipe counted
+    in steps (smoke) has no epoch and freezes nothing; an explicit step count overrides."""
+    backbone = build_backbone("vgg_unet", in_channels=1, out_channels=1, size=SMOKE_SIZE, roi=(64, 64))
+    method = SwAV(backbone, SwAV.make_config({"n_local_crops": 2}), in_channels=1)
+    assert SwAV.make_config().freeze_prototypes_epochs == 1.0 and method.freeze_steps == 0
+    paper = SwAV.paper_recipe
+    method.configure_schedule(recipe=paper, steps=400 * 331)
+    assert method.freeze_steps == 331
+    method.configure_schedule(recipe=paper, steps=400 * 187)  # CoPer Fig. 6: ~187 iterations per epoch
+    assert method.freeze_steps == 187
+    method.configure_schedule(recipe=Recipe(steps=80, batch_size=8, lr=1e-3), steps=80)
+    assert method.freeze_steps == 0
+    fixed = SwAV(backbone, SwAV.make_config({"freeze_prototypes_steps": 5}), in_channels=1)
+    fixed.configure_schedule(recipe=paper, steps=400 * 331)
+    assert fixed.freeze_steps == 5
+
+
+def test_swav_paper_schedule_ends_at_final_lr_with_five_warmup_epochs_and_lars():
+    """CoPer appendix B: base lr 0.6, final lr 0.0006, 5 warm-up epochs (of the run's epoch length), LARS (timm)."""
+    from timm.optim import Lars
+
+    from benchmark.train import lr_factor, make_optimizer
+
+    recipe = SwAV.paper_recipe
+    total = 400 * 187
+    assert recipe.warmup_steps_for(total) == 5 * 187
+    assert recipe.lr * lr_factor(0, total=total, recipe=recipe) == pytest.approx(0.6 / 935)
+    assert recipe.lr * lr_factor(934, total=total, recipe=recipe) == pytest.approx(0.6)
+    assert recipe.lr * lr_factor(total - 1, total=total, recipe=recipe) == pytest.approx(0.0006, rel=1e-3)
+    assert recipe.lr * lr_factor(total, total=total, recipe=recipe) == pytest.approx(0.0006)
+    midway = 935 + (total - 935) // 2
+    assert recipe.lr * lr_factor(midway, total=total, recipe=recipe) == pytest.approx(0.0006 + 0.5 * (0.6 - 0.0006), rel=1e-4)
+    optimizer = make_optimizer([torch.nn.Parameter(torch.zeros(3))], recipe)
+    assert isinstance(optimizer, Lars) and optimizer.defaults["lr"] == 0.6 and optimizer.defaults["weight_decay"] == 1e-6
+
+
 def test_recipes_cite_their_sources():
     swav, simsiam = get_method("swav").paper_recipe, get_method("simsiam").paper_recipe
-    assert (swav.epochs, swav.batch_size, swav.lr, swav.optimizer, swav.schedule) == (400, 96, 0.6, "sgd", "cosine")
+    assert (swav.epochs, swav.batch_size, swav.lr, swav.optimizer, swav.schedule) == (400, 96, 0.6, "lars", "cosine")
+    assert (swav.final_lr, swav.warmup_epochs, swav.warmup_steps) == (0.0006, 5, 0)
     assert "appendix B" in swav.source and "does not give" in simsiam.source
     assert simsiam.lr == pytest.approx(0.05 * simsiam.batch_size / 256) and simsiam.weight_decay == 1e-4

@@ -7,14 +7,9 @@ import pytest
 import torch
 
 from benchmark.backbones import SMOKE_SIZE, build_backbone
-from benchmark.methods.csi import (
-    CrossPatientSI,
-    CSIConfig,
-    convex_weights,
-    foreground_overlap,
-    l1_plus_l2,
-    mix_sources,
-)
+from benchmark.blocks.losses import l1_plus_l2, source_identification_loss
+from benchmark.blocks.mixing import convex_weights, foreground_overlap, mix_sources
+from benchmark.methods.csi import CrossPatientSI, CSIConfig
 
 
 def _gen(seed: int = 0) -> torch.Generator:
@@ -109,8 +104,29 @@ def test_mix_sources_uses_all_non_target_slots_over_draws():
 
 
 # ---- loss -----------------------------------------------------------------------------------
+def test_si_loss_terms_have_eq4_l1_to_l2_ratio():
+    """SI eq. 4 is ‖d‖₁ + ‖d‖₂: the loss times the voxel count n is exactly that sum per image, so the two
+    terms keep the paper's ratio ‖d‖₁ : ‖d‖₂ (√n : 1 for a constant error) at every image size; MAE + RMSE
+    (``l1_plus_l2``) would weight them 1 : 1 instead."""
+    for side in (2, 16, 64):
+        n = side * side
+        prediction = torch.full((1, 1, side, side), 0.5)
+        target = torch.zeros_like(prediction)
+        l1, l2 = 0.5 * n, 0.5 * math.sqrt(n)  # the two norms of eq. 4
+        torch.testing.assert_close(source_identification_loss(prediction, target) * n, torch.tensor(l1 + l2))
+        torch.testing.assert_close(l1_plus_l2(prediction, target), torch.tensor(1.0))  # the old, 1:1 weighting
+    # a non-constant error, two images, two channels (one image = all its channels), batch mean
+    target = torch.zeros(2, 2, 2, 2)
+    prediction = torch.tensor([[[[1.0, -1.0], [3.0, -3.0]], [[0.0, 0.0], [0.0, 0.0]]],
+                               [[[2.0, 2.0], [2.0, 2.0]], [[2.0, 2.0], [2.0, 2.0]]]])
+    per_image = [(8 + math.sqrt(20)) / 8, (16 + math.sqrt(32)) / 8]
+    torch.testing.assert_close(source_identification_loss(prediction, target), torch.tensor(sum(per_image) / 2))
+    x = torch.randn(3, 2, 4, 4, generator=_gen())
+    assert source_identification_loss(x, x).item() == 0.0
+
+
 def test_l1_plus_l2_hand_computed():
-    """Eq. 4 as MAE + RMSE per image, averaged over the batch, on a hand-computed example."""
+    """The Genesis baselines' MAE + RMSE per image, averaged over the batch, on a hand-computed example."""
     target = torch.zeros(2, 1, 2, 2)
     prediction = torch.tensor([[[[1.0, -1.0], [3.0, -3.0]]], [[[2.0, 2.0], [2.0, 2.0]]]])
     # image 0: MAE = 2, RMSE = sqrt((1+1+9+9)/4) = sqrt(5); image 1: MAE = 2, RMSE = 2.
@@ -187,7 +203,7 @@ def test_data_spec_asks_for_cross_patient_pool():
     assert (spec.kind, spec.pool_size, spec.same_patient) == ("source_pool", 9, False)
 
 
-def test_forward_loss_is_l1_plus_l2_against_target_slice():
+def test_forward_loss_is_eq4_against_target_slice():
     """The loss is eq. 4 between the backbone's output on the stacked mixtures and pool[:, 0]."""
     cfg = CSIConfig()
     method = _method(cfg, c=2)
@@ -196,7 +212,7 @@ def test_forward_loss_is_l1_plus_l2_against_target_slice():
     mixtures, _, _ = mix_sources(pool, sources_per_mixture=3, num_mixtures=2, generator=_gen(3))
     with torch.no_grad():
         prediction = method.backbone(mixtures.reshape(2, 4, 32, 32))
-    torch.testing.assert_close(loss.detach(), l1_plus_l2(prediction, pool[:, 0]))
+    torch.testing.assert_close(loss.detach(), source_identification_loss(prediction, pool[:, 0]))
 
 
 def test_forward_loss_depends_on_sources_per_mixture():

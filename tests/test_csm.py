@@ -9,7 +9,9 @@ from torch import nn
 
 from benchmark.backbones import SMOKE_SIZE, build_backbone
 from benchmark.methods import csm
-from benchmark.methods.csm import CrossSeriesMasking, CSMConfig, cross_series_masks, gather_visible, masked_mse, patchify
+from benchmark.blocks.losses import masked_mse
+from benchmark.blocks.masking import cross_series_masks, gather_visible, patchify
+from benchmark.methods.csm import CrossSeriesMasking, CSMConfig
 from tasks import get_task
 
 ROI = (16, 16, 16)  # two 8^3 ViT patches per axis with SMOKE_SIZE.vit_patch = 8

@@ -8,7 +8,9 @@ import torch
 
 from benchmark.backbones import SMOKE_SIZE, build_backbone
 from benchmark.methods import csm
-from benchmark.methods.csm import CrossSeriesMasking, CSMConfig, cross_series_masks, masked_mse, patchify
+from benchmark.blocks.losses import masked_mse
+from benchmark.blocks.masking import cross_series_masks, patchify
+from benchmark.methods.csm import CrossSeriesMasking, CSMConfig
 
 ROI = (16, 16, 16)
 SIZE = dataclasses.replace(SMOKE_SIZE, vit_patch=8)

@@ -8,14 +8,10 @@ import torch.nn.functional as F
 
 from benchmark.backbones import SMOKE_SIZE, build_backbone
 from benchmark.methods import dae
-from benchmark.methods.dae import (
-    DAEConfig,
-    DisruptiveAutoencoder,
-    add_gaussian_noise,
-    cross_modal_contrastive_loss,
-    down_up_sample,
-    local_channel_mask,
-)
+from benchmark.blocks.losses import cross_modal_contrastive_loss
+from benchmark.blocks.masking import local_channel_mask
+from benchmark.blocks.noise import add_gaussian_noise, down_up_sample
+from benchmark.methods.dae import DAEConfig, DisruptiveAutoencoder
 
 # One sample, so the cross-modal contrastive term has no pair and the loss is the L1 part alone.
 ONE_SAMPLE_MODALITY = torch.tensor([0])
@@ -203,14 +199,14 @@ def test_forward_removes_its_hook(swin, image):
 
 
 def test_forward_with_zero_mask_ratio_equals_l1_of_disrupted_reconstruction(swin, image):
-    """r = 0: loss == L1(backbone(down_up(x + sqrt(σ)·noise, ε)), x): noise first, then downsampling, config values used."""
+    """r = 0: loss == L1(backbone(down_up(x, ε) + sqrt(σ)·noise), x): the noise is added to the resampled image."""
     for sigma, eps in [(0.1, 4.0), (0.3, 2.0)]:
         cfg = DAEConfig(mask_ratio=0.0, noise_variance=sigma, downsample_factor=eps)
         method = DisruptiveAutoencoder(swin, cfg, in_channels=1)
         with torch.no_grad():
             loss = method({"image": image, "modality": ONE_SAMPLE_MODALITY}, generator=_gen(3))["loss"]
             noise = torch.randn(image.shape, generator=_gen(3))
-            disrupted = down_up_sample(image + sigma**0.5 * noise, factor=eps)
+            disrupted = down_up_sample(image, factor=eps) + sigma**0.5 * noise
             expected = F.l1_loss(swin(disrupted), image)
         torch.testing.assert_close(loss, expected)
 
@@ -292,7 +288,7 @@ def test_cmcl_zero_without_contrast():
 
 def _cmcl_worker(rank: int, z: torch.Tensor, m: torch.Tensor):
     """Half the batch on each of two workers, features gathered as the method does."""
-    from benchmark.methods.distributed import gather_no_grad, gather_with_grad
+    from benchmark.blocks.distributed import gather_no_grad, gather_with_grad
 
     half = len(z) // 2
     local = z[rank * half : (rank + 1) * half].clone().requires_grad_()
@@ -389,7 +385,7 @@ def test_pretraining_samples_are_single_modality_with_metadata():
 def test_single_channel_input_layer_is_inflated_for_multichannel_finetuning():
     """A DAE backbone pretrained on one channel keeps its input layers at fine-tuning: C copies of the
     kernel / C, so a C-channel input with equal channels embeds exactly like the one-channel input."""
-    from benchmark.train import transfer_model
+    from benchmark.backbones.transfer import transfer_model
     from tasks import get_task
 
     torch.manual_seed(0)
@@ -401,3 +397,22 @@ def test_single_channel_input_layer_is_inflated_for_multichannel_finetuning():
     with torch.no_grad():
         torch.testing.assert_close(model.patch_embed(x.repeat(1, 4, 1, 1, 1)), pretrained.patch_embed(x), atol=1e-5, rtol=1e-5)
     assert model.net.out.conv.conv.out_channels == task.num_outputs
+
+
+def test_dae_input_noise_std_is_sqrt_sigma_after_downsampling():
+    """DAE section 2: "we first add noise and downsample the image, then add the two perturbations", with σ the
+    noise VARIANCE (appendix G.1): what reaches the network is D(x, ε) + N(0, σ), so the residual after
+    removing D(x, ε) has std √σ = 0.316 at the paper's σ = 0.1, ε = 4 (linearly resampling the noisy image
+    would leave ~0.063, i.e. most of the noise removed before the network sees it)."""
+    x = torch.rand(2, 1, 48, 48, 48, generator=_gen(7))
+    method = DisruptiveAutoencoder.__new__(DisruptiveAutoencoder)  # disrupt() reads only cfg
+    torch.nn.Module.__init__(method)
+    method.cfg = DAEConfig(noise_variance=0.1, downsample_factor=4.0, local_masking=False, cmcl=False)
+    noise = method.disrupt(x, generator=_gen(8)) - down_up_sample(x, factor=4.0)
+    assert noise.std().item() == pytest.approx(0.1**0.5, rel=0.02)
+    assert abs(noise.mean().item()) < 0.01
+    # noise-only and downsampling-only ablations are unchanged in meaning
+    method.cfg = DAEConfig(noise_variance=0.1, downsampling=False, local_masking=False, cmcl=False)
+    assert (method.disrupt(x, generator=_gen(8)) - x).std().item() == pytest.approx(0.1**0.5, rel=0.02)
+    method.cfg = DAEConfig(noise=False, downsample_factor=4.0, local_masking=False, cmcl=False)
+    torch.testing.assert_close(method.disrupt(x, generator=_gen(8)), down_up_sample(x, factor=4.0))

@@ -1,4 +1,4 @@
-"""Models-Genesis-style SI baselines (benchmark/methods/genesis.py and the four method files)."""
+"""Models-Genesis-style SI baselines (benchmark/blocks/genesis.py, benchmark/blocks/pretexts/reconstruction.py and the four method files)."""
 from __future__ import annotations
 
 import math
@@ -12,9 +12,10 @@ import benchmark.methods.pixel_shuffle  # noqa: F401
 import benchmark.methods.super_resolution  # noqa: F401
 from benchmark.backbones import BackboneSize, build_backbone
 from benchmark.methods.base import get_method
-from benchmark.methods.csi import CrossPatientSI, l1_plus_l2
-from benchmark.methods.genesis import (
-    ReconstructionPretext,
+from benchmark.blocks.losses import l1_plus_l2
+from benchmark.blocks.pretexts.reconstruction import ReconstructionPretext
+from benchmark.methods.csi import CrossPatientSI
+from benchmark.blocks.genesis import (
     bezier_control_points,
     bezier_curve,
     bezier_intensity_shift,
@@ -380,18 +381,20 @@ class _RecordingTrial:
 
 @pytest.mark.parametrize("name", ["inpainting", "pixel_shuffle", "super_resolution", "intensity_shift"])
 def test_search_spaces_cover_section_5_3(name):
-    """Grid size: powers of two 2..64; inpainting also masking 0..100%; intensity shift has no space (SI 5.3)."""
+    """Grid size: powers of two 2..64; inpainting also masking 0..100%; intensity shift has only the proxy-task
+    batch size that SI 5.5.1 tuned for every experiment (1..4, a pretraining Recipe key, not a Config field)."""
     from search_spaces import get_space
 
     space = get_space(name)
-    if name == "intensity_shift":
-        assert space is None
-        return
     results = {}
     for pick in ("min", "max"):
         trial = _RecordingTrial(pick)
         results[pick] = space(trial)
-        get_method(name).make_config(results[pick])  # the extremes are valid configs
+        get_method(name).make_config({k: v for k, v in results[pick].items() if not k.startswith("pretrain_")})  # valid configs
+    assert trial.declared["pretrain_batch_size"][1:3] == (1, 4)
+    if name == "intensity_shift":
+        assert set(trial.declared) == {"pretrain_batch_size"}
+        return
     assert trial.declared["grid_size"] == ("categorical", (2, 4, 8, 16, 32, 64))
     assert {results["min"]["grid_size"], results["max"]["grid_size"]} == {2, 64}
     if name == "inpainting":
@@ -399,7 +402,7 @@ def test_search_spaces_cover_section_5_3(name):
         assert (low, high) == (0, 100)
         assert results["min"]["keep_prob"] == 1.0 and results["max"]["keep_prob"] == 0.0  # γ = 1 - masked fraction
     else:
-        assert set(trial.declared) == {"grid_size"}
+        assert set(trial.declared) == {"grid_size", "pretrain_batch_size"}
 
 
 # ---- the methods ----------------------------------------------------------------------------------
@@ -426,7 +429,7 @@ def test_registered_with_si_paper_settings(name):
     """Registered by name; unet2d default, 2D and 3D backbones; whole network transfers; CSI's recipe."""
     cls = get_method(name)
     assert cls is METHODS[name][0] and issubclass(cls, ReconstructionPretext)
-    assert cls.default_backbone == "unet2d" and cls.supported_backbones == ("unet2d", "swin_unetr")
+    assert cls.default_backbone == "unet2d" and set(cls.supported_backbones) == {"unet2d", "vgg_unet", "resnet_unet", "swin_unetr", "vit"}
     assert cls.transfer == "all" and cls.replace_input_on_transfer and cls.paper == "source_identification"
     assert cls.paper_recipe == CrossPatientSI.paper_recipe
     assert cls.backbone_channels(cls.make_config(), in_channels=3) == (3, 3)

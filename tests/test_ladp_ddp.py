@@ -12,16 +12,11 @@ import benchmark.methods.ddp  # noqa: F401  (registration)
 import benchmark.methods.ladp  # noqa: F401
 from benchmark.backbones import SMOKE_SIZE, build_backbone
 from benchmark.methods.base import METHODS
-from benchmark.methods.ddp import DDPConfig, DecoderDenoising, denoising_corruption, freeze_encoder
-from benchmark.methods.ladp import (
-    LabelAwareDenoising,
-    LADPConfig,
-    carvemix_lambda,
-    carvemix_region,
-    carvemix_regions,
-    region_noise_std,
-    signed_distance,
-)
+from benchmark.blocks.noise import denoising_corruption
+from benchmark.blocks.pretexts.denoising import freeze_encoder
+from benchmark.methods.ddp import DDPConfig, DecoderDenoising
+from benchmark.blocks.carvemix import carvemix_lambda, carvemix_region, carvemix_regions, region_noise_std, signed_distance
+from benchmark.methods.ladp import LabelAwareDenoising, LADPConfig
 
 GAMMA = 0.95
 
@@ -97,7 +92,7 @@ def test_config_defaults_and_validation():
 def test_class_description_and_paper_recipe():
     assert METHODS.get("ddp") is DecoderDenoising and METHODS.get("ladp") is LabelAwareDenoising
     for cls in (DecoderDenoising, LabelAwareDenoising):
-        assert cls.default_backbone == "vgg_unet" and cls.supported_backbones == ("vgg_unet", "unet2d")
+        assert cls.default_backbone == "vgg_unet" and set(cls.supported_backbones) == {"vgg_unet", "unet2d", "resnet_unet", "swin_unetr", "vit"}
         assert cls.transfer == "all" and cls.paper == "label_aware_denoising"
         r = cls.paper_recipe
         assert (r.optimizer, r.lr, r.epochs, r.batch_size, r.steps) == ("adam", 1e-4, 30, 16, None)

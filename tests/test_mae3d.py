@@ -1,4 +1,4 @@
-"""MAE3D baseline (benchmark/methods/mae3d.py): random joint token masking, per-patch normalised MSE."""
+"""MAE3D baseline (benchmark/methods/mae3d.py): positions masked in every series, raw-target masked MSE."""
 from __future__ import annotations
 
 import benchmark.methods.mae3d as mae3d
@@ -10,8 +10,10 @@ import torch
 
 from benchmark.backbones import SMOKE_SIZE, build_backbone
 from benchmark.methods import csm, get_method
-from benchmark.methods.csm import CrossSeriesMasking, patchify
-from benchmark.methods.mae3d import MAE3D, MAE3DConfig, normalize_patches, random_token_masks
+from benchmark.blocks.masking import patchify, random_token_masks
+from benchmark.blocks.losses import normalize_patches
+from benchmark.methods.csm import CrossSeriesMasking
+from benchmark.methods.mae3d import MAE3D, MAE3DConfig
 from tasks import get_task
 
 ROI = (16, 16, 16)  # 8 patches of 8^3 per series
@@ -53,17 +55,21 @@ def test_normalised_patches_have_mean_0_std_1():
     assert torch.isfinite(normalize_patches(torch.ones(1, 512))).all()  # constant patch: eps keeps it finite
 
 
-def test_forward_masks_tokens_jointly_with_normalised_target(capture_masked_mse):
-    """The loss uses a joint mask of round(r·S·N) tokens (not per series) and the normalised patches."""
+def test_forward_masks_positions_in_every_series_with_raw_target(capture_masked_mse):
+    """MAE3D is a single-image-series method (CSM section I): a token spans all series at its position, so
+    every masked position is masked in ALL series and every visible one in none; exactly round(r·N)
+    positions per sample; the target is the raw patches, as CSM's eq. 2."""
     method = _method(4)
     seen = capture_masked_mse(mae3d)
     x = torch.randn(3, 4, *ROI, generator=_gen(1))
     with torch.no_grad():
         method({"image": x}, generator=_gen(5))
-    expected = random_token_masks(3, 32, ratio=0.75, generator=_gen(5)).reshape(3, 4, 8)
-    assert torch.equal(seen["mask"], expected)
-    assert (seen["mask"].reshape(3, -1).sum(dim=1) == 24).all()
-    torch.testing.assert_close(seen["target"], normalize_patches(patchify(x, 8)))
+    mask = seen["mask"]  # [B, S, N]
+    assert mask.shape == (3, 4, 8)
+    assert (mask.all(dim=1) == mask.any(dim=1)).all()  # a position is masked in all series or in none
+    assert (mask[:, 0].sum(dim=1) == round(0.75 * 8)).all()
+    assert not torch.equal(mask[0, 0], mask[1, 0])  # drawn per sample
+    torch.testing.assert_close(seen["target"], patchify(x, 8))
     assert seen["prediction"].shape == (3, 4, 8, 512)
 
 
@@ -86,14 +92,14 @@ def test_loss_finite_gradients_and_seeded(series):
 
 
 def test_loss_changes_with_mask_ratio_and_norm_pix_loss():
-    """Same weights and seed: another mask_ratio or norm_pix_loss=False gives another loss."""
+    """Same weights and seed: another mask_ratio or norm_pix_loss=True gives another loss."""
     x = torch.randn(2, 2, *ROI, generator=_gen(1)) * 3 + 1
     losses = {}
     with torch.no_grad():
-        for key, overrides in {"default": {}, "half": {"mask_ratio": 0.5}, "raw": {"norm_pix_loss": False}}.items():
+        for key, overrides in {"default": {}, "half": {"mask_ratio": 0.5}, "normed": {"norm_pix_loss": True}}.items():
             losses[key] = _method(2, **overrides)({"image": x}, generator=_gen(0))["loss"].item()
     assert losses["half"] != pytest.approx(losses["default"], rel=1e-4)
-    assert losses["raw"] != pytest.approx(losses["default"], rel=1e-4)
+    assert losses["normed"] != pytest.approx(losses["default"], rel=1e-4)
 
 
 def test_class_description():
@@ -102,7 +108,9 @@ def test_class_description():
     assert MAE3D.paper_recipe == CrossSeriesMasking.paper_recipe and MAE3D.paper == "cross_series_masking"
     assert MAE3D.transfer == "encoder" and not MAE3D.trains_whole_backbone
     assert MAE3D.default_backbone == "vit" and MAE3D.supported_backbones == ("vit",)
-    assert MAE3D.make_config().mask_ratio == 0.75 and MAE3D.make_config().norm_pix_loss
+    assert MAE3D.make_config().mask_ratio == 0.75
+    # the same target normalisation as CSM (neither paper asks for MAE's norm_pix_loss)
+    assert MAE3D.make_config().norm_pix_loss == CrossSeriesMasking.make_config().norm_pix_loss is False
     assert MAE3D.unsupported_reason(task=get_task("btcv"), backbone="vit") is None
     assert MAE3D.unsupported_reason(task=get_task("brats"), backbone="vit") is None
     assert MAE3D.unsupported_reason(task=get_task("brats"), backbone="unet2d") is not None

@@ -39,24 +39,100 @@ def test_hd95_anisotropic_hand_computed(one_truth_two_predicted):
     assert hd95(pred, true, spacing=(1.0, 1.0, 1.0)).item() == pytest.approx(2.0)
 
 
+# ---- MASD / NSD: DeepMind surface elements, as the BONBID-HIE evaluator ------------------------------
+def _reference_surfels(mask_gt: np.ndarray, mask_pred: np.ndarray, spacing) -> dict[str, np.ndarray]:
+    """DeepMind ``surface_distance.compute_surface_distances`` (which BONBID-HIE's evaluation.py copies), 3D:
+    crop to the joint bounding box with one zero layer after it, 2x2x2 neighbour codes at the voxel corners,
+    surfel areas from the marching-cubes normals of each code scaled by the spacing, distances from each
+    surfel to the other mask's surfels by a Euclidean distance transform in mm."""
+    from scipy import ndimage
+
+    from monai.metrics.utils import _get_neighbour_code_to_normals_table  # DeepMind's 256-code normals table
+
+    normals = _get_neighbour_code_to_normals_table()
+    area = np.zeros(256)
+    for code in range(256):
+        for n in np.asarray(normals[code], dtype=float).reshape(-1, 3):
+            area[code] += np.linalg.norm([n[0] * spacing[1] * spacing[2], n[1] * spacing[0] * spacing[2], n[2] * spacing[0] * spacing[1]])
+    both = mask_gt | mask_pred
+    lo = [int(np.flatnonzero(both.any(axis=tuple(a for a in range(3) if a != d))).min()) for d in range(3)]
+    hi = [int(np.flatnonzero(both.any(axis=tuple(a for a in range(3) if a != d))).max()) for d in range(3)]
+    kernel = np.array([[[128, 64], [32, 16]], [[8, 4], [2, 1]]])
+    out = {}
+    for name, mask in (("gt", mask_gt), ("pred", mask_pred)):
+        crop = np.zeros([h - l + 2 for l, h in zip(lo, hi)], np.uint8)
+        crop[:-1, :-1, :-1] = mask[lo[0]:hi[0] + 1, lo[1]:hi[1] + 1, lo[2]:hi[2] + 1]
+        code = ndimage.correlate(crop, kernel, mode="constant", cval=0)
+        out[f"border_{name}"] = (code != 0) & (code != 255)
+        out[f"area_{name}"] = area[code]
+    dist_gt = ndimage.distance_transform_edt(~out["border_gt"], sampling=spacing)
+    dist_pred = ndimage.distance_transform_edt(~out["border_pred"], sampling=spacing)
+    return {"d_gt_to_pred": dist_pred[out["border_gt"]], "d_pred_to_gt": dist_gt[out["border_pred"]],
+            "area_gt": out["area_gt"][out["border_gt"]], "area_pred": out["area_pred"][out["border_pred"]]}
+
+
+def _reference_masd_nsd(gt: np.ndarray, pred: np.ndarray, spacing, tolerance: float = 2.0) -> tuple[float, float]:
+    """BONBID-HIE ``compute_MASD`` and ``compute_surface_dice_at_tolerance(…, 2)`` on the surfels above."""
+    r = _reference_surfels(gt, pred, spacing)
+    to_pred = (r["d_gt_to_pred"] * r["area_gt"]).sum() / r["area_gt"].sum()
+    to_gt = (r["d_pred_to_gt"] * r["area_pred"]).sum() / r["area_pred"].sum()
+    nsd_value = ((r["area_gt"][r["d_gt_to_pred"] <= tolerance]).sum() + (r["area_pred"][r["d_pred_to_gt"] <= tolerance]).sum()) / (
+        r["area_gt"].sum() + r["area_pred"].sum())
+    return (to_pred + to_gt) / 2, nsd_value
+
+
+def _blob(shape, centre, radii) -> np.ndarray:
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in shape], indexing="ij"))
+    return (((grid - np.array(centre)[:, None, None, None]) / np.array(radii)[:, None, None, None]) ** 2).sum(axis=0) <= 1.0
+
+
+def test_surfel_reference_table_sanity():
+    """The reference's surfel areas: one corner in (code 1) is a triangle of area √3/8 at 1 mm; a half-filled
+    2x2x2 neighbourhood split across axis 0 (code 15) is a full face of area spacing[1]·spacing[2]."""
+    one = _reference_surfels(np.pad(np.ones((1, 1, 1), bool), 2), np.pad(np.ones((1, 1, 1), bool), 2), (1.0, 1.0, 1.0))
+    assert one["area_gt"].min() == pytest.approx(math.sqrt(3) / 8)
+    face = np.zeros((4, 4, 4), bool)
+    face[1, 1:3, 1:3] = True  # a 1x2x2 slab: its large faces are made of code-15 / code-240 surfels
+    r = _reference_surfels(face, face, SPACING)
+    assert r["area_gt"].max() == pytest.approx(SPACING[1] * SPACING[2])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hie_masd_nsd_equal_the_surfel_reference_on_anisotropic_masks(seed):
+    """BONBID-HIE's MASD and NSD (DeepMind surface elements) at 0.8 x 1 x 3 mm: ours equal a surfel reference
+    written here, to 1e-6; boundary-voxel values (MONAI's default) would differ by ~0.06 NSD / ~0.4 mm MASD."""
+    spacing = (0.8, 1.0, 3.0)
+    rng = np.random.default_rng(seed)
+    shape = (40, 36, 14)
+    gt = _blob(shape, rng.uniform([14, 12, 5], [24, 22, 8]), rng.uniform([4, 4, 1.5], [9, 8, 3.5]))
+    pred = _blob(shape, rng.uniform([14, 12, 5], [24, 22, 8]), rng.uniform([4, 4, 1.5], [9, 8, 3.5]))
+    pred |= _blob(shape, rng.uniform([5, 5, 3], [35, 30, 10]), (2.5, 2.5, 1.2))  # a second, false-positive lesion
+    want_masd, want_nsd = _reference_masd_nsd(gt, pred, spacing)
+    t, p = torch.from_numpy(gt)[None, None], torch.from_numpy(pred)[None, None]
+    assert masd(p, t, spacing=spacing).item() == pytest.approx(want_masd, abs=1e-6)
+    assert nsd(p, t, spacing=spacing).item() == pytest.approx(want_nsd, abs=1e-6)
+    assert masd(t, p, spacing=spacing).item() == pytest.approx(want_masd, abs=1e-6)  # symmetric
+    assert nsd(t, p, spacing=spacing).item() == pytest.approx(want_nsd, abs=1e-6)
+
+
 def test_masd_is_mean_of_the_two_directed_averages(one_truth_two_predicted):
-    """MASD = (mean truth -> pred + mean pred -> truth) / 2 = (1 + (1 + 6) / 2) / 2 = 2.25 mm (BONBID-HIE),
-    not the pooled mean (1 + 1 + 6) / 3."""
+    """MASD = (mean truth -> pred + mean pred -> truth) / 2 (BONBID-HIE ``compute_MASD``), each mean weighted
+    by surfel area, not the pooled mean of all distances; NSD at 2 mm as the surfel reference."""
     pred, true = one_truth_two_predicted
-    assert masd(pred, true, spacing=SPACING).item() == pytest.approx(2.25)
-
-
-def test_nsd_at_2mm_hand_computed(one_truth_two_predicted):
-    """Within 2 mm: the truth voxel (1.0 mm) and one of two predicted voxels -> NSD = (1 + 1) / (1 + 2) = 2/3."""
-    pred, true = one_truth_two_predicted
-    assert nsd(pred, true, spacing=SPACING).item() == pytest.approx(2 / 3)
-    assert nsd(pred, true, spacing=SPACING, tolerance_mm=6.0).item() == pytest.approx(1.0)
-    assert nsd(pred, true, spacing=SPACING, tolerance_mm=0.9).item() == pytest.approx(0.0)
+    r = _reference_surfels(true[0, 0].numpy(), pred[0, 0].numpy(), SPACING)
+    to_pred = (r["d_gt_to_pred"] * r["area_gt"]).sum() / r["area_gt"].sum()
+    to_gt = (r["d_pred_to_gt"] * r["area_pred"]).sum() / r["area_pred"].sum()
+    pooled = (np.concatenate([r["d_gt_to_pred"] * r["area_gt"], r["d_pred_to_gt"] * r["area_pred"]]).sum()
+              / np.concatenate([r["area_gt"], r["area_pred"]]).sum())
+    assert masd(pred, true, spacing=SPACING).item() == pytest.approx((to_pred + to_gt) / 2)
+    assert masd(pred, true, spacing=SPACING).item() != pytest.approx(pooled)
+    assert nsd(pred, true, spacing=SPACING).item() == pytest.approx(_reference_masd_nsd(true[0, 0].numpy(), pred[0, 0].numpy(), SPACING)[1])
+    assert nsd(pred, true, spacing=SPACING, tolerance_mm=8.0).item() == pytest.approx(1.0)
 
 
 def test_identical_masks_and_shifted_slab():
-    """Identical masks: HD95 = MASD = 0, NSD = 1. A 2x2 block moved one slice along z (3 mm): every
-    boundary voxel is 3 mm from the other surface -> HD95 = MASD = 3, NSD(2 mm) = 0."""
+    """Identical masks: HD95 = MASD = 0, NSD = 1. A 2x2 block moved one slice along z (3 mm): HD95 (boundary
+    voxels) = 3 mm; MASD / NSD as the surfel reference (the slabs share a face of voxel corners)."""
     pred, true = _masks()
     true[0, 0, 2:4, 2:4, 2] = True
     assert hd95(true, true, spacing=SPACING).item() == 0.0
@@ -64,8 +140,9 @@ def test_identical_masks_and_shifted_slab():
     assert nsd(true, true, spacing=SPACING).item() == 1.0
     pred[0, 0, 2:4, 2:4, 3] = True
     assert hd95(pred, true, spacing=SPACING).item() == pytest.approx(3.0)
-    assert masd(pred, true, spacing=SPACING).item() == pytest.approx(3.0)
-    assert nsd(pred, true, spacing=SPACING).item() == 0.0
+    want_masd, want_nsd = _reference_masd_nsd(true[0, 0].numpy(), pred[0, 0].numpy(), SPACING)
+    assert masd(pred, true, spacing=SPACING).item() == pytest.approx(want_masd)
+    assert nsd(pred, true, spacing=SPACING).item() == pytest.approx(want_nsd)
 
 
 def test_unbatched_masks_and_per_channel_results():

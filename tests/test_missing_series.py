@@ -58,17 +58,18 @@ def test_zero_share_is_identity_and_bad_share_rejected():
 
 
 def test_plan_records_missing_series_and_keeps_complete_cell_ids(tmp_path):
-    """A missing-series run gets its own cell ids and spec; complete data keeps the ids it always had."""
-    from test_plan_store_report import _group, _plan
+    """A missing-series run gets its own cell ids and Job settings; complete data keeps the ids it always had."""
+    from test_plan_job_store import _group, _plan
+
+    from tasks.kinds import FinetuneSettings
 
     complete = _group(_plan(tmp_path, methods=("csm",), task="brats"), "csm")
-    missing = _group(_plan(tmp_path, methods=("csm",), task="brats", missing_series=0.5), "csm")
-    assert "missing_series" not in complete.config and complete.spec["missing_series"] == 0.0
-    assert missing.config["missing_series"] == 0.5 and missing.spec["missing_series"] == 0.5
+    missing = _group(_plan(tmp_path, methods=("csm",), task="brats", finetune=FinetuneSettings(missing_series=0.5)), "csm")
+    assert complete.finetune.missing_series == 0.0 and missing.finetune.missing_series == 0.5
     assert {c.cell_id for c in complete.cells}.isdisjoint(c.cell_id for c in missing.cells)
-    assert complete.pretrain_key == missing.pretrain_key  # pretraining is on complete data: shared
+    assert complete.pretrain.key == missing.pretrain.key  # pretraining is on complete data: shared
     with pytest.raises(BenchmarkInputError):
-        _plan(tmp_path, methods=("csm",), task="brats", missing_series=-0.1)
+        _plan(tmp_path, methods=("csm",), task="brats", finetune=FinetuneSettings(missing_series=-0.1))
 
 
 def test_report_labels_rows_by_overrides_and_missing_series():

@@ -1,20 +1,16 @@
-"""WSI, DSI and CNN-restart (SI paper 5.2.2, 5.2.3, 5.5.3), and how the planner treats them."""
+"""WSI, DSI and CNN-restart (SI paper 5.2.2, 5.2.3, 5.5.3); how the planner treats them: tests/test_plan_job_store.py."""
 from __future__ import annotations
 
-from pathlib import Path
-
+import numpy as np
 import torch
 
 from benchmark.backbones import BackboneSize, build_backbone
 from benchmark.data import SourcePoolDataset
 from benchmark.methods import get_method
-from benchmark.methods.csi import l1_plus_l2, mix_sources
-from benchmark.methods.dsi import replace_non_targets_with_noise
-from benchmark.plan import TaskData, build_plan, parse_fractions
-from benchmark.profiles import SMOKE
-from tasks import Case, Volume, get_task
-
-import numpy as np
+from benchmark.blocks.losses import source_identification_loss
+from benchmark.blocks.mixing import mix_sources
+from benchmark.blocks.noise import replace_non_targets_with_noise
+from tasks import Volume
 
 NARROW = BackboneSize(unet_features=(8, 16, 32, 64, 64, 8))
 
@@ -40,7 +36,7 @@ def test_dsi_loss_is_si_loss_on_noise_mixtures():
     g = torch.Generator().manual_seed(3)
     noisy = replace_non_targets_with_noise(pool, generator=g)
     mixtures, _, _ = mix_sources(noisy, sources_per_mixture=cfg.sources_per_mixture, num_mixtures=cfg.num_mixtures, generator=g)
-    expected = l1_plus_l2(backbone(mixtures.reshape(2, -1, 32, 32)), pool[:, 0])
+    expected = source_identification_loss(backbone(mixtures.reshape(2, -1, 32, 32)), pool[:, 0])
     assert torch.allclose(loss, expected)
 
 
@@ -60,44 +56,54 @@ def test_wsi_pools_come_from_one_patient_and_csi_from_distinct_patients():
         assert len(wsi_patients) == 1 and len(csi_patients) == 5
 
 
-def _task_data(tmp_path: Path, n: int = 12) -> TaskData:
-    cases = [Case(case_id=f"c{i:02d}", images=(tmp_path / f"i{i}",), label=tmp_path / f"l{i}") for i in range(n)]
-    return TaskData(task=get_task("brats"), root=tmp_path, cases=cases, synthetic=True, fingerprint="x")
+# ---- source pools: WSI without replacement, counted non-overlapping fallbacks -----------------------
+def _slice_coded_volume(case_id: str, depth: int = 12) -> Volume:
+    """Every axial slice z is filled with z + 1, so a pool slice tells which slice it came from."""
+    image = np.broadcast_to(np.arange(1, depth + 1, dtype=np.float32), (1, 16, 16, depth)).copy()
+    return Volume(case_id=case_id, image=image, label=np.zeros((16, 16, depth), dtype=np.int64))
 
 
-def test_restart_fine_tunes_twice_without_pretraining(tmp_path):
-    """CNN-restart has no pretext task: no pretraining key, two supervised rounds per cell."""
-    plan = build_plan(methods=["restart"], task_data=[_task_data(tmp_path)], fractions=parse_fractions("100%"), seeds=[0],
-                      profile=SMOKE, cache_dir=tmp_path)
-    restart = next(g for g in plan.groups if g.method == "restart")
-    assert restart.pretrain_key is None and restart.spec["finetune_rounds"] == 2
-    scratch = next(g for g in plan.groups if g.method == "scratch")
-    assert scratch.spec["finetune_rounds"] == 1 and scratch.backbone == restart.backbone
+def test_wsi_pool_slices_are_distinct_so_the_target_never_reappears():
+    """SI paper 5.2.2: WSI mixes N slices of one patient; drawn without replacement, the target slice is never
+    also a non-target source of its pool (with replacement it was in 2-10 % of pools)."""
+    volumes = [_slice_coded_volume(f"p{i}") for i in range(2)]
+    data = SourcePoolDataset(volumes, roi=(16, 16), length=200, seed=0, pool_size=5, same_patient=True)
+    for i in range(200):
+        z = [float(s[0, 0, 0]) for s in data[i]["sources"]]
+        assert len(set(z)) == 5, z
+    assert data.non_overlapping_fallbacks == 0
 
 
-def test_finetune_augmentation_is_part_of_the_cell_but_not_of_the_pretraining(tmp_path):
-    """--finetune-aug mixup makes new cells (own config id) that reuse the same pretrained checkpoint."""
-    td = _task_data(tmp_path)
-    plain = build_plan(methods=["csi"], task_data=[td], fractions=parse_fractions("100%"), seeds=[0], profile=SMOKE, cache_dir=tmp_path)
-    mixed = build_plan(methods=["csi"], task_data=[td], fractions=parse_fractions("100%"), seeds=[0], profile=SMOKE, cache_dir=tmp_path,
-                       finetune_aug="mixup", mixup_alpha=0.2)
-    a, b = (next(g for g in p.groups if g.method == "csi") for p in (plain, mixed))
-    assert a.pretrain_key == b.pretrain_key
-    assert a.cells[0].cell_id != b.cells[0].cell_id
-    assert b.spec["finetune_aug"] == "mixup" and b.spec["mixup_alpha"] == 0.2 and a.spec["finetune_aug"] == "none"
+def test_same_patient_target_draw_unchanged_so_dsi_is_bit_identical():
+    """The target (pool[:, 0], the only real slice DSI uses) is drawn exactly as before: the patient, then
+    ``random_crop`` of that patient's volume with the same seeded rng."""
+    from benchmark.data import random_crop
+
+    rng0 = np.random.default_rng(0)
+    volumes = [Volume(case_id=f"p{i}", image=rng0.random((2, 20, 20, 9)).astype(np.float32), label=None) for i in range(3)]
+    data = SourcePoolDataset(volumes, roi=(16, 16), length=30, seed=4, pool_size=5, same_patient=True)
+    for i in range(30):
+        rng = np.random.default_rng((4, i))
+        patient = int(rng.integers(len(volumes)))
+        expected = torch.from_numpy(random_crop(volumes[patient], (16, 16), rng)[0])
+        assert torch.equal(data[i]["sources"][0], expected)
 
 
-def test_label_aware_pretraining_sees_only_the_labels_of_its_fraction(tmp_path):
-    """LADP is pretrained once per fraction, on exactly that fraction's labelled cases (no label leak)."""
-    plan = build_plan(methods=["ladp", "ddp"], task_data=[_task_data(tmp_path)], fractions=parse_fractions("100%,25%"), seeds=[0],
-                      profile=SMOKE, cache_dir=tmp_path)
-    ladp = [g for g in plan.groups if g.method == "ladp"]
-    assert len(ladp) == 2 and all(len(g.cells) == 1 for g in ladp)
-    for group in ladp:
-        assert group.label_aware and group.spec["label_aware"]
-        assert group.spec["pretrain_ids"] == group.cells[0].labeled_ids
-        assert not set(group.spec["pretrain_ids"]) & set(group.spec["test_ids"])
-    assert ladp[0].pretrain_key != ladp[1].pretrain_key
-    ddp = [g for g in plan.groups if g.method == "ddp"]
-    assert len(ddp) == 1 and len(ddp[0].cells) == 2 and ddp[0].spec["pretrain_ids"] == ddp[0].spec["train_ids"]
-    assert not ddp[0].label_aware
+def test_non_overlapping_fallbacks_are_counted_and_logged(caplog):
+    """When no overlapping non-target is found after the redraws the pool keeps a non-overlapping slice:
+    counted in ``non_overlapping_fallbacks`` and logged (CSI and WSI alike)."""
+    def disjoint(case_id: str, row: int) -> Volume:  # foreground only in one row of every slice
+        image = np.zeros((1, 16, 16, 6), dtype=np.float32)
+        image[0, row] = 1.0
+        return Volume(case_id=case_id, image=image, label=None)
+
+    csi = SourcePoolDataset([disjoint(f"p{i}", i) for i in range(5)], roi=(16, 16), length=3, seed=0, pool_size=5, same_patient=False)
+    with caplog.at_level("WARNING", logger="benchmark.data"):
+        for i in range(3):
+            csi[i]
+    assert csi.non_overlapping_fallbacks == 3 * 4  # every non-target of every pool
+    assert "non-overlapping" in caplog.text
+    overlapping = SourcePoolDataset([disjoint(f"p{i}", 0) for i in range(5)], roi=(16, 16), length=3, seed=0, pool_size=5, same_patient=False)
+    for i in range(3):
+        overlapping[i]
+    assert overlapping.non_overlapping_fallbacks == 0

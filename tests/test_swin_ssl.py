@@ -14,8 +14,11 @@ import torch.nn.functional as F
 from benchmark.backbones import SMOKE_SIZE, build_backbone
 from benchmark.methods import contrastive, mae, rotation, swin_unetr_ssl  # noqa: F401  (registration)
 from benchmark.methods.base import get_method
-from benchmark.methods.mae import MAEConfig, masked_l1, token_mask, voxel_mask
-from benchmark.methods.swin_ssl import SwinSSLConfig, cutout, global_nt_xent, nt_xent, random_rotations, rotate_volumes
+from benchmark.blocks.losses import global_nt_xent, masked_l1, nt_xent
+from benchmark.blocks.masking import token_mask, voxel_mask
+from benchmark.methods.mae import MAEConfig
+from benchmark.blocks.pretexts.swin_ssl import SwinSSLConfig
+from benchmark.blocks.rotation import cutout, random_rotations, rotate_volumes
 from benchmark.profiles import SMOKE
 from dist_utils import run_distributed  # tests/ is on sys.path (no package), also in the spawned workers
 
@@ -146,7 +149,7 @@ def test_nt_xent_symmetric_scale_free_and_lower_for_matching_views():
 
 def _nt_xent_on_worker(rank: int, z1: torch.Tensor, z2: torch.Tensor, temperature: float):
     """One worker's share (rank order, B/2 rows) through global_nt_xent; returns loss and its rows' gradients."""
-    from benchmark.methods.distributed import local_slice, world_size
+    from benchmark.blocks.distributed import local_slice, world_size
 
     rows = local_slice(len(z1))
     mine1, mine2 = z1[rows].clone().requires_grad_(), z2[rows].clone().requires_grad_()
@@ -209,7 +212,7 @@ def test_method_gradients_reach_heads_and_backbone(trained):
     name, method, _, _ = trained
     backbone_ids = {id(p) for p in method.backbone.parameters()}
     heads = [(n, p) for n, p in method.named_parameters() if id(p) not in backbone_ids]
-    assert bool(heads) == (name != "mae")
+    assert bool(heads)  # MAE's only own parameter is SimMIM's learned mask token
     assert not [n for n, p in heads if p.grad is None or not torch.any(p.grad != 0)]
     trainable = [(n, p) for n, p in method.backbone.named_parameters() if p.requires_grad]
     assert torch.any(trainable[0][1].grad != 0)  # net.swinViT.patch_embed.proj.weight
@@ -225,8 +228,9 @@ def test_method_gradients_reach_heads_and_backbone(trained):
 
 
 def test_mae_forward_masks_tokens_and_hides_their_voxels():
-    """In the forward: round(r·N) whole tokens zeroed, the others equal the clean embedding, their
-    voxels zeroed in the input (skip path), and the loss is the L1 on exactly those voxels."""
+    """In the forward: round(r·M) whole SimMIM blocks (8x8x4 voxels at the smoke crop) replaced by the learned
+    mask token, the other tokens equal the clean embedding, the masked voxels zeroed in the input (skip
+    path), and the loss is the L1 on exactly those voxels."""
     torch.manual_seed(0)
     backbone = build_backbone("swin_unetr", in_channels=IN_CHANNELS, out_channels=IN_CHANNELS, size=SMOKE_SIZE, roi=ROI)
     method = get_method("mae")(backbone, MAEConfig(), in_channels=IN_CHANNELS)
@@ -245,11 +249,14 @@ def test_mae_forward_masks_tokens_and_hides_their_voxels():
             h.remove()
     assert not backbone.patch_embed._forward_hooks  # the masking hook is removed after forward
     grid = tuple(r // 2 for r in ROI)
-    masked = (seen["tokens"] == 0).all(dim=1)  # [B, *grid]
+    token = method.mask_token.view(1, -1, 1, 1, 1)
+    masked = (seen["tokens"] == token).all(dim=1)  # [B, *grid]
     assert masked.shape == (2, *grid)
-    assert (masked.flatten(1).sum(dim=1) == round(0.6 * math.prod(grid))).all()
+    blocks = tuple(g // b for g, b in zip(grid, (4, 4, 2)))  # 8x8x4-voxel blocks = 4x4x2 tokens
+    assert (masked.flatten(1).sum(dim=1) == round(0.6 * math.prod(blocks)) * 32).all()
     keep = ~masked[:, None].expand_as(clean_tokens)
     torch.testing.assert_close(seen["tokens"][keep], clean_tokens[keep])
     voxels = voxel_mask(masked, (2, 2, 2))
     assert torch.equal(seen["input"], x.masked_fill(voxels, 0.0))
     torch.testing.assert_close(loss, masked_l1(seen["output"], x, voxels))
+

@@ -332,19 +332,20 @@ def test_normalize_channel_follows_nnunet_scheme_names():
 
 # ---- nnunet:PATH through cli and plan -------------------------------------------------------------
 def test_nnunet_name_and_ref_through_plan(nn_root, tmp_path):
-    """Cell ids and results use the readable name; the worker spec carries the ref get_task rebuilds from."""
-    from benchmark.plan import build_plan, parse_fractions
+    """Cell ids and results use the readable name; the Job carries the ref get_task rebuilds from."""
+    from benchmark.cli import parse_fractions
+    from benchmark.plan import MethodEntry, build_plan
     from benchmark.profiles import get_profile
 
     task = get_task(f"nnunet:{nn_root}")
     td = resolve_task_data(task, data_root=task.default_data_root, cache_dir=tmp_path)
     assert td.synthetic is False and td.root == nn_root.resolve()
-    plan = build_plan(methods=["scratch"], task_data=[td], fractions=parse_fractions("100%"), seeds=[0],
+    plan = build_plan(methods=[MethodEntry("scratch")], task_data=[td], fractions=parse_fractions("100%"), seeds=[0],
                       profile=get_profile("smoke"), cache_dir=tmp_path)
     group = plan.runnable()[0]
     assert group.task == "nnunet:Dataset900_Synth" and "|nnunet:Dataset900_Synth|" in group.cells[0].cell_id
-    assert group.spec["task"] == task.ref and group.spec["data_root"] == str(nn_root.resolve())
-    assert get_task(group.spec["task"]).name == group.task
+    assert group.task_ref == task.ref and group.data_root == str(nn_root.resolve())
+    assert get_task(group.task_ref).name == group.task
 
 
 def test_cli_rejects_missing_nnunet_folder_before_compute(tmp_path, capsys):

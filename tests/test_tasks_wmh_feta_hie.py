@@ -422,16 +422,18 @@ def test_registered_synthetic_defaults(name):
 # ---- evaluation ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name, spatial_dims", [("wmh", 3), ("hie", 2), ("feta", 3)])
 def test_evaluate_reports_each_tasks_metrics_per_case(name, spatial_dims, roots):
-    """benchmark.train.evaluate calls task.metrics with the volume's spacing, image and label: one row per metric."""
+    """benchmark.train.evaluate calls task.metrics with the volume's spacing, image and label: one row per metric,
+    each a metric the task declares (metrics.csv)."""
     from benchmark.train import evaluate
 
     task = get_task(name)
     volumes = load_volumes(task, task.find_cases(roots[name])[:2], volume_size=(16, 16, 8))
     conv = torch.nn.Conv3d if spatial_dims == 3 else torch.nn.Conv2d
     model = conv(len(task.channels), task.num_outputs, kernel_size=1)
-    rows = evaluate(model, task, volumes, roi=(16, 16, 8)[:spatial_dims], spatial_dims=spatial_dims, device="cpu")
-    assert {case for case, _, _ in rows} == {v.case_id for v in volumes}
-    metrics = {metric for _, metric, _ in rows}
-    assert {"dice_mean", "hd95_mean"} <= metrics and all(isinstance(value, float) for _, _, value in rows)
+    rows = evaluate(model, task, volumes, roi=(16, 16, 8)[:spatial_dims], device="cpu")
+    assert {r.case_id for r in rows} == {v.case_id for v in volumes}
+    metrics = {r.metric for r in rows}
+    assert {"dice_mean", "hd95_mean"} <= metrics and all(isinstance(r.value, float) for r in rows)
+    assert metrics <= {i.name for i in task.metric_info()}
     extra = {"wmh": {"lesion_recall"}, "hie": {"masd", "nsd"}, "feta": {"dice_brainstem", "hd95_brainstem"}}[name]
     assert extra <= metrics

@@ -10,7 +10,8 @@ import pytest
 
 from benchmark.datasources import attach_unlabeled, resolve_task_data
 from benchmark.errors import BenchmarkInputError
-from benchmark.plan import build_plan, parse_fractions
+from benchmark.cli import parse_fractions
+from benchmark.plan import MethodEntry, build_plan
 from benchmark.profiles import SMOKE
 from tasks import get_task
 from tasks.nifti import save_nifti
@@ -38,7 +39,7 @@ def test_generic_layout_is_read_in_channel_order(tmp_path):
     assert [c.case_id for c in cases] == ["unlabeled:u0", "unlabeled:u1", "unlabeled:u2"]
     assert [p.name for p in cases[0].images] == ["t1.nii.gz", "t1ce.nii.gz", "t2.nii.gz", "FLAIR.nii.gz"]
     volume = get_task("brats").load(cases[0])
-    assert volume.image.shape == (4, *SHAPE) and not volume.label.any() and volume.label.shape == SHAPE
+    assert volume.image.shape == (4, *SHAPE) and volume.label is None  # unlabeled: no label map
 
 
 def test_bad_unlabeled_folders_name_the_problem(tmp_path):
@@ -71,19 +72,19 @@ def test_extra_cases_enter_pretraining_only_and_not_label_aware_methods(tmp_path
     cache = tmp_path / "cache"
     plain = resolve_task_data(get_task("brats"), data_root=None, cache_dir=cache)
     td = attach_unlabeled(resolve_task_data(get_task("brats"), data_root=None, cache_dir=cache), _extra_folder(tmp_path), cache_dir=cache)
-    plan = build_plan(methods=["csi", "ladp"], task_data=[td], fractions=parse_fractions("100%,25%"), seeds=[0], profile=SMOKE, cache_dir=cache)
-    csi = next(g for g in plan.groups if g.method == "csi")
+    plan = build_plan(methods=[MethodEntry("csi"), MethodEntry("ladp")], task_data=[td], fractions=parse_fractions("100%,25%"), seeds=[0], profile=SMOKE, cache_dir=cache)
+    csi = next(g for g in plan.jobs if g.method == "csi")
     extra_ids = {"unlabeled:u0", "unlabeled:u1", "unlabeled:u2"}
-    assert extra_ids <= set(csi.spec["pretrain_ids"]) and csi.spec["extra_root"] == str(td.extra_root)
-    assert extra_ids.isdisjoint(csi.spec["train_ids"] + csi.spec["test_ids"])
+    assert extra_ids <= set(csi.pretrain.case_ids) and csi.pretrain.extra_root == str(td.extra_root)
+    assert extra_ids.isdisjoint(csi.train_ids + csi.test_ids)
     assert all(extra_ids.isdisjoint(c.labeled_ids) for c in csi.cells)
-    for ladp in (g for g in plan.groups if g.method == "ladp"):
-        assert extra_ids.isdisjoint(ladp.spec["pretrain_ids"]) and ladp.spec["extra_root"] is None
-    without = build_plan(methods=["csi"], task_data=[plain], fractions=parse_fractions("100%"), seeds=[0], profile=SMOKE, cache_dir=cache)
-    assert next(g for g in without.groups if g.method == "csi").pretrain_key != csi.pretrain_key
+    for ladp in (g for g in plan.jobs if g.method == "ladp"):
+        assert extra_ids.isdisjoint(ladp.pretrain.case_ids) and ladp.pretrain.extra_root is None
+    without = build_plan(methods=[MethodEntry("csi")], task_data=[plain], fractions=parse_fractions("100%"), seeds=[0], profile=SMOKE, cache_dir=cache)
+    assert next(g for g in without.jobs if g.method == "csi").pretrain.key != csi.pretrain.key
 
 
-def test_run_group_pretrains_on_the_extra_volumes(tmp_path, monkeypatch):
+def test_run_job_pretrains_on_the_extra_volumes(tmp_path, monkeypatch):
     import benchmark.train as train
 
     cache = tmp_path / "cache"
@@ -94,11 +95,12 @@ def test_run_group_pretrains_on_the_extra_volumes(tmp_path, monkeypatch):
     profile = dataclasses.replace(SMOKE, name="unit", volume_size=SHAPE, rois={**SMOKE.rois, "unet2d": (32, 32)},
                                   finetune_recipes={k: few(v) for k, v in SMOKE.finetune_recipes.items()},
                                   smoke_pretrain={k: few(v) for k, v in SMOKE.smoke_pretrain.items()})
-    plan = build_plan(methods=["inpainting"], task_data=[td], fractions=parse_fractions("100%"), seeds=[0], profile=profile, cache_dir=cache)
-    group = next(g for g in plan.groups if g.method == "inpainting")
+    plan = build_plan(methods=[MethodEntry("inpainting")], task_data=[td], fractions=parse_fractions("100%"), seeds=[0], profile=profile,
+                      cache_dir=cache)
+    group = next(g for g in plan.jobs if g.method == "inpainting")
     seen = []
     real = train.pretrain
     monkeypatch.setattr(train, "pretrain", lambda method, volumes, **kw: seen.append([v.case_id for v in volumes]) or real(method, volumes, **kw))
-    train.run_group(group.spec, train.Hooks(log=lambda _m: None))
+    train.run_job(group, train.Hooks(log=lambda _m: None))
     assert {"unlabeled:u0", "unlabeled:u1", "unlabeled:u2"} <= set(seen[0])
-    assert set(seen[0]) - {"unlabeled:u0", "unlabeled:u1", "unlabeled:u2"} == set(group.spec["train_ids"])
+    assert set(seen[0]) - {"unlabeled:u0", "unlabeled:u1", "unlabeled:u2"} == set(group.train_ids + group.val_ids)

@@ -1,4 +1,4 @@
-"""TernausNet-style VGG11 U-Net backbone (benchmark/backbones.py, "vgg_unet")."""
+"""TernausNet-style VGG11 U-Net backbone (benchmark/backbones/vgg_unet.py, "vgg_unet")."""
 from __future__ import annotations
 
 import socket

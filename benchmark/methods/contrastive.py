@@ -1,14 +1,14 @@
 """Contrastive coding alone (Chen et al. 2020; Tang et al. 2022 section 3.2).
 
 The "Contrastive Coding" row of the DAE paper's Table 4: the Swin-UNETR pretraining pipeline of
-``swin_ssl`` with only its NT-Xent loss on (two rotated, cut-out views of each crop are positives).
+``benchmark.blocks.pretexts.swin_ssl`` with only its NT-Xent loss on (two rotated, cut-out views of each crop are positives).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.blocks.pretexts.swin_ssl import SwinSSLConfig, SwinSSLPretext
 from benchmark.methods.base import register_method
-from benchmark.methods.swin_ssl import SwinSSLConfig, SwinSSLPretext
 
 
 @dataclass(frozen=True)

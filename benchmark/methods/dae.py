@@ -1,7 +1,7 @@
 """Disruptive autoencoder (Valanarasu et al., "Disruptive Autoencoders", section 2, appendix G).
 
-The input is disrupted by Gaussian noise (eq. 1) and by down- then up-sampling with linear
-interpolation by a factor ε (eq. 2); its tokens are then locally masked (a ratio r of the
+The input is disrupted by down- then up-sampling with linear interpolation by a factor ε (eq. 2)
+and by Gaussian noise of variance σ (eq. 1) added to the resampled image (``disrupt``); its tokens are then locally masked (a ratio r of the
 embedding channels of every token set to zero) and Swin-UNETR reconstructs the clean input
 with an L1 loss, plus the cross-modal contrastive loss (CMCL, eq. 3-5) on the bottleneck
 features: samples of the same modality (the "meta-data") are positives.
@@ -14,19 +14,26 @@ task's channels at fine-tuning (``inflate_single_channel_input``).
 Ablations of Tables 5 and 6 are switches of the same method: ``noise`` / ``downsampling`` /
 ``local_masking`` (one on, the others off: "Noise", "Downsampling", "Local Masking") and
 ``cmcl=False`` ("DAE w/o CMCL"); e.g. ``--hparam dae.cmcl=false``.
+
+Backbones: the paper's Swin-UNETR and the series-token ViT, the two with a patch embedding
+(``Backbone.patch_embed``) whose tokens local masking disrupts; CMCL reads the backbone's
+bottleneck during the reconstruction pass (``Backbone.forward_with_bottleneck``).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from torch import nn
-
-from benchmark.methods.base import DataSpec, PretextTask, Recipe, register_method
-from benchmark.methods.distributed import gather_no_grad, gather_with_grad
+from benchmark.blocks.distributed import gather_no_grad, gather_with_grad
+from benchmark.blocks.groups import BACKBONES_2D, BACKBONES_3D, unsupported
+from benchmark.blocks.heads import linear_projection
+from benchmark.blocks.losses import cross_modal_contrastive_loss
+from benchmark.blocks.masking import local_channel_mask
+from benchmark.blocks.noise import add_gaussian_noise, down_up_sample
+from benchmark.blocks.recipes import DAE_PAPER_RECIPE
+from benchmark.methods.base import DataSpec, PretextTask, register_method
 
 
 @dataclass(frozen=True)
@@ -59,89 +66,26 @@ class DAEConfig:
             raise ValueError(f"downsample_factor ε must be >= 1, got {self.downsample_factor}")
 
 
-def add_gaussian_noise(x: torch.Tensor, *, variance: float, generator: torch.Generator) -> torch.Tensor:
-    """Eq. 1: x̂ = x + N(0, σ) with σ a variance (see DAEConfig)."""
-    noise = torch.randn(x.shape, generator=generator).to(device=x.device, dtype=x.dtype)
-    return x + math.sqrt(variance) * noise
-
-
-def down_up_sample(x: torch.Tensor, *, factor: float) -> torch.Tensor:
-    """Eq. 2 with pre-upsampling: linear downsampling by ε, then linear upsampling back to x's size."""
-    if factor == 1:
-        return x
-    mode = "trilinear" if x.dim() == 5 else "bilinear"
-    low_size = [max(1, int(round(s / factor))) for s in x.shape[2:]]
-    low = F.interpolate(x, size=low_size, mode=mode, align_corners=False)
-    return F.interpolate(low, size=x.shape[2:], mode=mode, align_corners=False)
-
-
-def local_channel_mask(tokens: torch.Tensor, *, ratio: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Local masking: zero exactly round(r·C) of the C embedding channels of EVERY token.
-
-    tokens: [B, C, *spatial] (one token per spatial position). Each token gets its own random
-    channel subset, so no token is wholly masked (unlike MAE token masking). Returns the
-    masked tokens and the boolean mask (True = zeroed), same shape as ``tokens``.
-    """
-    channels = tokens.shape[1]
-    k = int(round(ratio * channels))
-    scores = torch.rand(tokens.shape, generator=generator).to(tokens.device)
-    ranks = scores.argsort(dim=1).argsort(dim=1)  # rank of each channel within its token
-    mask = ranks < k
-    return tokens.masked_fill(mask, 0.0), mask
-
-
-def cross_modal_contrastive_loss(features: torch.Tensor, modality: torch.Tensor, *, temperature: float) -> torch.Tensor:
-    """CMCL without its weight α (eq. 3-4): symmetric cross-entropy over the batch similarity matrix.
-
-    features [B, D] (any scale; L2-normalised here, "cosine similarity" in the text), modality [B]
-    integer metadata. z_sim = z zᵀ / t; the self-pair is excluded (it is trivially the most
-    similar), and the target of row i spreads over the other samples of the same modality
-    (z_label, several positives per row unlike CLIP's one). CE is taken along rows and along
-    columns ("applied across each axis") and averaged. Rows without a positive are skipped;
-    a batch with a single modality, or no two samples of one, has no contrast: the loss is 0.
-    Reading t as a divisor: eq. 3 writes exp(t), CLIP's learnable logit scale initialised to
-    log(1/0.07); the text fixes t = 0.07, i.e. logits scaled by 1/0.07.
-    """
-    z = F.normalize(features, dim=1)
-    logits = z @ z.T / temperature
-    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
-    positive = (modality[:, None] == modality[None, :]) & ~eye
-    has_positive = positive.any(dim=1)
-    has_negative = (~positive & ~eye).any(dim=1)
-    rows = has_positive & has_negative
-    if not rows.any():
-        return features.sum() * 0.0  # keeps the graph (DDP expects every parameter used)
-    target = positive.float() / positive.sum(dim=1, keepdim=True).clamp(min=1)
-    logits = logits.masked_fill(eye, float("-inf"))
-    per_row = -(target * logits.log_softmax(dim=1).masked_fill(eye, 0.0)).sum(dim=1)
-    per_col = -(target.T * logits.T.log_softmax(dim=1).masked_fill(eye, 0.0)).sum(dim=1)
-    return 0.5 * (per_row[rows].mean() + per_col[rows].mean())
-
-
 @register_method("dae")
 class DisruptiveAutoencoder(PretextTask):
     """DAE: noise + downsampling + local token-channel masking, L1 reconstruction (DAE paper section 2)."""
 
     Config = DAEConfig
     default_backbone = "swin_unetr"
-    supported_backbones = ("swin_unetr",)
+    supported_backbones = BACKBONES_3D
+    unsupported_backbones = unsupported(
+        BACKBONES_2D, "local masking disrupts the channels of patch-embedding tokens (DAE section 2); "
+                      "a convolutional 2D network has no patch embedding")
     transfer = "all"  # Swin-UNETR encoder and decoder transfer; the output layer is replaced (section 3.2)
     paper = "disruptive_autoencoders"
-    paper_recipe = Recipe(
-        steps=20_000,
-        batch_size=2,
-        lr=4e-4,
-        optimizer="adamw",
-        weight_decay=1e-5,
-        schedule="cosine",
-        warmup_steps=500,
-        source="DAE paper 3.2: AdamW lr 4e-4, wd 1e-5, 20K iterations, warm-up cosine 500, batch 2/GPU, 96^3 crops",
-    )
+    paper_recipe = DAE_PAPER_RECIPE
 
     def __init__(self, backbone, cfg, *, in_channels):
         super().__init__(backbone, cfg, in_channels=in_channels)
-        # CMCL head on the pooled bottleneck (16 x feature_size channels for Swin-UNETR).
-        self.projection = nn.Linear(backbone.bottleneck_channels, cfg.projection_dim) if cfg.cmcl else None
+        if backbone.patch_embed is None and cfg.local_masking:
+            raise ValueError(f"dae: local masking needs a backbone with a patch embedding; {type(backbone).__name__} has none")
+        # CMCL head on the pooled bottleneck (16 x feature_size channels for Swin-UNETR, dim for the ViT).
+        self.projection = linear_projection(backbone.bottleneck_channels, cfg.projection_dim) if cfg.cmcl else None
 
     @classmethod
     def backbone_channels(cls, cfg, *, in_channels):
@@ -152,33 +96,42 @@ class DisruptiveAutoencoder(PretextTask):
         return DataSpec(kind="modality_crops")
 
     def disrupt(self, x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
-        """Image-space perturbations, noise then downsampling (section 2, 'In DAEs ...')."""
-        if self.cfg.noise:
-            x = add_gaussian_noise(x, variance=self.cfg.noise_variance, generator=generator)
-        if self.cfg.downsampling:
-            x = down_up_sample(x, factor=self.cfg.downsample_factor)
-        return x
+        """Image-space perturbations: x̂ = D(x, ε) + N(0, σ) (section 2: "we first add noise and downsample the
+        image, then add the two perturbations").
+
+        Paper vs authors' code: the code (``main_runner.py``, choice "all") adds the noise first and then
+        resamples the NOISY image by nearest neighbour, which keeps the noise variance but makes it blocky
+        (one sample per ε³ block); resampling it linearly, as the paper's D is, keeps only ~20 % of its std
+        (0.063 of 0.316 at ε = 4). We follow the paper's sentence and its linear D: the clean image is
+        down/up-sampled linearly and the noise is added afterwards, so it reaches the network at its
+        variance σ (std √σ) and per voxel (tests/test_dae.py::test_dae_input_noise_std_is_sqrt_sigma_after_downsampling).
+        """
+        out = down_up_sample(x, factor=self.cfg.downsample_factor) if self.cfg.downsampling else x
+        if self.cfg.noise:  # same single randn draw of x's shape as before, only its place changed
+            out = add_gaussian_noise(out, variance=self.cfg.noise_variance, generator=generator)
+        return out
 
     def forward(self, batch, *, generator):
         x = batch["image"]  # [B, 1, D, H, W], one modality per sample
         disrupted = self.disrupt(x, generator=generator)
-        hooks, bottleneck = [], {}
+        handle = None
         if self.cfg.local_masking:
-            def mask_tokens(_module, _inputs, tokens):  # tokens [B, C, D', H', W'] after tokenisation
+            def mask_tokens(_module, _inputs, tokens):  # tokens [B', C, *grid] after tokenisation (B' = B·series for the ViT)
                 return local_channel_mask(tokens, ratio=self.cfg.mask_ratio, generator=generator)[0]
 
-            hooks.append(self.backbone.patch_embed.register_forward_hook(mask_tokens))
-        if self.cfg.cmcl:  # the encoder's deepest stage, read during the reconstruction forward
-            hooks.append(self.backbone.net.swinViT.register_forward_hook(lambda _m, _i, out: bottleneck.update(z=out[-1])))
+            handle = self.backbone.patch_embed.register_forward_hook(mask_tokens)
         try:
-            reconstruction = self.backbone(disrupted)
+            if self.cfg.cmcl:  # the encoder's deepest map, read during the reconstruction forward
+                reconstruction, bottleneck = self.backbone.forward_with_bottleneck(disrupted)
+            else:
+                reconstruction = self.backbone(disrupted)
         finally:
-            for handle in hooks:
+            if handle is not None:
                 handle.remove()
         l1 = F.l1_loss(reconstruction, x)
         out = {"loss": l1, "l1": l1.detach()}
         if self.cfg.cmcl:
-            z = self.projection(bottleneck["z"].flatten(2).mean(dim=2))  # [B, D]
+            z = self.projection(bottleneck.flatten(2).mean(dim=2))  # [B, D]
             # Over the global batch: positives and negatives come from every worker's samples.
             cmcl = cross_modal_contrastive_loss(gather_with_grad(z), gather_no_grad(batch["modality"]), temperature=self.cfg.cmcl_temperature)
             out["loss"] = l1 + self.cfg.cmcl_weight * cmcl

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.blocks.genesis import grid_pixel_shuffle
+from benchmark.blocks.pretexts.reconstruction import ReconstructionPretext
 from benchmark.methods.base import register_method
-from benchmark.methods.genesis import ReconstructionPretext, grid_pixel_shuffle
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.blocks.pretexts.scratch import NoPretext
 from benchmark.methods.base import register_method
-from benchmark.methods.scratch import Scratch
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class RestartConfig:
 
 
 @register_method("restart")
-class Restart(Scratch):
+class Restart(NoPretext):
     """CNN-restart: fine-tune from scratch, then restart the schedule from the result (SI paper 5.5.3)."""
 
     Config = RestartConfig

@@ -1,14 +1,14 @@
 """Rotation prediction alone (Gidaris et al. 2018; Taleb et al. 2020; Tang et al. 2022 section 3.2).
 
 The "Rotation Prediction" row of the DAE paper's Table 4: the Swin-UNETR pretraining pipeline of
-``swin_ssl`` with only its 4-way rotation loss on.
+``benchmark.blocks.pretexts.swin_ssl`` with only its 4-way rotation loss on.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.blocks.pretexts.swin_ssl import SwinSSLConfig, SwinSSLPretext
 from benchmark.methods.base import register_method
-from benchmark.methods.swin_ssl import SwinSSLConfig, SwinSSLPretext
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmark.methods.base import PretextTask, Recipe, register_method
+from benchmark.blocks.pretexts.scratch import NoPretext
+from benchmark.methods.base import register_method
 
 
 @dataclass(frozen=True)
@@ -16,15 +17,7 @@ class ScratchConfig:
 
 
 @register_method("scratch")
-class Scratch(PretextTask):
+class Scratch(NoPretext):
     """No pretraining: the fine-tuned network starts from its random initialisation."""
 
     Config = ScratchConfig
-    default_backbone = "unet2d"
-    supported_backbones = ("unet2d", "swin_unetr", "vit", "vgg_unet", "resnet_unet")
-    pretrains = False
-    paper = "source_identification"
-    paper_recipe = Recipe(steps=0, batch_size=1, lr=0.0, source="no pretraining")
-
-    def forward(self, batch, *, generator):
-        raise RuntimeError(f"{self.registry_name} has no pretext task; the planner never pretrains it")

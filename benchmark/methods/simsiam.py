@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
+from benchmark.blocks.groups import BACKBONES_2D, BACKBONES_3D, unsupported
+from benchmark.blocks.heads import pooled, simsiam_predictor, simsiam_projector
+from benchmark.blocks.losses import simsiam_loss
+from benchmark.blocks.multicrop import MultiCropConfig, check_view_sizes, multi_crop
 from benchmark.methods.base import PretextTask, Recipe, register_method
-from benchmark.methods.distributed import gather_with_grad
-from benchmark.methods.multicrop import MultiCropConfig, check_view_sizes, encoder_embedding, encoder_width, multi_crop
 
 
 @dataclass(frozen=True)
@@ -46,14 +46,8 @@ class SimSiamConfig(MultiCropConfig):
             raise ValueError(f"projection_dim and predictor_hidden_dim must be >= 1, got {self.projection_dim}, {self.predictor_hidden_dim}")
 
 
-def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """SimSiam eq. 1 with stop-gradient (eq. 3), per sample: D(p_i, sg(z_i)) = -cos(p_i, z_i); p, z [b, d] -> [b]."""
-    return -F.cosine_similarity(p, z.detach(), dim=1)
 
 
-def simsiam_loss(p1: torch.Tensor, p2: torch.Tensor, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """SimSiam eq. 4: D(p1, sg(z2)) / 2 + D(p2, sg(z1)) / 2, mean over every worker's samples; -1 when p matches z."""
-    return gather_with_grad(0.5 * negative_cosine(p1, z2) + 0.5 * negative_cosine(p2, z1)).mean()
 
 
 @register_method("simsiam")
@@ -62,7 +56,10 @@ class SimSiam(PretextTask):
 
     Config = SimSiamConfig
     default_backbone = "resnet_unet"
-    supported_backbones = ("resnet_unet", "vgg_unet")
+    supported_backbones = BACKBONES_2D  # any 2D encoder: the heads read its pooled bottleneck
+    unsupported_backbones = unsupported(
+        BACKBONES_3D, "multi-crop views are random resized crops of 2D slices (SwAV 3.2, CoPer appendix B); "
+                      "a 3D backbone needs volumes")
     transfer = "encoder"
     trains_whole_backbone = False  # the U-Net decoder is unused while pretraining
     paper = "coper_perceptual_metric"
@@ -85,20 +82,14 @@ class SimSiam(PretextTask):
     def __init__(self, backbone: nn.Module, cfg: SimSiamConfig, *, in_channels: int) -> None:
         super().__init__(backbone, cfg, in_channels=in_channels)
         d, hidden = cfg.projection_dim, cfg.predictor_hidden_dim
-        # No bias before a BN (it would get no gradient); the output BN has no affine, as in SimSiam's code.
-        self.projector = nn.Sequential(
-            nn.Linear(encoder_width(backbone), d, bias=False), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
-            nn.Linear(d, d, bias=False), nn.BatchNorm1d(d), nn.ReLU(inplace=True),
-            nn.Linear(d, d, bias=False), nn.BatchNorm1d(d, affine=False),
-        )
-        self.predictor = nn.Sequential(
-            nn.Linear(d, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, d),
-        )
+        # Projector on the backbone's pooled bottleneck; predictor h (SimSiam section 4).
+        self.projector = simsiam_projector(backbone.bottleneck_channels, d)
+        self.predictor = simsiam_predictor(d, hidden)
 
     def forward(self, batch, *, generator):
         x1, x2 = multi_crop(batch["image"], self.cfg, generator=generator)  # 2 x [B, C, s, s]
-        check_view_sizes([x1, x2])
+        check_view_sizes([x1, x2], minimum=self.backbone.bottleneck_stride)
         # One encoder pass per view, as SimSiam's code (BatchNorm statistics per view).
-        z1 = self.projector(encoder_embedding(self.backbone, x1))  # [B, d]
-        z2 = self.projector(encoder_embedding(self.backbone, x2))
+        z1 = self.projector(pooled(self.backbone.bottleneck(x1)))  # [B, d]
+        z2 = self.projector(pooled(self.backbone.bottleneck(x2)))
         return {"loss": simsiam_loss(self.predictor(z1), self.predictor(z2), z1, z2)}

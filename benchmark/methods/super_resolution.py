@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from benchmark.blocks.genesis import grid_centre_value, random_grid_offset
+from benchmark.blocks.pretexts.reconstruction import ReconstructionPretext
 from benchmark.methods.base import register_method
-from benchmark.methods.genesis import ReconstructionPretext, grid_centre_value, random_grid_offset
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.blocks.groups import BACKBONES_2D, BACKBONES_3D, unsupported
+from benchmark.blocks.heads import pooled, swav_projector
+from benchmark.blocks.losses import swav_loss
+from benchmark.blocks.multicrop import MultiCropConfig, check_view_sizes, multi_crop
 from benchmark.methods.base import PretextTask, Recipe, register_method
-from benchmark.methods.distributed import all_reduce_sum, gather_no_grad, gather_with_grad, world_size
-from benchmark.methods.multicrop import MultiCropConfig, check_view_sizes, encoder_embedding, encoder_width, multi_crop
 
 
 @dataclass(frozen=True)
@@ -39,9 +41,14 @@ class SwAVConfig(MultiCropConfig):
     projection_hidden_dim: int = 2048
     projection_dim: int = 128
     # CoPer appendix B: "331 iterations are performed to obtain the prototypes", read as SwAV's
-    # freeze_prototypes_niters (313 in SwAV's code). Default 0 (never frozen) so the first steps train
-    # every head parameter, as the registry contract checks; set 331 to follow the appendix.
-    freeze_prototypes_steps: int = 0
+    # freeze_prototypes_niters (313 in SwAV's code: the first ImageNet epoch at batch 4096), i.e. the
+    # prototypes get no gradient during the first epoch's iterations. Given in epochs here, because the
+    # epoch length is the data set's: ``configure_schedule`` converts with the run's steps per epoch
+    # (CoPer's 331 when its epoch has 331 iterations). The method alone cannot know the epoch length;
+    # until configure_schedule is called nothing is frozen. A recipe counted in steps (the smoke
+    # profile) has no epoch: nothing is frozen there either.
+    freeze_prototypes_epochs: float = 1.0
+    freeze_prototypes_steps: int | None = None  # an explicit count in iterations; overrides the epochs
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,54 +61,19 @@ class SwAVConfig(MultiCropConfig):
                              f"{self.projection_hidden_dim}, {self.projection_dim}")
         if self.n_global_crops + self.n_local_crops < 2:
             raise ValueError("SwAV swaps predictions between views: n_global_crops + n_local_crops must be >= 2")
-        if self.freeze_prototypes_steps < 0:
-            raise ValueError(f"freeze_prototypes_steps must be >= 0, got {self.freeze_prototypes_steps}")
-
-
-@torch.no_grad()
-def sinkhorn(scores: torch.Tensor, *, epsilon: float, iterations: int) -> torch.Tensor:
-    """SwAV section 3.1 (Sinkhorn-Knopp): scores [b, K] -> codes Q [b, K], each row sums to one.
-
-    Q = diag(u) exp(C^T Z / ε) diag(v) with equal total mass per prototype (1/K) and per sample
-    (1/N) over the N samples of ALL workers; rows are rescaled by N at the end. Runs in float64
-    after subtracting the global maximum score (the same on every worker, so it cancels).
-    """
-    s = scores.detach().double()
-    top = gather_no_grad(s.max().reshape(1)).max()
-    q = torch.exp((s - top) / epsilon).t()  # [K, b]
-    k, n = q.shape[0], q.shape[1] * world_size()
-    q = q / all_reduce_sum(q.sum())
-    for _ in range(iterations):
-        q = q / (all_reduce_sum(q.sum(dim=1, keepdim=True)) * k)  # every prototype gets 1/K of the mass
-        q = q / (q.sum(dim=0, keepdim=True) * n)  # every sample 1/N
-    return (q * n).t().to(scores.dtype)
-
-
-def swav_loss(scores: torch.Tensor, *, n_assign: int, temperature: float, epsilon: float, iterations: int) -> torch.Tensor:
-    """Swapped prediction with multi-crop (SwAV eq. 1-2, section 3.2). scores [V, b, K]: V views of b samples vs K prototypes.
-
-    The first ``n_assign`` views (global crops) get codes; every other view predicts each code with
-    softmax(scores / τ). Mean over predicting views and coded views, then over the samples of
-    every worker (module docstring).
-    """
-    v = scores.shape[0]
-    log_p = F.log_softmax(scores / temperature, dim=2)  # [V, b, K]
-    per_sample = scores.new_zeros(scores.shape[1])  # [b]
-    for i in range(n_assign):
-        q = sinkhorn(scores[i], epsilon=epsilon, iterations=iterations)  # [b, K], no gradient
-        others = [j for j in range(v) if j != i]
-        per_sample = per_sample - (q[None] * log_p[others]).sum(dim=2).sum(dim=0) / (v - 1)
-    return gather_with_grad(per_sample / n_assign).mean()
+        if self.freeze_prototypes_epochs < 0 or (self.freeze_prototypes_steps is not None and self.freeze_prototypes_steps < 0):
+            raise ValueError(f"freeze_prototypes_epochs / _steps must be >= 0, got {self.freeze_prototypes_epochs}, "
+                             f"{self.freeze_prototypes_steps}")
 
 
 def embed_by_resolution(backbone: nn.Module, views: list[torch.Tensor]) -> torch.Tensor:
-    """[V x [b, C, s, s]] -> [V*b, D]; views of one size go through the encoder together (SwAV's code)."""
+    """[V x [b, C, s, s]] -> [V*b, D] pooled bottlenecks; views of one size go through the encoder together (SwAV's code)."""
     out, start = [], 0
     while start < len(views):
         end = start
         while end < len(views) and views[end].shape == views[start].shape:
             end += 1
-        out.append(encoder_embedding(backbone, torch.cat(views[start:end])))
+        out.append(pooled(backbone.bottleneck(torch.cat(views[start:end]))))
         start = end
     return torch.cat(out)
 
@@ -112,7 +84,10 @@ class SwAV(PretextTask):
 
     Config = SwAVConfig
     default_backbone = "resnet_unet"  # CoPer: ResNet-50 (section IV.A) and VGG
-    supported_backbones = ("resnet_unet", "vgg_unet")
+    supported_backbones = BACKBONES_2D  # any 2D encoder: the heads read its pooled bottleneck
+    unsupported_backbones = unsupported(
+        BACKBONES_3D, "multi-crop views are random resized crops of 2D slices (SwAV 3.2, CoPer appendix B); "
+                      "a 3D backbone needs volumes")
     transfer = "encoder"
     trains_whole_backbone = False  # the U-Net decoder is unused while pretraining
     paper = "coper_perceptual_metric"
@@ -121,40 +96,47 @@ class SwAV(PretextTask):
         epochs=400,
         batch_size=96,
         lr=0.6,
-        optimizer="sgd",
+        final_lr=0.0006,
+        optimizer="lars",
         weight_decay=1e-6,
         momentum=0.9,
         schedule="cosine",
-        warmup_steps=935,
+        warmup_epochs=5,
         source=(
-            "CoPer appendix B: SGD, cosine from base lr 0.6 (final 0.0006; here cosine to 0), 5 warm-up epochs, 400 epochs, "
-            "batch 96, 192/96 multi-crops. Warm-up in steps: 5 x the ~187 iterations per epoch the appendix gives (Fig. 6). "
-            "Not stated in CoPer: weight decay (SwAV code default 1e-6), momentum (0.9); SwAV's LARS is not used"
+            "CoPer appendix B: SGD, cosine from base lr 0.6 to final lr 0.0006, 5 warm-up epochs, 400 epochs, batch 96, "
+            "192/96 multi-crops, prototypes frozen for the first 331 iterations. The optimizer is SwAV's (whose training "
+            "strategy CoPer adopts): SGD wrapped in LARC, here timm's Lars (trust coefficient 0.001, no clipping). Not "
+            "stated in CoPer: weight decay (SwAV code default 1e-6), momentum (0.9)"
         ),
     )
 
     def __init__(self, backbone: nn.Module, cfg: SwAVConfig, *, in_channels: int) -> None:
         super().__init__(backbone, cfg, in_channels=in_channels)
-        # SwAV's head: Linear -> BN -> ReLU -> Linear. No bias before BN: it would get no gradient.
-        self.projector = nn.Sequential(
-            nn.Linear(encoder_width(backbone), cfg.projection_hidden_dim, bias=False),
-            nn.BatchNorm1d(cfg.projection_hidden_dim),
-            nn.ReLU(inplace=True),
-            nn.Linear(cfg.projection_hidden_dim, cfg.projection_dim),
-        )
+        # SwAV's head on the backbone's pooled bottleneck.
+        self.projector = swav_projector(backbone.bottleneck_channels, cfg.projection_hidden_dim, cfg.projection_dim)
         self.prototypes = nn.Linear(cfg.projection_dim, cfg.n_prototypes, bias=False)
-        self.register_buffer("step", torch.zeros((), dtype=torch.long))  # training steps seen, for freeze_prototypes_steps
+        self.register_buffer("step", torch.zeros((), dtype=torch.long))  # training steps seen, for the prototype freeze
+        # Steps with frozen prototypes: the explicit count, else 0 until configure_schedule converts the epochs.
+        self.freeze_steps = cfg.freeze_prototypes_steps or 0
+
+    def configure_schedule(self, *, recipe: Recipe, steps: int) -> None:
+        """Prototype freeze in steps = freeze_prototypes_epochs x the run's steps per epoch (none without epochs)."""
+        if self.cfg.freeze_prototypes_steps is not None:
+            self.freeze_steps = self.cfg.freeze_prototypes_steps
+            return
+        per_epoch = recipe.steps_per_epoch(steps)
+        self.freeze_steps = 0 if per_epoch is None else int(round(self.cfg.freeze_prototypes_epochs * per_epoch))
 
     def forward(self, batch, *, generator):
         x = batch["image"]  # [B, C, H, W]
         cfg = self.cfg
         views = multi_crop(x, cfg, generator=generator)  # globals [B, C, g, g] first, then locals [B, C, l, l]
-        check_view_sizes(views)
+        check_view_sizes(views, minimum=self.backbone.bottleneck_stride)
         z = F.normalize(self.projector(embed_by_resolution(self.backbone, views)), dim=1)  # [V*B, d]
         # SwAV's code renormalises the prototype weights in place each step; normalising in the graph
         # gives the same scores (cosines) without mutating a parameter inside forward.
         prototypes = F.normalize(self.prototypes.weight, dim=1)  # [K, d]
-        if cfg.freeze_prototypes_steps and int(self.step) < cfg.freeze_prototypes_steps:
+        if self.freeze_steps and int(self.step) < self.freeze_steps:
             prototypes = prototypes.detach()
         if self.training and torch.is_grad_enabled():
             self.step += 1

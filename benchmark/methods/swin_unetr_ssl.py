@@ -1,11 +1,11 @@
 """Swin-UNETR pretraining (Tang et al. 2022, section 3.2): rotation + contrastive coding + inpainting.
 
-The "Swin-UNETR" row of the DAE paper's Table 4; the shared implementation is ``swin_ssl``.
+The "Swin-UNETR" row of the DAE paper's Table 4; the shared implementation is ``benchmark.blocks.pretexts.swin_ssl``.
 """
 from __future__ import annotations
 
+from benchmark.blocks.pretexts.swin_ssl import SwinSSLConfig, SwinSSLPretext
 from benchmark.methods.base import register_method
-from benchmark.methods.swin_ssl import SwinSSLConfig, SwinSSLPretext
 
 
 @register_method("swin_unetr_ssl")

@@ -1,4 +1,4 @@
-"""Multi-crop views of 2D slices and the pooled encoder embedding, shared by SwAV and SimSiam.
+"""Multi-crop views of 2D slices, shared by SwAV and SimSiam.
 
 Views follow SwAV (Caron et al. 2020, section 3.2 "Multi-crop") as the CoPer paper sets it up
 (appendix B): random resized crops (2 global, N local), horizontal flip (p 0.5), intensity
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 _PAIRS = ("global_crop_scale", "local_crop_scale", "blur_sigma")
 
@@ -150,20 +149,9 @@ def multi_crop(x: torch.Tensor, cfg: MultiCropConfig, *, generator: torch.Genera
     return views
 
 
-def encoder_embedding(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """x [N, C, H, W] -> [N, D]: global average of the encoder's deepest map (ResNet / VGG ``features_only``)."""
-    return backbone.encoder(x)[-1].mean(dim=(2, 3))
-
-
-def encoder_width(backbone: nn.Module) -> int:
-    """D of ``encoder_embedding``: channels of the deepest map of a timm ``features_only`` encoder."""
-    return backbone.encoder.feature_info.channels()[-1]
-
-
 def check_view_sizes(views: list[torch.Tensor], *, minimum: int = 32) -> None:
-    """Raise if a view is smaller than the encoders' total stride (32: five stride-2 stages)."""
+    """Raise if a view is smaller than the encoder's total stride (``Backbone.bottleneck_stride``; 32: five stride-2 stages)."""
     side = min(v.shape[-1] for v in views)
     if side < minimum:
         raise ValueError(f"multi-crop views of {side} pixels are smaller than the encoder's stride {minimum}; "
                          f"use a larger crop (roi) or larger global_crop_size / local_crop_size")
-

@@ -13,18 +13,13 @@ far border are partial when ``g`` does not divide the image size. Cell decisions
 per sample and shared by all channels of that sample. Random numbers are drawn on the
 generator's device (CPU in the training loops) and then moved to the data's device.
 
-``ReconstructionPretext`` is the shared method: the network sees the corrupted image and
-reconstructs the original with the L1 + L2 loss of eq. 4.
+The shared method (``benchmark.blocks.pretexts.reconstruction.ReconstructionPretext``) feeds the
+corrupted image to the network and reconstructs the original with the L1 + L2 loss of eq. 4.
 """
 from __future__ import annotations
 
 import math
-from typing import ClassVar
-
 import torch
-
-from benchmark.methods.base import PretextTask, Recipe
-from benchmark.methods.csi import CrossPatientSI, l1_plus_l2
 
 
 # ---- grid helpers -----------------------------------------------------------------------------
@@ -223,31 +218,3 @@ def bezier_intensity_shift(
     xs, ys = bezier_curve(points.reshape(b * c, 4, 2), samples=samples)  # [B*C, K]
     shifted = interpolate_monotone(normalised.reshape(b * c, -1).float(), xs, ys)
     return shifted.reshape(x.shape).to(x.dtype), normalised
-
-
-# ---- the shared method ----------------------------------------------------------------------------
-class ReconstructionPretext(PretextTask):
-    """Corrupt the input, reconstruct the original with the L1 + L2 loss of eq. 4 (SI paper section 4).
-
-    The SI paper trains every proxy task, its own and these baselines, with the same 2D U-Net
-    and the same loss and optimisation (section 5.4: "the same network backbone for both the
-    self-supervision proxy tasks and the segmentation main task"; eq. 4), so only ``corrupt``
-    differs between subclasses. The corruptions work in 2D and 3D, hence Swin-UNETR too.
-    """
-
-    default_backbone: ClassVar[str] = "unet2d"
-    supported_backbones: ClassVar[tuple[str, ...]] = ("unet2d", "swin_unetr")
-    transfer: ClassVar[str] = "all"  # encoder and decoder transfer; input/output layers replaced (section 5.4)
-    replace_input_on_transfer: ClassVar[bool] = True
-    paper: ClassVar[str] = "source_identification"
-    paper_recipe: ClassVar[Recipe] = CrossPatientSI.paper_recipe  # SI 5.5: one recipe for all proxy tasks
-
-    def corrupt(self, x: torch.Tensor, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, *spatial] -> (network input, reconstruction target), both shaped like x."""
-        raise NotImplementedError
-
-    def forward(self, batch, *, generator):
-        x = batch["image"]  # [B, C, *spatial]
-        corrupted, target = self.corrupt(x, generator=generator)
-        prediction = self.backbone(corrupted)  # [B, C, *spatial]
-        return {"loss": l1_plus_l2(prediction, target)}

@@ -1,0 +1,43 @@
+"""The backbone registry, the width knobs (``BackboneSize``) and ``build_backbone``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from benchmark.registry import Registry
+
+BACKBONES: Registry[type] = Registry("backbone")
+
+
+def list_backbones() -> list[str]:
+    return BACKBONES.names()
+
+
+@dataclass(frozen=True)
+class BackboneSize:
+    """Width knobs shared by all backbones; the profile picks one (narrow for smoke, paper for paper)."""
+
+    unet_features: tuple[int, ...] = (32, 64, 128, 256, 512, 32)
+    swin_feature_size: int = 48
+    swin_window: int = 7
+    vit_dim: int = 768
+    vit_depth: int = 12
+    vit_heads: int = 12
+    vit_patch: int = 16
+    # vgg_unet: multiplies VGG11's widths (64..512) and TernausNet's 32 decoder filters; 1.0 is the paper's network.
+    vgg_width: float = 1.0
+    # resnet_unet: timm ResNet depth (18 / 34 / 50 / 101 / 152) and a multiplier of its stage widths (64..512)
+    # and of the decoder widths; depth 50 at width 1.0 is the CoPer paper's ResNet-50 (section IV.A).
+    resnet_depth: int = 50
+    resnet_width: float = 1.0
+
+
+# Smoke: window 4 because 7 pads the tiny feature maps of a 64x64x32 crop (3x slower on CPU).
+SMOKE_SIZE = BackboneSize(unet_features=(16, 32, 64, 128, 128, 16), swin_feature_size=12, swin_window=4, vit_dim=48, vit_depth=2, vit_heads=4, vit_patch=8, vgg_width=0.25,
+                        resnet_depth=18, resnet_width=0.25)
+PAPER_SIZE = BackboneSize()
+
+
+def build_backbone(name: str, *, in_channels: int, out_channels: int, size: BackboneSize, roi: tuple[int, ...]) -> nn.Module:
+    return BACKBONES.get(name)(in_channels=in_channels, out_channels=out_channels, size=size, roi=roi)

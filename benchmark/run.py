@@ -1,0 +1,317 @@
+"""The run layer: a validated ``RunRequest`` -> data -> Plan -> n/a cells, resume, execution, results, report.
+
+``benchmark.cli`` only turns arguments into a ``RunRequest``; this module does the run. The
+planner emits frozen Jobs; finished cells of an earlier attempt (same output folder) are skipped by
+selecting the Job's remaining cells; the Jobs run on Ray (``benchmark.ray_runner``, the only
+module that imports Ray); every cell is written to the store as soon as its Job returns; the
+report is built from the tables at the end.
+"""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+from benchmark.cli import ReportOptions, RunRequest
+from benchmark.errors import BenchmarkInputError
+
+
+def _log(message: str, *, err: bool = False) -> None:
+    print(f"[medssl-bench] {message}", file=sys.stderr if err else sys.stdout, flush=True)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions recorded with every cell (the report's reproducibility column)."""
+    out = {"python": platform.python_version()}
+    for package in ("torch", "monai", "ray", "timm", "medssl-bench"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "missing"
+    try:
+        out["git"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
+                                    text=True, timeout=5, check=False).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        out["git"] = "unknown"
+    return out
+
+
+def resolve_data(request: RunRequest) -> list:
+    """Each task's data folder (user's or built-in synthetic), every file checked up front."""
+    from benchmark.datasources import attach_unlabeled, resolve_task_data
+
+    task_data = []
+    for task in request.tasks:
+        td = resolve_task_data(task, data_root=request.data_roots.get(task.name), cache_dir=request.cache_dir, recheck=request.check_data)
+        source = "built-in synthetic data" if td.synthetic else "user data"
+        checked = f"; every file read: channels {', '.join(task.channels)}, {task.kind.describe(task)}" if request.check_data else ""
+        _log(f"task {task.name}: {len(td.cases)} cases ({source}) at {td.root}{checked}")
+        if task.name in request.extra_roots:
+            td = attach_unlabeled(td, request.extra_roots[task.name], cache_dir=request.cache_dir, recheck=request.check_data)
+            _log(f"task {task.name}: + {len(td.extra_cases)} unlabeled pretraining cases at {td.extra_root}")
+        task_data.append(td)
+    return task_data
+
+
+def execute(request: RunRequest) -> int:
+    from benchmark.plan import build_plan
+    from benchmark.store import ResultStore, cell_record
+
+    if not request.check_data:
+        _log(f"run {request.run_name!r}, profile {request.profile.name}, output {request.output}")
+    task_data = resolve_data(request)
+    if request.check_data:
+        _log(f"data OK: {', '.join(t.name for t in request.tasks)} (nothing trained)")
+        return 0
+    plan = build_plan(methods=list(request.methods), task_data=task_data, fractions=list(request.fractions), seeds=list(request.seeds),
+                      profile=request.profile, cache_dir=request.cache_dir, backbone=request.backbone, finetune=request.finetune,
+                      folds=request.folds)
+
+    store = ResultStore(request.output, request.run_name)
+    versions = software_versions()
+    store.write_json("config.json", {
+        "run": request.run_name, "argv": list(request.argv), "profile": dataclasses.asdict(request.profile),
+        "methods": [dataclasses.asdict(m) for m in request.methods], "tasks": [t.ref for t in request.tasks],
+        "fractions": [f.label for f in request.fractions], "seeds": list(request.seeds), "folds": request.folds,
+        "data_roots": {td.task.name: str(td.root) for td in task_data}, "versions": versions,
+        "jobs": [job.to_dict() for job in plan.jobs],
+    })
+    for td in task_data:
+        store.add_metric_info(td.task.name, td.task.metric_info())
+    if request.search.trials:
+        plan = dataclasses.replace(plan, jobs=tuple(search(plan.jobs, request=request, store=store)))
+    for job in plan.jobs:
+        if job.na_reason:
+            for cell in job.cells:
+                store.add_cell(cell_record(job, cell, status="n/a", reason=job.na_reason, versions=versions), [])
+            _log(f"n/a: {job.title}: {job.na_reason}")
+    finished = store.finished_cells()
+    pending = []
+    for job in plan.runnable():
+        todo = {c.cell_id for c in job.cells} - finished
+        if not todo:
+            _log(f"already done: {job.title}")
+        else:
+            pending.append(job.with_cells(todo))
+
+    failures = _run_jobs(pending, request=request, store=store, versions=versions)
+    paths = build_report([request.output], output=request.output, title=f"medssl-bench leaderboard – {request.run_name}", options=request.report)
+    _log(f"results: {store.results_path}")
+    _log(f"leaderboard: {paths.get('markdown')} and {paths.get('html')}")
+    if failures:
+        _log(f"{failures} job(s) failed; see 'failed' rows in {store.cells_path}", err=True)
+        return 1
+    return 0
+
+
+def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str]) -> int:
+    """Run ``jobs`` on Ray, recording every cell as its Job returns; the number of failed Jobs."""
+    if not jobs:
+        return 0
+    from benchmark import ray_runner
+    from benchmark.store import cell_record, result_rows
+
+    options = request.ray
+    _start(request)
+    by_name = {job.name: job for job in jobs}
+    device_count = options.num_workers * (options.gpus_per_worker or 1)
+    state = {"failures": 0, "done": 0}
+    started = time.perf_counter()
+
+    def on_done(name: str, results, error: str | None) -> None:
+        job = by_name[name]
+        state["done"] += 1
+        progress = f"[{state['done']}/{len(jobs)}]"
+        if error is not None:
+            state["failures"] += 1
+            message = error.splitlines()[0][:500]
+            for cell in job.cells:
+                store.add_cell(cell_record(job, cell, status="failed", reason=message, versions=versions), [])
+            _log(f"{progress} FAILED {job.title}: {message}")
+            return
+        cells = {c.cell_id: c for c in job.cells}
+        summary = []
+        for result in results:
+            cell = cells[result.cell_id]
+            store.add_cell(cell_record(job, cell, status="done", result=result, device_count=device_count, versions=versions),
+                           result_rows(job, cell, result))
+            if result.curve:
+                store.add_curve(cell.cell_id, result.curve)
+            summary.append(f"{cell.fraction}: {_headline(result)}")
+        reused = " (pretraining reused)" if results and results[0].pretrain_reused else ""
+        _log(f"{progress} {job.title}{reused}: {'; '.join(summary)}  [{time.perf_counter() - started:.0f}s]")
+
+    kind = "Ray Tune trials" if options.num_workers == 1 else f"Ray Train runs of {options.num_workers} DDP workers"
+    _log(f"running {len(jobs)} job(s) as {kind} ({sum(len(j.cells) for j in jobs)} cells)")
+    ray_runner.run_jobs([(name, job.to_json()) for name, job in by_name.items()], num_workers=options.num_workers,
+                        gpus_per_worker=options.gpus_per_worker, cpus_per_worker=options.cpus_per_worker, concurrency=options.concurrency,
+                        storage=request.output / "ray", on_done=on_done)
+    return state["failures"]
+
+
+# ---- hyperparameter search ------------------------------------------------------------------------------
+def search(jobs: tuple, *, request: RunRequest, store) -> list:
+    """Search each (method, variant, backbone, task) on the validation cases of its first split at the tuning
+    fraction (Ray Tune + Optuna, ``benchmark.ray_runner.run_search``); write ``tuning.csv`` and
+    ``best_configs.json``; return every Job with its group's best configuration (n/a Jobs unchanged)."""
+    import json
+
+    import pandas as pd
+
+    from benchmark import ray_runner
+    from benchmark.plan import apply_params
+    from benchmark.store import variant_label, write_atomic
+
+    options = request.search
+    groups: dict[str, list] = {}
+    for job in jobs:
+        if job.na_reason is None:
+            groups.setdefault(_group_key(job, variant_label), []).append(job)
+    experiments, budgets = [], {}
+    for key, members in groups.items():
+        base = _tuning_job(members, options.fraction)
+        space = _define_by_run(base, options)
+        if space is None:
+            _log(f"search {key}: nothing to tune (no pretext hyperparameter; --tune-finetune adds the learning rate): paper defaults")
+            budgets[key] = 0
+            continue
+        budgets[key] = options.trials
+        experiments.append({"name": _experiment_name(key), "key": key, "job": base.to_json(), "space": space,
+                            "max_step": base.finetune_steps * base.finetune_rounds + 1})
+    rows = []
+    if experiments:
+        _start(request)
+        _log(f"searching {len(experiments)} experiment(s) x {options.trials} trial(s) on the validation cases (no test case is read)")
+        cpus = request.ray.cpus_per_worker or 1.0
+        rows = ray_runner.run_search(experiments, trials=options.trials, seed=options.seed, max_concurrent=options.max_concurrent,
+                                     cpus_per_trial=cpus, gpus_per_trial=request.ray.gpus_per_worker, storage=request.output / "tune")
+    by_name = {e["name"]: e["key"] for e in experiments}
+    table = pd.DataFrame([{**dict(zip(("method", "backbone", "task"), _split_key(by_name[r["experiment"]]))), "trial": r["trial"],
+                           "params": json.dumps(r["params"], sort_keys=True), "validation_metric": r["validation_score"],
+                           "status": r["status"], "seconds": r["seconds"], "suggested": json.dumps(r["suggested"], sort_keys=True),
+                           "error": r["error"]} for r in rows],
+                         columns=["method", "backbone", "task", "trial", "params", "validation_metric", "status", "seconds", "suggested", "error"])
+    write_atomic(store.folder / "tuning.csv", table.to_csv(index=False))
+    best: dict[str, dict] = {}
+    for name, key in by_name.items():
+        trials = [r for r in rows if r["experiment"] == name and r["validation_score"] == r["validation_score"]]
+        errors = [r["error"] for r in rows if r["experiment"] == name and r["error"]]
+        if errors:
+            _log(f"search {key}: {len(errors)} trial(s) failed, e.g. {errors[0]}", err=not trials)
+        if not trials:
+            _log(f"search {key}: no trial finished; its cells run with the paper defaults (see tuning.csv)", err=True)
+        else:
+            winner = max(trials, key=lambda r: r["validation_score"])
+            best[key] = {"params": winner["params"], "validation_metric": winner["validation_score"], "trials": len(trials)}
+            _log(f"search {key}: best validation score {winner['validation_score']:.4f} with {winner['params']}")
+    store.write_json("best_configs.json", best)
+    out = []
+    for job in jobs:
+        key = _group_key(job, variant_label) if job.na_reason is None else None
+        out.append(apply_params(job, best[key]["params"], search_budget=budgets[key]) if key in best else
+                   (dataclasses.replace(job, search_budget=budgets.get(key, 0)) if key else job))
+    return out
+
+
+def _group_key(job, variant_label) -> str:
+    variant = variant_label(job.method_overrides)
+    return f"{job.method}{':' + variant if variant else ''}|{job.backbone}|{job.task}"
+
+
+def _split_key(key: str) -> tuple[str, str, str]:
+    method, backbone, task = key.split("|")
+    return method, backbone, task
+
+
+def _experiment_name(key: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", key)
+
+
+def _tuning_job(members: list, fraction: str | None):
+    """The group's Job on its first split (lowest seed, fold 0) restricted to the tuning fraction's cell
+    (default: the fewest labelled cases, where pretraining matters most)."""
+    first = min(members, key=lambda j: (j.seed, j.fold))
+    candidates = [j for j in members if (j.seed, j.fold) == (first.seed, first.fold)]
+    cells = [(c, j) for j in candidates for c in j.cells]
+    cell, job = next(((c, j) for c, j in cells if c.fraction == fraction), None) if fraction else (None, None)
+    if cell is None:
+        cell, job = min(cells, key=lambda cj: cj[0].n_labeled)
+    return job.with_cells({cell.cell_id})
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """The Optuna define-by-run space of one method (``search_spaces/<method>.py``) plus, opt-in, the fine-tuning
+    part every method shares (``search_spaces/finetune.py``). A module-level class: Ray Tune pickles the searcher."""
+
+    method: str
+    finetune_lr: float | None = None  # the recipe's learning rate the fine-tuning range is centred on; None: not searched
+    finetune_batch_size: int | None = None  # the recipe's batch size; None: not searched
+
+    def __call__(self, trial) -> dict:
+        from search_spaces import finetune as finetune_space
+        from search_spaces import get_space
+
+        params = dict(get_space(self.method)(trial) or {})
+        if self.finetune_lr is not None:
+            params.update(finetune_space.space(trial, lr=self.finetune_lr, batch_size=self.finetune_batch_size or 1,
+                                               tune_batch_size=self.finetune_batch_size is not None))
+        return {"tuned": params}  # Ray adds Optuna's raw suggestions beside it; the trial applies only these
+
+
+def _define_by_run(job, options):
+    """The search space of a Job's method (+ the opt-in fine-tuning part), or None when it is empty."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    recipe = job.finetune_recipe
+    space = SearchSpace(job.method, finetune_lr=recipe.lr if options.finetune_lr else None,
+                        finetune_batch_size=recipe.batch_size if options.finetune_lr and options.finetune_batch_size else None)
+    probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    return space if space(probe)["tuned"] else None
+
+
+def _start(request: RunRequest) -> None:
+    from benchmark import ray_runner
+
+    options = request.ray
+    try:
+        dashboard = ray_runner.start_ray(options.address, dashboard=options.dashboard)
+    except ray_runner.ClusterUnreachable as exc:
+        raise BenchmarkInputError(str(exc)) from None
+    if dashboard:
+        hint = ray_runner.dashboard_token_hint()
+        _log(f"Ray dashboard: {dashboard}" + (f" ({hint})" if hint else ""))
+
+
+def _headline(result) -> str:
+    """The main number of a finished cell for the progress line: mean Dice over test cases, else a set metric."""
+    dice = [r.value for r in result.rows if r.metric == "dice_mean"]
+    if dice:
+        return f"dice_mean {sum(dice) / len(dice):.3f}"
+    sets = [r for r in result.rows if r.case_id is None]
+    return ", ".join(f"{r.metric} {r.value:.3f}" for r in sets) or "no metrics"
+
+
+def build_report(run_dirs: list[Path], *, output: Path, title: str, options: ReportOptions) -> dict[str, Path]:
+    from reports import build_report as build
+
+    return build([Path(d) for d in run_dirs], out_dir=Path(output), publish_dir=options.publish, title=title, test=options.test, holm=options.holm)
+
+
+def report_only(run_dirs: list[Path], *, output: Path | None, options: ReportOptions) -> int:
+    """``--report DIR [DIR ...]``: the report of finished runs, from their tables alone (nothing trains)."""
+    missing = [str(d) for d in run_dirs if not (Path(d) / "cells.csv").exists()]
+    if missing:
+        raise BenchmarkInputError(f"--report: {', '.join(missing)} hold(s) no cells.csv; expected the output folder of a run")
+    out = Path(output) if output else Path(run_dirs[0])
+    paths = build_report(run_dirs, output=out, title=f"medssl-bench leaderboard – {', '.join(Path(d).name for d in run_dirs)}", options=options)
+    for kind, path in paths.items():
+        _log(f"report {kind}: {path}")
+    return 0

@@ -1,0 +1,357 @@
+"""The leaderboard model: per task x metric, rows = configurations, columns = label fractions.
+
+A row is one configuration of one method on one task: method, backbone and everything that sets it
+apart (fine-tuning augmentation, missing-series share, hyperparameter overrides, label-aware flag;
+``config_id`` when two configurations would otherwise read the same). Rows are grouped by backbone
+and, within a backbone, by fine-tuning settings, each group headed by its scratch row: the baseline
+of a row is the scratch configuration of the same task, backbone, ``finetune_aug`` and
+``missing_series`` (never a scratch row fine-tuned differently).
+
+A cell is a (row, fraction): per split (seed x fold) the mean over test cases (case-level metrics)
+or the set-level value (AUC), then mean (std) over splits. Comparisons pair values of the same test
+case of the same split (set-level metrics: the same split); pairs with a NaN on either side are
+dropped (MASD's one-empty rule) and do not count in n.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from reports.load import Runs, parse_json
+from reports.stats import ALPHA, TESTS, Paired, holm as holm_adjust, paired_test
+
+MISSING = "—"
+
+
+@dataclass
+class Row:
+    key: tuple  # (method, backbone, config_id)
+    label: str
+    method: str
+    backbone: str
+    finetune_aug: str
+    missing_series: float
+    label_aware: bool
+    overrides: dict
+    cell_ids: list[str]
+
+    @property
+    def is_scratch(self) -> bool:
+        return self.method == "scratch"
+
+    @property
+    def setting(self) -> tuple:
+        """What a baseline must share: backbone and fine-tuning settings."""
+        return (self.backbone, self.finetune_aug, float(self.missing_series))
+
+
+@dataclass
+class Cell:
+    row: Row
+    fraction: str
+    status: str  # "ok", "n/a", "failed", "missing"
+    values: pd.DataFrame  # seed, fold[, case_id], value
+    mean: float = float("nan")
+    std: float = float("nan")
+    n_splits: int = 0
+    n_values: int = 0
+    reason: str = ""
+    bold: bool = False
+    marker: str = ""  # "better" / "worse" than the scratch baseline (significant)
+    vs_scratch: Paired | None = None
+    p_scratch: float = float("nan")  # after Holm when asked
+    baseline: str = ""
+    vs_best: Paired | None = None
+    p_best: float = float("nan")
+    published: list = field(default_factory=list)
+    repro: dict = field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        if self.status == "n/a":
+            return "n/a"
+        if self.status == "failed":
+            return "failed"
+        if self.status != "ok":
+            return MISSING
+        text = fmt(self.mean)
+        if self.n_splits > 1:
+            text += f" ({fmt(self.std)})"
+        return text
+
+
+@dataclass
+class Table:
+    task: str
+    metric: str
+    higher_is_better: bool
+    primary: bool
+    scope: str  # "case" or "set"
+    fractions: list[str]
+    n_labeled: dict
+    rows: list[Row]
+    cells: dict  # (row label, fraction) -> Cell
+    test: str
+    holm: bool
+    comparisons_scratch: int = 0
+    comparisons_best: int = 0
+
+    def column_label(self, fraction: str) -> str:
+        return f"{fraction} (n={self.n_labeled.get(fraction, '?')})"
+
+    @property
+    def pairing(self) -> str:
+        return ("matched test cases (same seed, fold and case)" if self.scope == "case"
+                else "matched splits (same seed and fold; the metric is one value per test set)")
+
+    def note(self) -> str:
+        """What the numbers and marks mean: printed under every rendering of the table."""
+        arrow = "higher" if self.higher_is_better else "lower"
+        ns = sorted({c.vs_scratch.n for c in self.cells.values() if c.vs_scratch and c.vs_scratch.n})
+        n_text = f"n = {ns[0]}" if len(ns) == 1 else (f"n = {ns[0]}–{ns[-1]} pairs" if ns else "no pairs")
+        correction = (f"Holm correction over the {self.comparisons_scratch} comparisons vs scratch and, separately, the "
+                      f"{self.comparisons_best} comparisons vs each column's best of this table" if self.holm else "no correction for multiple comparisons")
+        how = ("mean over the test cases of each split, then mean (std) over splits" if self.scope == "case"
+               else "one value per split's test set, mean (std) over splits")
+        return (f"Metric `{self.metric}` ({arrow} is better): {how}. Bold: the best cell of each column and every cell not "
+                f"significantly different from it (a cell that cannot be paired with the best, n < 2, is not bold). ▲ / ▼: significantly better / worse than the scratch row of the same backbone "
+                f"and fine-tuning settings. Test: {TESTS[self.test]}, p < {ALPHA}, paired over {self.pairing}, {n_text}; {correction}.")
+
+
+def fmt(value: float) -> str:
+    if value is None or not np.isfinite(value):
+        return MISSING
+    return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+
+
+def fraction_order(labels) -> list[str]:
+    """Largest fraction first: percentages (by value), then case counts (by value)."""
+    def key(label: str):
+        label = str(label)
+        try:
+            if label.endswith("%"):
+                return (0, -float(label[:-1]), label)
+            return (1, -float(label.split()[0]), label)
+        except ValueError:
+            return (2, 0.0, label)
+
+    return sorted(set(map(str, labels)), key=key)
+
+
+def overrides_of(config_json, variant: str = "") -> dict:
+    """The user's variant / --hparam overrides recorded in a cell's config (``method_overrides``, older
+    ``hparams_overrides``), else parsed from the ``variant`` column ("cmcl=false,noise=false")."""
+    config = parse_json(config_json)
+    if isinstance(config, dict):
+        for key in ("method_overrides", "hparams_overrides"):
+            if config.get(key):
+                return dict(config[key])
+    out = {}
+    for part in str(variant or "").replace(":", ",").split(","):
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def row_label(method: str, backbone: str, first: pd.Series) -> str:
+    """"method (backbone)" plus what sets the configuration apart: fine-tuning augmentation, missing-series
+    share, the hyperparameters overridden (an ablation, e.g. cmcl=False)."""
+    name = f"{method} ({backbone})"
+    if first["finetune_aug"] not in ("", "none", "nan"):
+        name += f" + {first['finetune_aug']}"
+    if float(first["missing_series"]):
+        name += f" missing-series {float(first['missing_series']):g}"  # CSM Table VII
+    overrides = overrides_of(first.get("config", ""), first.get("variant", ""))
+    if overrides:
+        name += " " + ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    return name
+
+
+def task_rows(cells: pd.DataFrame) -> list[Row]:
+    """The configurations of one task's cells, ordered: backbone, fine-tuning settings, scratch first."""
+    groups = list(cells.groupby(["method", "backbone", "config_id"], sort=False))
+    labels = {}
+    for (method, backbone, config_id), group in groups:
+        labels[(method, backbone, config_id)] = row_label(method, backbone, group.iloc[0])
+    counts = Counter(labels.values())
+    rows = []
+    for (method, backbone, config_id), group in groups:
+        first = group.iloc[0]
+        label = labels[(method, backbone, config_id)]
+        if counts[label] > 1:
+            label += f" cfg {config_id}" if config_id else f" #{len([r for r in rows if r.label.startswith(label)]) + 1}"
+        if group["label_aware"].any():
+            label += " [label-aware]"
+        rows.append(Row(key=(method, backbone, config_id), label=label, method=method, backbone=backbone,
+                        finetune_aug=str(first["finetune_aug"]), missing_series=float(first["missing_series"]),
+                        label_aware=bool(group["label_aware"].any()), overrides=overrides_of(first.get("config", ""), first.get("variant", "")),
+                        cell_ids=list(group["cell_id"])))
+    ran = set(cells.loc[cells["status"] != "n/a", "backbone"])
+    backbones = sorted(dict.fromkeys(r.backbone for r in rows), key=lambda b: b not in ran)  # all-n/a backbones last
+    settings = list(dict.fromkeys(r.setting for r in rows))
+    order = {id(r): i for i, r in enumerate(rows)}
+    return sorted(rows, key=lambda r: (backbones.index(r.backbone), settings.index(r.setting), not r.is_scratch, bool(r.overrides), order[id(r)]))
+
+
+def baseline_of(row: Row, rows: list[Row]) -> list[Row]:
+    """Scratch rows with the row's backbone and fine-tuning settings, plain (no overrides) first."""
+    if row.is_scratch:
+        return []
+    return sorted([r for r in rows if r.is_scratch and r.setting == row.setting], key=lambda r: bool(r.overrides))
+
+
+def _keys(scope: str) -> list[str]:
+    return ["seed", "fold", "case_id"] if scope == "case" else ["seed", "fold"]
+
+
+def compare(a: Cell, b: Cell, *, scope: str, test: str) -> Paired:
+    """Paired test of cell a vs cell b over matched test cases (set-level metrics: matched splits)."""
+    keys = _keys(scope)
+    pairs = a.values.merge(b.values, on=keys, suffixes=("_a", "_b"))
+    return paired_test(pairs["value_a"], pairs["value_b"], test=test)
+
+
+def build_tables(runs: Runs, *, test: str = "ttest", holm: bool = False, metrics: str = "all") -> list[Table]:
+    """Every task x metric table (``metrics="primary"``: the main metric only), main metric first per task."""
+    if test not in TESTS:
+        raise ValueError(f"stat test {test!r}: expected one of {sorted(TESTS)}")
+    tables = []
+    cells_all = runs.cells
+    tasks = list(dict.fromkeys(cells_all["task"])) + [t for t in dict.fromkeys(runs.results["task"]) if t not in set(cells_all["task"])]
+    for task in sorted(tasks, key=str):
+        cells = cells_all[cells_all["task"] == task]
+        rows = task_rows(cells)
+        results = runs.results[runs.results["task"] == task]
+        fractions = fraction_order(list(cells["fraction"]) + list(results["fraction"]))
+        n_labeled = {}
+        for fraction in fractions:
+            ns = pd.to_numeric(pd.concat([cells.loc[cells["fraction"] == fraction, "n_labeled"],
+                                          results.loc[results["fraction"] == fraction, "n_labeled"]]), errors="coerce").dropna()
+            n_labeled[fraction] = (f"{int(ns.min())}" if ns.min() == ns.max() else f"{int(ns.min())}–{int(ns.max())}") if len(ns) else "?"
+        names = runs.task_metrics(task) or [runs.primary(task)]  # only n/a / failed cells: still one table saying so
+        if metrics == "primary":
+            names = names[:1]
+        for metric in names:
+            scope = runs.scope(task, metric)
+            values = results[results["metric"] == metric]
+            table = Table(task=task, metric=metric, higher_is_better=runs.direction(task, metric), primary=metric == names[0],
+                          scope=scope, fractions=fractions, n_labeled=n_labeled, rows=rows, cells={}, test=test, holm=holm)
+            grouped = dict(list(values.groupby("cell_id"))) if len(values) else {}
+            for row in rows:
+                row_cells = cells[cells["cell_id"].isin(row.cell_ids)]
+                for fraction in fractions:
+                    here = row_cells[row_cells["fraction"] == fraction]
+                    parts = [grouped[c] for c in here["cell_id"] if c in grouped]
+                    frame = pd.concat(parts) if parts else values.iloc[0:0]
+                    table.cells[(row.label, fraction)] = _cell(row, fraction, here, frame, scope, runs)
+            _mark(table)
+            tables.append(table)
+    return tables
+
+
+def _cell(row: Row, fraction: str, cells: pd.DataFrame, values: pd.DataFrame, scope: str, runs: Runs) -> Cell:
+    keys = _keys(scope)
+    frame = values.groupby(keys, as_index=False)["value"].mean() if len(values) else pd.DataFrame(columns=keys + ["value"])
+    cell = Cell(row=row, fraction=fraction, status="missing", values=frame, repro=reproducibility(cells, runs))
+    per_split = frame.groupby(["seed", "fold"])["value"].mean().dropna() if len(frame) else pd.Series(dtype=float)
+    if len(per_split):
+        cell.status = "ok"
+        cell.mean = float(per_split.mean())
+        cell.std = float(per_split.std(ddof=1)) if len(per_split) > 1 else float("nan")
+        cell.n_splits = int(len(per_split))
+        cell.n_values = int(frame["value"].notna().sum())
+    elif len(cells) and (cells["status"] == "n/a").all():
+        cell.status, cell.reason = "n/a", str(cells["reason"].iloc[0])
+    elif len(cells) and (cells["status"] == "failed").any():
+        cell.status, cell.reason = "failed", str(cells.loc[cells["status"] == "failed", "reason"].iloc[0])
+    return cell
+
+
+def _mark(table: Table) -> None:
+    """Bold (best per column + not significantly different) and ▲/▼ vs the scratch baseline."""
+    sign = 1.0 if table.higher_is_better else -1.0
+    scratch_family, best_family = [], []
+    for fraction in table.fractions:
+        column = [table.cells[(r.label, fraction)] for r in table.rows]
+        scored = [c for c in column if c.status == "ok" and np.isfinite(c.mean)]
+        if scored:
+            top = max(sign * c.mean for c in scored)
+            best = [c for c in scored if sign * c.mean == top]
+            for c in scored:
+                if c in best:
+                    c.bold = True
+                    continue
+                c.vs_best = compare(best[0], c, scope=table.scope, test=table.test)
+                if c.vs_best.testable:
+                    best_family.append(c)
+        for row in table.rows:
+            cell = table.cells[(row.label, fraction)]
+            if cell.status != "ok":
+                continue
+            candidates = [table.cells[(b.label, fraction)] for b in baseline_of(row, table.rows)]
+            candidates = [b for b in candidates if b.status == "ok"]
+            if not candidates:
+                continue
+            results = [(compare(cell, b, scope=table.scope, test=table.test), b) for b in candidates]
+            paired, base = max(results, key=lambda pb: pb[0].n)  # the baseline sharing most test cases
+            cell.vs_scratch, cell.baseline = paired, base.row.label
+            if paired.testable:
+                scratch_family.append(cell)
+    for family, attr, src in ((scratch_family, "p_scratch", "vs_scratch"), (best_family, "p_best", "vs_best")):
+        raw = [getattr(c, src).p for c in family]
+        adjusted = holm_adjust(raw) if table.holm else raw
+        for c, p in zip(family, adjusted):
+            setattr(c, attr, float(p))
+    table.comparisons_scratch, table.comparisons_best = len(scratch_family), len(best_family)
+    for c in best_family:
+        c.bold = not c.p_best < ALPHA
+    for c in scratch_family:
+        if c.p_scratch < ALPHA and c.vs_scratch.delta != 0:
+            c.marker = "better" if sign * c.vs_scratch.delta > 0 else "worse"
+
+
+def reproducibility(cells: pd.DataFrame, runs: Runs) -> dict:
+    """What it takes to redo a cell: configuration, search, checkpoint, time, software."""
+    if not len(cells):
+        return {}
+
+    def unique(column):
+        return [v for v in dict.fromkeys(cells[column].astype(str)) if v not in ("", "nan")] if column in cells else []
+
+    config = parse_json(cells["config"].iloc[0]) if "config" in cells else None
+    config = config if isinstance(config, dict) else {}
+    tuned = [parse_json(v) for v in cells["tuned_params"]] if "tuned_params" in cells else []
+    profiles = []
+    for d in dict.fromkeys(cells["_dir"]) if "_dir" in cells else []:
+        profile = runs.run_configs.get(d, {}).get("profile")
+        name = profile.get("name") if isinstance(profile, dict) else profile
+        if name:
+            profiles.append(str(name))
+    budget = pd.to_numeric(cells.get("search_budget"), errors="coerce").dropna() if "search_budget" in cells else pd.Series(dtype=float)
+    seconds = pd.to_numeric(cells["pretrain_seconds"], errors="coerce").fillna(0) + pd.to_numeric(cells["finetune_seconds"], errors="coerce").fillna(0)
+    return {
+        "cell_ids": list(cells["cell_id"]),
+        "runs": unique("run"),
+        "statuses": dict(Counter(cells["status"])),
+        "config_ids": unique("config_id"),
+        "method_config": config.get("method_config", {}),
+        "overrides": config.get("method_overrides") or config.get("hparams_overrides") or {},
+        "config": config,
+        "search_budget": int(budget.max()) if len(budget) else None,
+        "tuned_params": [t for t in tuned if t],
+        "pretrain_hashes": unique("pretrain_hash"),
+        "pretrain_reused": unique("pretrain_reused"),
+        "wall_seconds": float(seconds.sum()),
+        "device_hours": float(pd.to_numeric(cells["device_hours"], errors="coerce").fillna(0).sum()),
+        "versions": [parse_json(v) or v for v in unique("versions")],
+        "profiles": list(dict.fromkeys(profiles)),
+    }
+
+
+def json_text(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
