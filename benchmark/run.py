@@ -246,35 +246,28 @@ def _tuning_job(members: list, fraction: str | None):
 
 
 @dataclasses.dataclass(frozen=True)
-class SearchSpace:
-    """The Optuna define-by-run space of one method (``search_spaces/<method>.py``) plus, opt-in, the fine-tuning
-    part every method shares (``search_spaces/finetune.py``). A module-level class: Ray Tune pickles the searcher."""
+class _TrialSpace:
+    """What Ray Tune's Optuna searcher calls: the method's ``SearchSpace``, its result under "tuned" (Ray adds
+    Optuna's raw suggestions beside it; the trial applies only these, derived values included)."""
 
-    method: str
-    finetune_lr: float | None = None  # the recipe's learning rate the fine-tuning range is centred on; None: not searched
-    finetune_batch_size: int | None = None  # the recipe's batch size; None: not searched
+    space: object  # search_spaces.SearchSpace
 
     def __call__(self, trial) -> dict:
-        from search_spaces import finetune as finetune_space
-        from search_spaces import get_space
-
-        params = dict(get_space(self.method)(trial) or {})
-        if self.finetune_lr is not None:
-            params.update(finetune_space.space(trial, lr=self.finetune_lr, batch_size=self.finetune_batch_size or 1,
-                                               tune_batch_size=self.finetune_batch_size is not None))
-        return {"tuned": params}  # Ray adds Optuna's raw suggestions beside it; the trial applies only these
+        return {"tuned": self.space(trial)}
 
 
 def _define_by_run(job, options):
     """The search space of a Job's method (+ the opt-in fine-tuning part), or None when it is empty."""
     import optuna
 
+    from search_spaces import SearchSpace
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     recipe = job.finetune_recipe
     space = SearchSpace(job.method, finetune_lr=recipe.lr if options.finetune_lr else None,
                         finetune_batch_size=recipe.batch_size if options.finetune_lr and options.finetune_batch_size else None)
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
-    return space if space(probe)["tuned"] else None
+    return _TrialSpace(space) if space(probe) else None
 
 
 def _start(request: RunRequest) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import pkgutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -63,20 +64,26 @@ def get_space(method: str) -> Callable:
     return space
 
 
-def tuned_space(method: str, *, lr: float, batch_size: int, tune_batch_size: bool = False) -> Callable:
-    """The method's space plus the fine-tuning space (``finetune.space``): the one space every method is tuned over.
+@dataclass(frozen=True)
+class SearchSpace:
+    """The one space a method is tuned over: its own (``<method>.py``) plus, opt-in, the fine-tuning part every
+    method shares (``finetune.space``, around the recipe's ``finetune_lr`` / ``finetune_batch_size``), so no
+    pretrained method is compared with an untuned baseline. A module-level class: Ray Tune pickles the searcher."""
 
-    ``lr`` / ``batch_size`` are the fine-tuning recipe's values, around which ``finetune.space``
-    searches; scratch and restart get the fine-tuning part alone, so no pretrained method is
-    compared with an untuned baseline.
-    """
-    from search_spaces import finetune
+    method: str
+    finetune_lr: float | None = None  # None: the fine-tuning learning rate is not searched
+    finetune_batch_size: int | None = None  # None: the fine-tuning batch size is not searched
 
-    method_space = get_space(method)
+    def __call__(self, trial) -> dict:
+        from search_spaces import finetune
 
-    def space(trial) -> dict:
-        params = dict(method_space(trial))
-        params.update(finetune.space(trial, lr=lr, batch_size=batch_size, tune_batch_size=tune_batch_size))
+        params = dict(get_space(self.method)(trial) or {})
+        if self.finetune_lr is not None:
+            params.update(finetune.space(trial, lr=self.finetune_lr, batch_size=self.finetune_batch_size or 1,
+                                         tune_batch_size=self.finetune_batch_size is not None))
         return params
 
-    return space
+
+def tuned_space(method: str, *, lr: float, batch_size: int, tune_batch_size: bool = False) -> SearchSpace:
+    """The method's space plus the fine-tuning space (``lr`` / ``batch_size``: the fine-tuning recipe's values)."""
+    return SearchSpace(method, finetune_lr=lr, finetune_batch_size=batch_size if tune_batch_size else None)
