@@ -165,17 +165,7 @@ def _build(hint: Any, raw: Any) -> Any:
         return hint(**{f.name: _build(hints.get(f.name, Any), raw[f.name]) for f in dataclasses.fields(hint) if f.name in raw})
     if origin is tuple:
         args = typing.get_args(hint)
-        item = args[0] if args and (len(args) == 2 and args[1] is Ellipsis) else Any
-        if args and not (len(args) == 2 and args[1] is Ellipsis):
-            return tuple(_build(a, r) for a, r in zip(args, raw))
-        return tuple(_build(item, r) for r in raw)
-    if hint is tuple or (hint is Any and isinstance(raw, list)):
-        return tuple(raw) if hint is tuple else raw
-    return raw
-
-
-def config_from_dict(config_cls: type, raw: dict[str, Any]) -> Any:
-    """A method Config from its JSON form (lists become the tuples the dataclass declares)."""
-    return _build(config_cls, raw)
-
-
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+            return tuple(_build(args[0], r) for r in raw)
+        return tuple(_build(a, r) for a, r in zip(args, raw)) if args else tuple(raw)
+    return tuple(raw) if hint is tuple else raw
