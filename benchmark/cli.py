@@ -47,12 +47,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrain-extra", action="append", default=[], metavar="[TASK=]PATH",
                    help="extra unlabeled cases for pretraining only, PATH/<case>/<channel>.nii.gz per channel of the task "
                         "(default: pretrain on the task's training cases, the SI paper's protocol)")
+    p.add_argument("--pretrain-corpus", default="auto", metavar="auto|none|TASK,TASK",
+                   help="one pretraining corpus for the methods that pretrain on single-modality samples tagged with their modality (DAE): "
+                        "the non-test cases of these tasks (+ their --pretrain-extra), pretrained once and fine-tuned on every task; "
+                        "auto: the run's tasks when there are several; none: each task pretrains on its own cases (default: %(default)s)")
     p.add_argument("--backbone", help="run every method on this backbone where it allows it (default: each method's paper backbone)")
     p.add_argument("--hparam", action="append", default=[], metavar="METHOD:KEY=VALUE",
                    help="set a hyperparameter of every row of METHOD, e.g. csi:pool_size=7 (same syntax as a --methods variant)")
     p.add_argument("--finetune-aug", choices=["none", "mixup", "carvemix"], default="none",
                    help="fine-tuning augmentation for every method: mixup (SI paper 6.4) or carvemix (default: %(default)s)")
     p.add_argument("--mixup-alpha", type=float, help="mixup Beta(alpha, alpha) parameter (default: 0.4, benchmark.protocol)")
+    p.add_argument("--spatial-aug", choices=["auto", "none", "si", "ladp", "csm", "dae"], default="auto",
+                   help="flips / rotation / scaling / elastic / intensity augmentation of every fine-tuning sample, the same draws for "
+                        "every method: a paper's policy (benchmark/spatial_augmentation.py), none, or auto = the policy of the "
+                        "paper each task comes from (default: %(default)s)")
+    p.add_argument("--finetune-loss", choices=["auto", "default", "dicefocal"], default="auto",
+                   help="fine-tuning loss of every method: default = the task's Dice + CE, dicefocal = LADP eq. 7 (BCE + Dice + "
+                        "3 Focal; hie only), auto = the loss of the paper each task comes from (hie: dicefocal) (default: %(default)s)")
+    p.add_argument("--tta", choices=["auto", "none", "flip"], default="auto",
+                   help="test-time augmentation of the test predictions: flip = mean over the in-plane flips (LADP II.D; "
+                        "segmentation only), auto = that of the paper each task comes from (hie: flip) (default: %(default)s)")
     p.add_argument("--missing-series", type=float, default=0.0, metavar="SHARE",
                    help="share of fine-tuning and test cases with one or two series zeroed (CSM paper Table VII, "
                         "'Complete-series x'); the same cases for every method (default: %(default)s, complete data)")
@@ -141,14 +155,29 @@ def _parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _parse_data_roots(items: list[str], tasks: list[str], flag: str = "--data-root") -> dict[str, Path]:
+def _parse_corpus(text: str, task_names: list[str], *, valid: list[str], base) -> list[str] | None:
+    """--pretrain-corpus: None (each task on its own) for ``none``, and for ``auto`` with a single task; the task names else."""
+    text = text.strip()
+    if text == "none":
+        return None
+    if text == "auto":
+        return list(task_names) if len(task_names) > 1 else None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if base(n) not in valid]
+    if not names or unknown:
+        raise BenchmarkInputError(f"--pretrain-corpus {text!r}: expected auto, none or comma-separated task names from: {', '.join(valid)}")
+    return list(dict.fromkeys(names))
+
+
+def _parse_data_roots(items: list[str], tasks: list[str], flag: str = "--data-root", *, also: list[str] = ()) -> dict[str, Path]:
+    """TASK=PATH per task (``also``: tasks only named by --pretrain-corpus), or a bare PATH for a single task."""
     roots: dict[str, Path] = {}
     for item in items:
         name, sep, path = item.partition("=")
-        if sep and name in tasks:
+        if sep and name in [*tasks, *also]:
             roots[name] = Path(path)
         elif sep and not os.path.exists(item):
-            raise BenchmarkInputError(f"{flag} {item!r}: {name!r} is not one of the chosen tasks ({', '.join(tasks)})")
+            raise BenchmarkInputError(f"{flag} {item!r}: {name!r} is not one of the chosen tasks ({', '.join([*tasks, *also])})")
         elif len(tasks) == 1:
             roots[tasks[0]] = Path(item)
         else:
@@ -220,6 +249,7 @@ class RunRequest:
     report: ReportOptions
     search: SearchOptions = SearchOptions()
     argv: tuple[str, ...] = ()
+    pretrain_corpus: tuple | None = None  # tuple[tasks.Task, ...]: --pretrain-corpus (None: each task pretrains on its own)
 
 
 def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> RunRequest:
@@ -236,7 +266,9 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
     hparams = _parse_hparams(args.hparam, {name for name, _ in parsed})
     methods = tuple(MethodEntry(name, {**hparams.get(name, {}), **variant}) for name, variant in parsed)
     any_nnunet = f"{NNUNET_PREFIX}PATH"  # nnunet:<any folder> is valid without registration
-    task_names = _names(args.tasks, [*list_tasks(), any_nnunet], "task", base=lambda n: any_nnunet if n.startswith(NNUNET_PREFIX) else n)
+    any_synthesis = "synthesis:TASK:SRC1+SRC2->TGT"  # built from the ref (tasks/synthesis.py); get_task checks the series
+    task_names = _names(args.tasks, [*list_tasks(), any_nnunet, any_synthesis], "task",
+                        base=lambda n: any_nnunet if n.startswith(NNUNET_PREFIX) else any_synthesis if n.startswith("synthesis:") else n)
     tasks = tuple(get_task(name) for name in task_names)  # nnunet:PATH reads PATH/dataset.json here
     names = [t.name for t in tasks]
     clashes = sorted({n for n in names if names.count(n) > 1})
@@ -244,11 +276,16 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
         raise BenchmarkInputError(f"--tasks: several tasks are named {', '.join(clashes)} (nnunet:PATH is named after the folder); expected distinct folder names")
     if args.backbone and args.backbone not in list_backbones():
         raise BenchmarkInputError(f"unknown backbone {args.backbone!r}; expected one of: {', '.join(list_backbones())}")
-    roots = _parse_data_roots(args.data_root, task_names)
-    roots = {next(t.name for t, n in zip(tasks, task_names) if n == name): path for name, path in roots.items()}
-    extra = _parse_data_roots(args.pretrain_extra, task_names, flag="--pretrain-extra")
-    extra = {next(t.name for t, n in zip(tasks, task_names) if n == name): path for name, path in extra.items()}
-    for task in tasks:
+    corpus_names = _parse_corpus(args.pretrain_corpus, task_names, valid=[*list_tasks(), any_nnunet],
+                                 base=lambda n: any_nnunet if n.startswith(NNUNET_PREFIX) else n)
+    corpus_only = [n for n in corpus_names or [] if n not in task_names]
+    named = list(zip([*tasks, *(get_task(n) for n in corpus_only)], [*task_names, *corpus_only]))
+    roots = _parse_data_roots(args.data_root, task_names, also=corpus_only)
+    roots = {next(t.name for t, n in named if n == name): path for name, path in roots.items()}
+    extra = _parse_data_roots(args.pretrain_extra, task_names, flag="--pretrain-extra", also=corpus_only)
+    extra = {next(t.name for t, n in named if n == name): path for name, path in extra.items()}
+    corpus = tuple(next(t for t, n in named if n == name) for name in corpus_names) if corpus_names else None  # in the order given
+    for task, _ in named:
         if task.name not in roots and task.default_data_root is not None:  # nnunet:PATH: the data are at PATH
             roots[task.name] = task.default_data_root
     if args.num_workers < 1:
@@ -275,9 +312,9 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
             get_space(name)
     return RunRequest(
         methods=methods, tasks=tasks, fractions=tuple(fractions), seeds=tuple(_parse_seeds(args.seeds)), folds=args.folds,
-        profile=profile, data_roots=roots, extra_roots=extra, backbone=args.backbone,
+        profile=profile, data_roots=roots, extra_roots=extra, backbone=args.backbone, pretrain_corpus=corpus,
         finetune=FinetuneSettings(augmentation=args.finetune_aug, mixup_alpha=args.mixup_alpha if args.finetune_aug == "mixup" else None,
-                                  missing_series=args.missing_series),
+                                  missing_series=args.missing_series, spatial_aug=args.spatial_aug, loss=args.finetune_loss, tta=args.tta),
         run_name=run_name, output=args.output or Path("results") / run_name, cache_dir=args.cache_dir, check_data=args.check_data,
         ray=RayOptions(address=args.address, num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
                        cpus_per_worker=args.cpus_per_worker, concurrency=args.concurrency, dashboard=not args.no_dashboard),
@@ -307,6 +344,7 @@ def print_registries() -> None:
         task = get_task(name)
         print(f"  {name:<18} [{task.kind.name}] {task.description}")
     print(f"  {'nnunet:PATH':<18} [segmentation] any nnU-Net raw dataset folder (dataset.json, imagesTr/, labelsTr/); nnunet:synthetic: a built-in one")
+    print(f"  {'synthesis:TASK:SRC1+SRC2->TGT':<18} [synthesis] SRC series -> TGT series on any multi-series task, e.g. synthesis:wmh:t1->flair")
     print("profiles:")
     for name, text in PROFILE_HELP.items():
         print(f"  {name:<18} {text}")
@@ -328,3 +366,6 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: finished cells and search trials are kept; the same command continues
+        print("interrupted: run the same command again to continue (finished cells and search trials are kept)", file=sys.stderr)
+        return 130

@@ -31,6 +31,34 @@ def load_volumes(task: Task, cases: list[Case], *, volume_size: tuple[int, int, 
     raise ValueError(f"task {task.name}: unknown in-plane pre-processing {mode!r}; expected 'resize' or 'crop_pad'")
 
 
+def load_corpus(parts, *, modalities: tuple[str, ...], volume_size: tuple[int, int, int] | None) -> tuple[list[Volume], list[tuple[int, ...]]]:
+    """The volumes of a pretraining corpus (``benchmark.job.CorpusPart``s: several tasks' non-test cases and their
+    ``--pretrain-extra`` cases, each read and normalised by its own task) and, per volume, each channel's index in
+    the corpus's modality vocabulary ``modalities`` (``Task.modalities``)."""
+    from pathlib import Path
+
+    from tasks import get_task
+    from tasks.unlabeled import find_unlabeled_cases
+
+    volumes, modality_ids = [], []
+    for part in parts:
+        task = get_task(part.task_ref)
+        cases = {c.case_id: c for c in task.find_cases(Path(part.data_root))}
+        if part.extra_root:
+            cases.update({c.case_id: c for c in find_unlabeled_cases(task, Path(part.extra_root))})
+        missing = [i for i in part.case_ids if i not in cases]
+        if missing:
+            raise BenchmarkInputError(f"pretraining corpus: task {task.name} at {part.data_root} has no case(s) {missing[:5]}; "
+                                      "the data changed since the run was planned")
+        unknown = [m for m in task.modalities if m not in modalities]
+        if unknown:
+            raise BenchmarkInputError(f"pretraining corpus: task {task.name}'s modalities {unknown} are not in the corpus vocabulary {list(modalities)}")
+        loaded = load_volumes(task, [cases[i] for i in part.case_ids], volume_size=volume_size)
+        volumes += loaded
+        modality_ids += [tuple(modalities.index(m) for m in task.modalities)] * len(loaded)
+    return volumes, modality_ids
+
+
 def _resize(v: Volume, size: tuple[int, int, int]) -> Volume:
     """Resample image (trilinear) and label (nearest) to ``size`` voxels (MONAI Resize)."""
     if tuple(v.image.shape[1:]) == size:
@@ -103,17 +131,20 @@ def random_crop(
     """A crop of ``roi`` from ``volume``: 3D roi -> [C, *roi]; 2D roi -> one axial slice [C, *roi].
 
     With probability ``foreground_prob`` the crop is centred on a labelled voxel (nnU-Net-style
-    foreground oversampling, so small structures are seen during fine-tuning). A volume without
-    label map (``label`` None) gives an all-zero label crop.
+    foreground oversampling, so small structures are seen during fine-tuning): ONE draw decides, and a
+    foreground sample of a 2D roi takes a labelled slice and a labelled centre in it (two independent
+    draws would make only ~foreground_prob² of the crops lesion-centred). A volume without label map
+    (``label`` None) gives an all-zero label crop. ``foreground_prob`` 0 draws nothing for the decision.
     """
     image = volume.image
     label = volume.label[None] if volume.label is not None else np.zeros((1, *image.shape[1:]), dtype=np.int64)
+    foreground = foreground_prob > 0 and rng.random() < foreground_prob
     if len(roi) == 2:
-        z = _pick_slice(volume, rng, foreground_prob)
+        z = _pick_slice(volume, rng, foreground)
         image, label = image[..., z], label[..., z]
     image, label = _pad_to(image, roi), _pad_to(label, roi)
     spatial = image.shape[1:]
-    if foreground_prob > 0 and rng.random() < foreground_prob and label.any():
+    if foreground and label.any():
         points = np.argwhere(label[0] > 0)
         centre = points[rng.integers(len(points))]
         start = [int(np.clip(c - r // 2, 0, s - r)) for c, r, s in zip(centre, roi, spatial)]
@@ -123,9 +154,10 @@ def random_crop(
     return image[(slice(None), *window)], label[(slice(None), *window)]
 
 
-def _pick_slice(volume: Volume, rng: np.random.Generator, foreground_prob: float) -> int:
+def _pick_slice(volume: Volume, rng: np.random.Generator, foreground: bool) -> int:
+    """An axial slice: a labelled one for a ``foreground`` sample (when the volume has any), else a non-empty one."""
     depth = volume.image.shape[-1]
-    if foreground_prob > 0 and rng.random() < foreground_prob and volume.label is not None:
+    if foreground and volume.label is not None:
         labelled = np.flatnonzero(volume.label.reshape(-1, depth).any(axis=0))
         if labelled.size:
             return int(labelled[rng.integers(labelled.size)])
@@ -137,30 +169,49 @@ class CropDataset(Dataset):
     """``length`` random crops; ``with_label`` adds ``batch["label"]`` [1, *roi] (raw label values).
 
     ``single_modality``: each sample is ONE channel of the crop, drawn at random, and
-    ``batch["modality"]`` is its channel index (the modality metadata DAE's cross-modal
-    contrastive loss pairs samples by; the DAE paper pretrains on single-modality volumes).
+    ``batch["modality"]`` is its modality (the metadata DAE's cross-modal contrastive loss pairs
+    samples by; the DAE paper pretrains on single-modality volumes): ``modality_ids[i][c]`` for
+    channel c of volume i (a corpus of several tasks shares one vocabulary, ``Task.modalities``),
+    else the channel index.
+
+    ``augmentation`` (``benchmark.spatial_augmentation.SpatialAugmentation``, fine-tuning): the paper's
+    augmentation of each crop, image and label together, seeded by a last draw of the sample's own
+    generator, so sample i is augmented alike for every method; None (or policy ``none``): the crop as is.
     """
 
     def __init__(self, volumes: list[Volume], *, roi, length: int, seed: int, with_label: bool, foreground_prob: float = 0.0,
-                 single_modality: bool = False):
+                 single_modality: bool = False, modality_ids: list[tuple[int, ...]] | None = None, augmentation=None):
         if not volumes:
             raise BenchmarkInputError("no training cases to sample from; expected at least one")
+        if modality_ids is not None and [len(m) for m in modality_ids] != [v.image.shape[0] for v in volumes]:
+            raise ValueError("modality_ids: expected one modality id per channel of every volume")
         self.volumes, self.roi, self.length, self.seed = volumes, tuple(roi), length, seed
         self.with_label, self.foreground_prob, self.single_modality = with_label, foreground_prob, single_modality
+        self.modality_ids = modality_ids
+        self.augmentation = augmentation if augmentation is not None and augmentation.active else None
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng((self.seed, index))
-        volume = self.volumes[int(rng.integers(len(self.volumes)))]
+        which = int(rng.integers(len(self.volumes)))
+        volume = self.volumes[which]
         image, label = random_crop(volume, self.roi, rng, foreground_prob=self.foreground_prob if self.with_label else 0.0)
         item = {"image": torch.from_numpy(np.ascontiguousarray(image))}
         if self.single_modality:
             channel = int(rng.integers(image.shape[0]))
-            item = {"image": item["image"][channel : channel + 1], "modality": torch.tensor(channel)}
+            modality = self.modality_ids[which][channel] if self.modality_ids is not None else channel
+            item = {"image": item["image"][channel : channel + 1], "modality": torch.tensor(modality)}
         if self.with_label:
             item["label"] = torch.from_numpy(np.ascontiguousarray(label))
+        if self.augmentation is not None:  # after every other draw: the crops stay those of an unaugmented dataset
+            from benchmark.spatial_augmentation import sample_seed
+
+            image, label = self.augmentation(item["image"].numpy(), item["label"].numpy() if self.with_label else None, seed=sample_seed(rng))
+            item["image"] = torch.from_numpy(np.ascontiguousarray(image))
+            if self.with_label:
+                item["label"] = torch.from_numpy(np.ascontiguousarray(label))
         return item
 
 

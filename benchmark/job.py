@@ -50,6 +50,18 @@ class CellResult:
 
 
 @dataclass(frozen=True)
+class CorpusPart:
+    """One task's share of a pretraining corpus (``--pretrain-corpus``): its non-test cases of the Job's split,
+    plus its ``--pretrain-extra`` cases, read by that task's own reader and normalisation."""
+
+    task_ref: str
+    data_root: str
+    case_ids: tuple[str, ...]
+    extra_root: str | None = None
+    fingerprint: str = ""  # the task data's fingerprint: the corpus's cache key changes when its files do
+
+
+@dataclass(frozen=True)
 class PretrainSpec:
     """The pretraining of a Job: its cases (label-aware: only the labelled ones), recipe, steps and cache key."""
 
@@ -60,6 +72,10 @@ class PretrainSpec:
     path: str  # where the pretrained backbone is cached (shared storage on a cluster)
     extra_root: str | None = None  # --pretrain-extra folder whose cases are among case_ids
     samples: int = 0  # samples per epoch (recipes counted in epochs convert with it when a search changes the batch size)
+    # A shared corpus of several tasks (DAE's curated CT + MRI set): when set, the pretraining reads these parts
+    # instead of ``case_ids`` of the Job's task, and every sample's modality is its index in ``modalities``.
+    corpus: tuple[CorpusPart, ...] = ()
+    modalities: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,8 @@ class Job:
     in_channels: int = 0  # the task's input channels (a searched Config may change the pretraining network's channels)
     tuned_params: dict[str, Any] = dataclasses.field(default_factory=dict)  # chosen by a search (benchmark.plan.apply_params)
     search_budget: int = 0  # trials of that search; 0: paper defaults
+    profile: str = ""  # the run's profile name (a kind's own networks read its recipes: synthesis evaluation)
+    cache_dir: str = ""  # the run's cache folder (shared storage): a kind's own cached networks live there
 
     @property
     def title(self) -> str:

@@ -17,13 +17,15 @@ import numpy as np
 
 from benchmark.backbones import BACKBONES
 from benchmark.errors import BenchmarkInputError
-from benchmark.job import CellSpec, Job, PretrainSpec
+from benchmark.job import CellSpec, CorpusPart, Job, PretrainSpec
 from benchmark.methods import get_method
 from benchmark.profiles import Profile
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
+from benchmark.spatial_augmentation import resolve_policy
 from benchmark.store import content_hash, pretrain_checkpoint_path
 from tasks import Case, Task
 from tasks.kinds import FinetuneSettings
+from tasks.kinds.base import resolve_finetune_loss, resolve_tta
 
 
 # ---- label fractions ---------------------------------------------------------------------------
@@ -165,10 +167,19 @@ def build_plan(
     finetune: FinetuneSettings = FinetuneSettings(),
     folds: int = 1,
     protocol: Protocol | None = None,
+    corpus: list[TaskData] | None = None,
+    workers: int = 1,
 ) -> Plan:
     """Every Job of the run. ``methods``: scratch is added once per backbone that a runnable method uses
-    (the fair-comparison baseline), or run alone when it is the only entry."""
+    (the fair-comparison baseline), or run alone when it is the only entry.
+
+    ``corpus`` (``--pretrain-corpus``): tasks whose non-test cases (and ``--pretrain-extra`` cases) form ONE
+    pretraining corpus for the methods that pretrain on single-modality samples tagged with their modality (DAE:
+    its paper pretrains once on a curated CT + MRI set, then fine-tunes on each task). Such a method pretrains
+    once per seed and fold on the corpus, and every task of the run fine-tunes that checkpoint. The test cases
+    of every corpus task are excluded. ``workers``: DDP workers per Job (a batch-wise loss sees their global batch)."""
     protocol = protocol or profile.protocol
+    corpus_splits = _corpus_splits(corpus, seeds=seeds, folds=folds) if corpus else None
     if not 0.0 <= finetune.missing_series <= 1.0:
         raise BenchmarkInputError(f"--missing-series {finetune.missing_series}: expected a share of cases in [0, 1]")
     if finetune.augmentation == "mixup" and finetune.mixup_alpha is None:
@@ -179,6 +190,18 @@ def build_plan(
     jobs: list[Job] = []
     for td in task_data:
         task = td.task
+        # The fine-tuning augmentation this task gets (``--spatial-aug auto``: its paper's policy), resolved in the Job.
+        # Its key is absent when none is applied, so the cell ids of runs without augmentation stay valid.
+        task_finetune = dataclasses.replace(finetune, spatial_aug=resolve_policy(finetune.spatial_aug, task))
+        spatial_key = {"spatial_aug": task_finetune.spatial_aug} if task_finetune.spatial_aug != "none" else {}
+        # Its fine-tuning loss and test-time augmentation (``auto``: its paper's, HIE: LADP eq. 7 and flips), resolved
+        # likewise; in the cell id only when not the suite's default, so the other tasks' cell ids stay valid.
+        try:
+            task_finetune = dataclasses.replace(task_finetune, loss=resolve_finetune_loss(finetune.loss, task), tta=resolve_tta(finetune.tta, task))
+        except ValueError as exc:
+            raise BenchmarkInputError(str(exc)) from None
+        spatial_key.update({**({"finetune_loss": task_finetune.loss} if task_finetune.loss != "default" else {}),
+                            **({"tta": task_finetune.tta} if task_finetune.tta != "none" else {})})
         strata = task.kind.strata(td.cases)
         splits = task_splits([c.case_id for c in td.cases], seeds=seeds, folds=folds, test_fraction=task.test_fraction,
                              split_seed=task.split_seed, strata=strata)
@@ -192,8 +215,12 @@ def build_plan(
                 cfg = method_cls.make_config(entry.overrides)
             except (TypeError, ValueError) as exc:
                 raise BenchmarkInputError(f"settings for method {entry.name!r} {entry.overrides}: {exc}") from None
-            na_reason = _unsupported(method_cls, task, bb, finetune) or _data_shortfall(method_cls, cfg, n_train)
-            config_id = content_hash({**dataclasses.asdict(cfg), **downstream}, 8)
+            on_corpus = corpus_splits is not None and uses_corpus(method_cls, cfg)
+            modalities = corpus_modalities(corpus) if on_corpus else task.modalities
+            na_reason = (_unsupported(method_cls, task, bb, finetune) or _data_shortfall(method_cls, cfg, n_train)
+                         or _pretraining_data_problem(method_cls, cfg, task=task, corpus=corpus if on_corpus else None, modalities=modalities,
+                                                      global_batch=profile.pretrain_recipe(method_cls, bb).batch_size * workers))
+            config_id = content_hash({**dataclasses.asdict(cfg), **downstream, **spatial_key}, 8)
             for (seed, fold), (train_ids, test_ids) in splits.items():
                 fit_ids, val_ids = validation[(seed, fold)]
                 cells = []
@@ -203,24 +230,28 @@ def build_plan(
                     cells.append(CellSpec(cell_id, fraction.label, n, tuple(labeled_subset(fit_ids, n, seed=seed, protocol=protocol))))
                 # A label-aware pretraining may only see the labels of the fraction it is compared at,
                 # so it is one pretraining per fraction; otherwise one pretraining serves every fraction.
-                for share in ([[c] for c in cells] if method_cls.label_aware else [cells]):
+                # (ddp:cases=labelled pretrains per fraction too, on the cases LADP sees: pretrains_on_labelled_cases.)
+                per_fraction = method_cls.pretrains_on_labelled_cases(cfg)
+                for share in ([[c] for c in cells] if per_fraction else [cells]):
                     # Label-aware pretraining sees only labelled cases; self-supervised ones every non-test case (validation
                     # cases included: no label is read) and the --pretrain-extra cases.
-                    pretrain_ids = list(share[0].labeled_ids) if method_cls.label_aware else train_ids + [c.case_id for c in td.extra_cases]
+                    pretrain_ids = list(share[0].labeled_ids) if per_fraction else train_ids + [c.case_id for c in td.extra_cases]
+                    parts = corpus_splits[(seed, fold)] if on_corpus else ()
                     jobs.append(_job(entry, method_cls, cfg, bb, td, seed=seed, fold=fold, n_folds=folds, train_ids=fit_ids, val_ids=val_ids, test_ids=test_ids,
-                                     pretrain_ids=pretrain_ids, cells=tuple(share), profile=profile, cache_dir=cache_dir, finetune=finetune,
-                                     protocol=protocol, na_reason=na_reason))
+                                     pretrain_ids=pretrain_ids, cells=tuple(share), profile=profile, cache_dir=cache_dir, finetune=task_finetune,
+                                     protocol=protocol, na_reason=na_reason, corpus=parts, modalities=tuple(modalities) if on_corpus else ()))
     return Plan(jobs=tuple(jobs), profile=profile)
 
 
 def _entries_with_scratch(methods: list[MethodEntry], task: Task, backbone: str | None, finetune: FinetuneSettings) -> list[tuple[MethodEntry, str]]:
     """(entry, backbone) pairs of one task: every requested method on its paper backbone (or ``backbone``),
-    then scratch once per backbone that a runnable method uses."""
-    pairs = [(e, backbone or get_method(e.name).default_backbone) for e in methods if e.name != "scratch"]
-    scratch = [e for e in methods if e.name == "scratch"] or [MethodEntry("scratch")]
+    then the kind's baseline (scratch; synthesis: l1) once per backbone that a runnable method uses."""
+    baseline = task.kind.baseline_method
+    pairs = [(e, backbone or get_method(e.name).default_backbone) for e in methods if e.name != baseline]
+    scratch = [e for e in methods if e.name == baseline] or [MethodEntry(baseline)]
     used = list(dict.fromkeys(bb for e, bb in pairs if _unsupported(get_method(e.name), task, bb, finetune) is None))
-    if pairs or any(e.name == "scratch" for e in methods):
-        for bb in used or [backbone or get_method("scratch").default_backbone]:
+    if pairs or any(e.name == baseline for e in methods):
+        for bb in used or [backbone or get_method(baseline).default_backbone]:
             pairs += [(s, bb) for s in scratch]
     return pairs
 
@@ -238,6 +269,45 @@ def _data_shortfall(method_cls, cfg, n_train: int) -> str | None:
     if spec.kind == "source_pool" and not spec.same_patient and n_train < spec.pool_size:
         return f"{method_cls.registry_name} draws N = {spec.pool_size} sources from different patients but only {n_train} training cases exist"
     return None
+
+
+def uses_corpus(method_cls, cfg) -> bool:
+    """Whether the method pretrains on a shared corpus when one is given: its samples are single-modality crops
+    tagged with their modality (``DataSpec(kind="modality_crops")``), so volumes of any task, with any number of
+    channels, mix in one batch; a label-aware pretraining never does (it may see only one task's labelled cases)."""
+    return not method_cls.pretrains_on_labelled_cases(cfg) and method_cls.data_spec(cfg).kind == "modality_crops"
+
+
+def corpus_modalities(corpus: list[TaskData]) -> list[str]:
+    """The corpus's modality vocabulary: every task's ``Task.modalities``, in order of first appearance."""
+    return list(dict.fromkeys(m for td in corpus for m in td.task.modalities))
+
+
+def _corpus_splits(corpus: list[TaskData], *, seeds: list[int], folds: int) -> dict[tuple[int, int], tuple[CorpusPart, ...]]:
+    """(seed, fold) -> the corpus parts: each task's non-test cases of that split (validation cases included: no label
+    is read) plus its --pretrain-extra cases. A task's split is the one its own Jobs use, so no test case of any
+    corpus task is ever pretrained on."""
+    out: dict[tuple[int, int], list[CorpusPart]] = {}
+    for td in corpus:
+        splits = task_splits([c.case_id for c in td.cases], seeds=seeds, folds=folds, test_fraction=td.task.test_fraction,
+                             split_seed=td.task.split_seed, strata=td.task.kind.strata(td.cases))
+        for key, (train, _test) in splits.items():
+            extra = [c.case_id for c in td.extra_cases]
+            out.setdefault(key, []).append(CorpusPart(task_ref=td.task.ref, data_root=str(td.root), case_ids=tuple(train + extra),
+                                                      extra_root=str(td.extra_root) if extra else None,
+                                                      fingerprint=td.fingerprint))
+    return {key: tuple(parts) for key, parts in out.items()}
+
+
+def _pretraining_data_problem(method_cls, cfg, *, task: Task, corpus: list[TaskData] | None, modalities: list[str] | tuple[str, ...],
+                              global_batch: int) -> str | None:
+    """The method's own check of its pretraining data (e.g. DAE's contrastive loss needs two modalities and a
+    global batch that can hold a positive and a negative pair), phrased with where the data comes from."""
+    problem = method_cls.pretraining_data_problem(cfg, modalities=tuple(modalities), global_batch=global_batch)
+    if problem is None:
+        return None
+    source = f"the corpus {', '.join(td.task.name for td in corpus)}" if corpus else f"task {task.name}"
+    return f"{problem} (pretraining data: {source}; modalities {list(modalities)}; global batch {global_batch})"
 
 
 # Recipe fields added after the first cached checkpoints: left out of the key while unset, so the checkpoints
@@ -263,16 +333,17 @@ def _epoch_size(td: TaskData, ids: list[str], *, two_d: bool, volume_size) -> in
 
 def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, seed: int, fold: int, n_folds: int, train_ids, val_ids, test_ids,
          pretrain_ids, cells: tuple[CellSpec, ...], profile: Profile, cache_dir: Path, finetune: FinetuneSettings, protocol: Protocol,
-         na_reason: str | None) -> Job:
-    roi = tuple(profile.rois[backbone])
-    ft_recipe = profile.finetune_recipes[backbone]
+         na_reason: str | None, corpus: tuple[CorpusPart, ...] = (), modalities: tuple[str, ...] = ()) -> Job:
+    network = td.task.kind.finetune_network(backbone)  # synthesis: the generator's crop and recipe, whatever the loss network
+    roi = tuple(profile.rois[network])
+    ft_recipe = profile.finetune_recipes[network]
     common = dict(
         method=entry.name, method_config=cfg, method_overrides=dict(entry.overrides), backbone=backbone, backbone_size=profile.backbone_size,
         task_ref=td.task.ref, task=td.task.name, data_root=str(td.root), seed=seed, fold=fold, n_folds=n_folds,
-        label_aware=method_cls.label_aware, train_ids=tuple(train_ids), val_ids=tuple(val_ids), test_ids=tuple(test_ids), roi=roi,
+        label_aware=method_cls.is_label_aware(cfg), train_ids=tuple(train_ids), val_ids=tuple(val_ids), test_ids=tuple(test_ids), roi=roi,
         in_channels=len(td.task.channels),
         volume_size=tuple(profile.volume_size) if profile.volume_size else None, finetune_recipe=ft_recipe, finetune=finetune,
-        protocol=protocol, cells=cells,
+        protocol=protocol, cells=cells, profile=profile.name, cache_dir=str(cache_dir),
     )
     if na_reason is not None:
         return Job(**common, pretrain_channels=(0, 0), pretrain=None, finetune_steps=0, finetune_rounds=1, validation_every=1, na_reason=na_reason)
@@ -282,16 +353,20 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
     samples = _epoch_size(td, [*train_ids, *val_ids], two_d=two_d, volume_size=profile.volume_size)  # every non-test case
     extra = [i for i in pretrain_ids if i not in {*train_ids, *val_ids}]  # --pretrain-extra cases: epochs count them too
     pretrain = None
-    if method_cls.pretrains:
+    if method_cls.pretrains and corpus:
+        pretrain = _corpus_pretraining(entry, cfg, backbone, pre_recipe, corpus=corpus, modalities=modalities, seed=seed, roi=roi,
+                                       channels=channels, profile=profile, cache_dir=cache_dir)
+    elif method_cls.pretrains:
         pretrain_samples = samples + (_epoch_size(td, extra, two_d=two_d, volume_size=profile.volume_size) if extra else 0)
         steps = pre_recipe.steps_for(pretrain_samples)
         key = content_hash({
             "method": entry.name, "backbone": backbone, "task": td.task.name, "seed": seed,
-            "config": dataclasses.asdict(cfg), "recipe": _recipe_key(pre_recipe), "steps": steps, "roi": roi,
+            "config": method_cls.pretraining_config(cfg), "recipe": _recipe_key(pre_recipe), "steps": steps, "roi": roi,
             "channels": channels, "volume_size": profile.volume_size, "backbone_size": dataclasses.asdict(profile.backbone_size),
             "pretrain_ids": pretrain_ids, "data": td.fingerprint, "version": 1,
-            # only a label-aware pretraining samples by labels; others keep their keys whatever this constant is
-            **({"foreground_prob": protocol.label_aware_pretrain_foreground_prob} if method_cls.label_aware else {}),
+            # crop sampling by labels (a label-aware method's, e.g. LADP's foreground_prob, is also in its config)
+            **({"foreground_prob": fg} if (fg := method_cls.pretrain_foreground_prob(cfg)) else {}),
+            **td.task.kind.pretrain_key(td.task),  # e.g. synthesis: the target series pretrained on
         })
         pretrain = PretrainSpec(recipe=pre_recipe, steps=steps, case_ids=tuple(pretrain_ids), key=key,
                                 path=str(pretrain_checkpoint_path(cache_dir, key)),
@@ -301,6 +376,23 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
     steps = ft_recipe.steps_for(samples)
     return Job(**common, pretrain_channels=tuple(channels), pretrain=pretrain, finetune_steps=steps, finetune_samples=samples,
                finetune_rounds=method_cls.finetune_rounds(cfg), validation_every=max(1, steps // protocol.validations_per_finetune))
+
+
+def _corpus_pretraining(entry: MethodEntry, cfg, backbone: str, recipe, *, corpus: tuple[CorpusPart, ...], modalities: tuple[str, ...], seed: int,
+                        roi, channels, profile: Profile, cache_dir: Path) -> PretrainSpec:
+    """The pretraining on a shared corpus: its key names the corpus (tasks, data fingerprints via the case ids and
+    roots, extras) and not the fine-tuning task, so every task of the run reuses one checkpoint."""
+    # One sample per volume and epoch: the corpus methods (DAE) are 3D (a 2D one would count slices, as _epoch_size does).
+    samples = sum(len(p.case_ids) for p in corpus)
+    steps = recipe.steps_for(samples)
+    key = content_hash({
+        "method": entry.name, "backbone": backbone, "seed": seed, "config": dataclasses.asdict(cfg), "recipe": _recipe_key(recipe),
+        "steps": steps, "roi": roi, "channels": channels, "volume_size": profile.volume_size,
+        "backbone_size": dataclasses.asdict(profile.backbone_size), "modalities": list(modalities),
+        "corpus": [dataclasses.asdict(p) for p in corpus], "version": 1,
+    })
+    return PretrainSpec(recipe=recipe, steps=steps, case_ids=(), key=key, path=str(pretrain_checkpoint_path(cache_dir, key)), samples=samples,
+                        corpus=corpus, modalities=modalities)
 
 
 # ---- searched hyperparameters -------------------------------------------------------------------
@@ -324,6 +416,7 @@ def apply_params(job: Job, params: dict[str, Any], *, search_budget: int = 0) ->
     except (TypeError, ValueError) as exc:
         raise BenchmarkInputError(f"searched hyperparameters {params} for {job.method!r}: {exc}") from None
     pretrain = job.pretrain
+    pretext = {k: v for k, v in pretext.items() if k in get_method(job.method).pretraining_config(cfg)}  # e.g. not a loss weight (λ1)
     if pretrain is not None and (pretext or pre):
         steps = pre_recipe.steps_for(pretrain.samples)
         key = content_hash({"base": pretrain.key, "pretext": pretext, "recipe": _recipe_key(pre_recipe), "steps": steps})

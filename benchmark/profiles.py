@@ -32,10 +32,12 @@ SMOKE = Profile(
     name="smoke",
     # Model selection twice per fine-tuning run (half-way and at the end): each validation is a sliding-window pass
     # over every validation volume, which at smoke size costs as much as a quarter of the fine-tuning.
-    protocol=dataclasses.replace(DEFAULT_PROTOCOL, validations_per_finetune=2),
+    # The fine-tuning augmentation's elastic part on 2D slices only (~3 ms each); on 3D crops it costs ~0.5 s per deformed crop.
+    protocol=dataclasses.replace(DEFAULT_PROTOCOL, validations_per_finetune=2, spatial_aug_elastic_dims=(2,)),
     backbone_size=SMOKE_SIZE,
     volume_size=(64, 64, 32),
-    rois={"unet2d": (64, 64), "vgg_unet": (64, 64), "swin_unetr": (64, 64, 32), "vit": (64, 64, 32), "resnet_unet": (64, 64)},
+    # "pix2pix": the synthesis generator's crops and recipe (tasks/kinds/synthesis.py ``finetune_network``).
+    rois={"unet2d": (64, 64), "vgg_unet": (64, 64), "swin_unetr": (64, 64, 32), "vit": (64, 64, 32), "resnet_unet": (64, 64), "pix2pix": (64, 64)},
     # AdamW with a constant-then-cosine schedule converges in the few steps a smoke run has.
     finetune_recipes={
         "unet2d": Recipe(steps=100, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
@@ -43,13 +45,15 @@ SMOKE = Profile(
         "swin_unetr": Recipe(steps=20, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
         "vit": Recipe(steps=20, batch_size=1, lr=2e-3, optimizer="adamw", source="smoke"),
         "resnet_unet": Recipe(steps=100, batch_size=8, lr=2e-3, optimizer="adamw", source="smoke"),
+        "pix2pix": Recipe(steps=40, batch_size=4, lr=2e-4, optimizer="adam", schedule="constant", source="smoke (pix2pix's Adam lr 2e-4)"),
     },
     smoke_pretrain={
         "unet2d": Recipe(steps=80, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
         "vgg_unet": Recipe(steps=80, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke"),
         # batch 4: batch-wise losses (DAE's CMCL, contrastive coding) need positive and negative pairs in a batch
+        # (a batch of 2 never holds both: tests/test_registry_contract.py checks every loss term on pipeline batches)
         "swin_unetr": Recipe(steps=8, batch_size=4, lr=2e-3, optimizer="adamw", source="smoke"),
-        "vit": Recipe(steps=30, batch_size=2, lr=2e-3, optimizer="adamw", source="smoke"),
+        "vit": Recipe(steps=15, batch_size=4, lr=2e-3, optimizer="adamw", source="smoke"),
         "resnet_unet": Recipe(steps=80, batch_size=8, lr=2e-3, optimizer="adamw", source="smoke"),
     },
 )
@@ -67,6 +71,7 @@ PAPER = Profile(
         # CoPer appendix B draws its 192 / 96 multi-crops from whole 240x240 BraTS slices (Table I);
         # 224 is the largest side <= 240 that the ResNet's five stride-2 stages divide.
         "resnet_unet": (224, 224),
+        "pix2pix": (256, 256),  # CoPer appendix C: random 256 x 256 crops (of slices resized to 286)
     },
     finetune_recipes={
         "unet2d": Recipe(
@@ -89,6 +94,11 @@ PAPER = Profile(
             steps=None, epochs=1000, iterations_per_epoch=250, batch_size=8, lr=1e-2, optimizer="sgd", momentum=0.99,
             weight_decay=3e-5, schedule="poly",
             source="no paper fine-tunes this network for segmentation (CoPer uses it as a perceptual loss): unet2d's nnU-Net recipe, SI paper 5.5.1 and 5.5.3",
+        ),
+        "pix2pix": Recipe(
+            steps=None, epochs=200, batch_size=1, lr=2e-4, optimizer="adam", schedule="constant",
+            source="CoPer appendix C: pix2pix, lr 2e-4; epochs and batch not given: pix2pix's 200 epochs, batch 1 "
+                   "(pix2pix decays the lr linearly over the last 100 epochs; here it stays constant)",
         ),
     },
 )

@@ -15,12 +15,14 @@ from dataclasses import dataclass
 class Protocol:
     # nnU-Net-style foreground oversampling of fine-tuning crops (a third of the crops centred on a label).
     finetune_foreground_prob: float = 0.33
-    # Label-aware pretraining (LADP II.B) oversamples lesion crops the same way; other methods never see labels.
-    label_aware_pretrain_foreground_prob: float = 0.33
+    # (Pretraining crops: a method's own setting, e.g. LADP's foreground_prob; only a label-aware one samples by labels.)
     # MONAI sliding-window inference on the test volumes.
     sliding_window_overlap: float = 0.25
     sliding_window_batch_3d: int = 2
     sliding_window_batch_2d: int = 16  # axial slices per forward pass of a 2D network
+    # Sample dimensionalities (2: slices, 3: crops) whose fine-tuning augmentation keeps its elastic part
+    # (benchmark/spatial_augmentation.py). The smoke profile leaves 3D elastic out: ~0.5 s per deformed 64x64x32 crop on a CPU.
+    spatial_aug_elastic_dims: tuple[int, ...] = (2, 3)
     # Mixup's Beta(alpha, alpha) when --finetune-aug mixup is given without --mixup-alpha (the SI paper gives none).
     mixup_alpha: float = 0.4
     # Model selection: validation evaluations per fine-tuning run (every steps // n steps, and at the last step);

@@ -1,17 +1,29 @@
 """The only module that imports Ray: cluster start-up, Ray Tune scheduling of planned Jobs, DDP through Ray
 Train, and the hyperparameter search (Ray Tune + Optuna).
 
-Every planned Job (``benchmark.job``: one pretraining + its fine-tuning cells) starts as soon as resources free
-up, so one long Job holds back nothing behind it. With one worker per Job (the laptop case) each Job is a Ray
-Tune function trial named after it (method-backbone-task-seed-fold-...): a few seconds to start, no Ray Train
-start-up. With ``--num-workers N`` each Job is a Ray Train ``TorchTrainer`` with N DDP workers, named after the
-Job (the dashboard's Train view lists it), started by a pool of ``concurrency`` driver threads.
+Every planned Job (``benchmark.job``: one pretraining + its fine-tuning cells) and every search trial is a Ray
+Tune trial that starts as soon as resources free up, so one long Job holds back nothing behind it. With one worker
+(the laptop case) the trial runs the Job itself: a few seconds to start, no Ray Train start-up. With
+``--num-workers N > 1`` the trial holds no CPU and runs a Ray Train ``TorchTrainer`` of N DDP workers named after
+it (the pattern of Ray's "Hyperparameter Tuning with Ray Tune" guide for Train V2; metrics reach Tune through
+``TuneReportCallback``).
+
+Where a user finds a unit in the Ray dashboard, by the name the run prints (method-backbone-task-s<seed>-f<fold>-...;
+search trials: method-backbone-task-s<seed>-trial<k>):
+- Actors view (``/api/v0/actors``): the trial's actor shows the unit's name as its repr; its page shows the unit's
+  live log (loss every few steps, validation scores);
+- Metrics view / Prometheus (``ray_medssl_unit_<metric>{unit=...}``): its latest train loss, validation score
+  and step, as Ray gauges (exported every ~10 s while the unit runs);
+- Train view (``/api/train/v2/runs``), with ``--num-workers > 1``: the Train run of the same name.
 Results stream back to the driver through a Ray queue as each Job finishes, so they are recorded cell by cell
 even if a later Job fails or the run is interrupted; this also works on multi-node clusters where workers and
 driver share no file system.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 import queue as queue_module
 import re
@@ -24,6 +36,8 @@ from typing import Any, Callable
 
 import ray
 
+# Ray Train V2, and its state tracking (else the dashboard's Train view stays empty), in every process of the run.
+_TRAIN_ENV = {"RAY_TRAIN_V2_ENABLED": "1", "RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
 
 
 class ClusterUnreachable(RuntimeError):
@@ -41,12 +55,13 @@ def start_ray(address: str | None, *, dashboard: bool = True, connect_timeout_s:
     """
     if ray.is_initialized():
         return ""
-    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")  # else the dashboard's Train view stays empty
+    for key, value in _TRAIN_ENV.items():  # an embedded cluster's workers inherit them
+        os.environ.setdefault(key, value)
     kwargs: dict[str, Any] = {"log_to_driver": True, "logging_level": "ERROR"}
     if address:
         _probe(address, timeout_s=connect_timeout_s)
-        context = ray.init(address=address, **kwargs)
+        # a running cluster's workers do not inherit this process's environment: the Train runs inside trials need it
+        context = ray.init(address=address, runtime_env={"env_vars": {k: os.environ[k] for k in _TRAIN_ENV}}, **kwargs)
     else:
         context = ray.init(address="local", include_dashboard=dashboard, **kwargs)
     url = getattr(context, "dashboard_url", "") or ""
@@ -87,8 +102,87 @@ def _log(message: str) -> None:
     sys.stdout.flush()
 
 
+# ---- resources --------------------------------------------------------------------------------------------
+def trial_resources(*, num_workers: int, cpus_per_worker: float, gpus_per_worker: float) -> dict[str, float]:
+    """What one Tune trial (a Job or a search trial) holds. One worker: the worker's CPUs / GPUs, the trial trains
+    itself. Several: the trial only drives a Ray Train run whose workers hold the CPUs / GPUs, so the trial itself
+    holds none (holding a CPU would starve the workers of a small cluster: 1 + 2 workers do not fit 2 cores). Tune
+    refuses an all-zero request, hence one byte of the ``memory`` resource."""
+    if num_workers == 1:
+        return {"cpu": cpus_per_worker, "gpu": gpus_per_worker}
+    return {"cpu": 0.0, "gpu": 0.0, "memory": 1.0}
+
+
+def default_concurrency(*, cluster: dict[str, float], num_workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
+    """How many trials fit the cluster at once (at least one): with several workers Tune cannot see it from the
+    trial's own (empty) request, so trials are capped here and no Train run waits on another's workers."""
+    if gpus_per_worker:
+        return max(1, int(cluster.get("GPU", 0) // (gpus_per_worker * num_workers)))
+    return max(1, int(cluster.get("CPU", 1) // (cpus_per_worker * num_workers)))
+
+
+def default_cpus_per_worker(*, cluster: dict[str, float], num_workers: int, gpus_per_worker: float) -> float:
+    """Default CPUs per worker: 1 with GPUs, else half the cluster's CPUs per Job (two Jobs at once)."""
+    return 1.0 if gpus_per_worker else max(1.0, float(int(float(cluster.get("CPU", 1)) // (2 * num_workers))))
+
+
+# ---- the unit as the dashboard shows it ----------------------------------------------------------------------
+_GAUGES: dict[str, Any] = {}
+
+
+def _publish(unit: str, metrics: dict[str, Any]) -> None:
+    """The unit's latest numbers as Ray gauges ``ray_medssl_unit_<key>{unit=<name>}`` (dashboard Metrics view,
+    Prometheus), next to Tune's own record of them."""
+    from ray.util.metrics import Gauge
+
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            continue
+        gauge = _GAUGES.get(key)
+        if gauge is None:
+            gauge = _GAUGES[key] = Gauge(f"medssl_unit_{key}", description=f"latest {key} of a medssl-bench unit", tag_keys=("unit",))
+        gauge.set(float(value), tags={"unit": unit})
+
+
+def _unit_trainable(function: Callable, *, resources: dict[str, float], **parameters) -> type:
+    """``function`` as a Tune trainable whose actor's repr is its trial's name: the dashboard's Actors view (and the
+    Tasks view, '<name>.train') lists every unit by name instead of one anonymous class per run."""
+    from ray import tune
+    from ray.tune.trainable.function_trainable import wrap_function
+
+    base = wrap_function(tune.with_resources(tune.with_parameters(function, **parameters), resources))
+
+    class MedsslUnit(base):
+        def __repr__(self) -> str:  # Ray records it once the actor is built, when the trial's name is known
+            return self.trial_name
+
+    return MedsslUnit
+
+
+def _train_run(name: str, loop_config: dict[str, Any], *, num_workers: int, cpus_per_worker: float, gpus_per_worker: float,
+               storage: Path) -> None:
+    """A Ray Train ``TorchTrainer`` of ``num_workers`` DDP workers running ``_train_loop``, named ``name`` (the Train view
+    lists it), from inside a Tune trial: its reports reach the trial (the scheduler, Tune's records) through
+    ``TuneReportCallback``."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    resources = {"CPU": cpus_per_worker}
+    if gpus_per_worker:
+        resources["GPU"] = gpus_per_worker
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config={**loop_config, "name": name, "cpus_per_worker": cpus_per_worker},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0, resources_per_worker=resources),
+        run_config=RunConfig(name=name, storage_path=str(Path(storage).resolve() / "train"), callbacks=[TuneReportCallback()]),
+    )
+    trainer.fit()
+
+
 def _train_loop(config: dict[str, Any]) -> None:
-    """Runs inside every Ray Train worker (DDP): plain-PyTorch ``run_job`` for each Job given."""
+    """Runs inside every Ray Train worker (DDP): plain-PyTorch ``run_job`` of one Job (``config["search"]``: a search
+    trial, validation only)."""
     import torch
     import ray.train
     import ray.train.torch
@@ -98,111 +192,79 @@ def _train_loop(config: dict[str, Any]) -> None:
 
     context = ray.train.get_context()
     torch.set_num_threads(max(1, int(config["cpus_per_worker"])))
+    rank, name = context.get_world_rank(), config["name"]
+
+    def report(metrics: dict[str, Any]) -> None:
+        if rank == 0:
+            _publish(name, metrics)
+        ray.train.report(metrics)  # every worker evaluates, so every worker reaches this barrier
+
     hooks = Hooks(
         log=_log,
-        # live validation score and loss in the Train run (every worker evaluates, so every worker reaches this barrier)
-        report=lambda metrics: ray.train.report(metrics),
+        report=report,
         prepare_model=lambda model, **kw: ray.train.torch.prepare_model(model, parallel_strategy_kwargs=kw or None),
         prepare_loader=lambda loader: ray.train.torch.prepare_data_loader(loader, move_to_device=False),
-        rank=context.get_world_rank(),
+        rank=rank,
         world_size=context.get_world_size(),
         device=ray.train.torch.get_device(),
     )
-    results_queue = config["queue"]
-    for name, job_json in config["jobs"]:
-        try:
-            results = run_job(Job.from_json(job_json), hooks)
-        except Exception as exc:  # noqa: BLE001 - report it and go on with the other Jobs
-            if hooks.is_main:
-                results_queue.put((name, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
-            continue
+    job = Job.from_json(config["job"])
+    if config.get("search"):  # the trial reports the final step itself, once it recorded the score (a Train Result
+        best = _search_job(job, hooks)  # holds no metrics without a checkpoint: the score goes through storage)
         if hooks.is_main:
-            results_queue.put((name, results, None))
+            from benchmark.store import write_atomic
+
+            write_atomic(Path(config["score_path"]), json.dumps({"best_validation_score": best, "world_size": hooks.world_size}))
+        return
+    try:
+        results = run_job(job, hooks)
+    except Exception as exc:  # noqa: BLE001 - recorded as this Job's failure; the other Jobs go on
+        if hooks.is_main:
+            config["queue"].put((name, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
+        return
+    if hooks.is_main:
+        config["queue"].put((name, results, None))
 
 
-def _run_ddp(jobs, *, results_queue, num_workers: int, gpus_per_worker: float, cpus_per_worker: float, storage: Path, name: str) -> None:
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    resources = {"CPU": cpus_per_worker}
-    if gpus_per_worker:
-        resources["GPU"] = gpus_per_worker
-    trainer = TorchTrainer(
-        _train_loop,
-        train_loop_config={"jobs": jobs, "queue": results_queue, "cpus_per_worker": cpus_per_worker},
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0, resources_per_worker=resources),
-        run_config=RunConfig(name=name, storage_path=str(Path(storage).resolve())),
-    )
-    trainer.fit()
-
-
-def _job_trial(config: dict[str, Any], *, jobs: dict[str, str], results_queue, cpus_per_worker: float, gpus_per_worker: float) -> None:
-    """One planned Job as one Ray Tune function trial (a few seconds to start, no Ray Train start-up). Results go to
-    the driver through ``results_queue`` as the Job ends; live loss and validation score are reported to Tune."""
+def _local_hooks(name: str, *, gpus_per_worker: float):
+    """Hooks of a one-worker trial: live metrics to Tune and to the dashboard's gauges."""
     import torch
     from ray import tune
 
+    from benchmark.train import Hooks
+
+    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
+    device = torch.device("cuda") if gpus_per_worker and torch.cuda.is_available() else torch.device("cpu")
+
+    def report(metrics: dict[str, Any]) -> None:
+        _publish(name, metrics)
+        tune.report(metrics)
+
+    return Hooks(log=_log, report=report, device=device)
+
+
+# ---- planned Jobs ---------------------------------------------------------------------------------------------
+def _job_trial(config: dict[str, Any], *, jobs: dict[str, str], results_queue, num_workers: int, cpus_per_worker: float,
+               gpus_per_worker: float, storage: Path) -> None:
+    """One planned Job as one Ray Tune trial: run here (one worker: a few seconds to start, no Ray Train start-up) or
+    as a Ray Train DDP run named after the Job. Results go to the driver through ``results_queue`` as the Job ends."""
     from benchmark.job import Job
-    from benchmark.train import Hooks, run_job
+    from benchmark.train import run_job
 
     name = config["name"]
-    torch.set_num_threads(max(1, int(cpus_per_worker)))
-    device = torch.device("cuda") if gpus_per_worker and torch.cuda.is_available() else torch.device("cpu")
-    hooks = Hooks(log=_log, report=lambda metrics: tune.report({**metrics, "job": name}), device=device)
+    if num_workers > 1:
+        try:
+            _train_run(name, {"job": jobs[name], "queue": results_queue}, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+                       gpus_per_worker=gpus_per_worker, storage=storage)
+        except Exception as exc:  # noqa: BLE001 - a Train run that died (worker lost, ...); the other trials go on
+            results_queue.put((name, None, f"{type(exc).__name__}: {exc}"))
+        return
     try:
-        results = run_job(Job.from_json(jobs[name]), hooks)
+        results = run_job(Job.from_json(jobs[name]), _local_hooks(name, gpus_per_worker=gpus_per_worker))
     except Exception as exc:  # noqa: BLE001 - the driver records the Job as failed and the other trials go on
         results_queue.put((name, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
         return
     results_queue.put((name, results, None))
-
-
-def _tune_executor(jobs: list[tuple[str, str]], *, results_queue, concurrency: int, cpus_per_worker: float, gpus_per_worker: float,
-                   storage: Path) -> Callable[[], None]:
-    """One worker per Job: every Job is a Ray Tune trial named after it; Tune starts the next one wherever resources free up."""
-    from ray import tune
-
-    trial = tune.with_parameters(_job_trial, jobs=dict(jobs), results_queue=results_queue, cpus_per_worker=cpus_per_worker,
-                                 gpus_per_worker=gpus_per_worker)
-    tuner = tune.Tuner(
-        tune.with_resources(trial, {"cpu": cpus_per_worker, "gpu": gpus_per_worker}),
-        param_space={"name": tune.grid_search([name for name, _ in jobs])},
-        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_name_creator=lambda t: t.config["name"],
-                                    trial_dirname_creator=lambda t: re.sub(r"[^A-Za-z0-9_.=-]+", "-", t.config["name"])[:120]),
-        run_config=tune.RunConfig(name=f"jobs-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(Path(storage).resolve()), verbose=0),
-    )
-    return lambda: tuner.fit()
-
-
-def _ddp_executor(jobs: list[tuple[str, str]], *, results_queue, concurrency: int, num_workers: int, cpus_per_worker: float,
-                  gpus_per_worker: float, storage: Path) -> Callable[[], None]:
-    """Several workers per Job: ``concurrency`` threads each take the next Job as they free up and run it as a Ray Train
-    ``TorchTrainer`` (DDP) named after the Job, which the dashboard's Train view lists. (Not nested in a Tune trial:
-    the trial's own CPU would be counted on top of the Train workers and starve a small cluster.)"""
-    pending = queue_module.Queue()
-    for job in jobs:
-        pending.put(job)
-
-    def worker() -> None:
-        while True:
-            try:
-                name, job_json = pending.get_nowait()
-            except queue_module.Empty:
-                return
-            try:
-                _run_ddp([(name, job_json)], results_queue=results_queue, num_workers=num_workers, gpus_per_worker=gpus_per_worker,
-                         cpus_per_worker=cpus_per_worker, storage=storage, name=name)
-            except Exception as exc:  # noqa: BLE001 - recorded as this Job's failure; the other Jobs go on
-                results_queue.put((name, None, f"{type(exc).__name__}: {exc}"))
-
-    def run() -> None:
-        threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-    return run
 
 
 def run_jobs(
@@ -215,34 +277,37 @@ def run_jobs(
     storage: Path,
     on_done: Callable[[str, list[dict[str, Any]] | None, str | None], None],
 ) -> None:
-    """Run (name, Job JSON) pairs; ``on_done(name, results, error)`` is called in the driver as each Job finishes.
-    Each Job starts when resources free up (a long Job holds back nothing behind it): as a Ray Tune trial with one
-    worker, as a Ray Train DDP run with several; by default as many run at once as the cluster fits."""
+    """Run (name, Job JSON) pairs as Ray Tune trials named after them; ``on_done(name, results, error)`` is called in
+    the driver as each Job finishes. Each Job starts when resources free up (a long Job holds back nothing behind
+    it); by default as many run at once as the cluster fits."""
+    from ray import tune
     from ray.util.queue import Empty, Queue
 
-    resources = ray.cluster_resources()
-    total_cpus = float(resources.get("CPU", 1))
+    cluster = ray.cluster_resources()
     if cpus_per_worker is None:
-        cpus_per_worker = 1.0 if gpus_per_worker else max(1.0, float(int(total_cpus // (2 * num_workers))))
+        cpus_per_worker = default_cpus_per_worker(cluster=cluster, num_workers=num_workers, gpus_per_worker=gpus_per_worker)
     if concurrency is None:
-        if gpus_per_worker:
-            concurrency = int(resources.get("GPU", 0) // (gpus_per_worker * num_workers))
-        else:
-            concurrency = int(total_cpus // (cpus_per_worker * num_workers))
+        concurrency = default_concurrency(cluster=cluster, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+                                          gpus_per_worker=gpus_per_worker)
     concurrency = max(1, min(concurrency, len(jobs)))
 
     results_queue = Queue()
-    if num_workers == 1:
-        execute = _tune_executor(jobs, results_queue=results_queue, concurrency=concurrency, cpus_per_worker=cpus_per_worker,
-                                 gpus_per_worker=gpus_per_worker, storage=storage)
-    else:
-        execute = _ddp_executor(jobs, results_queue=results_queue, concurrency=concurrency, num_workers=num_workers,
-                                cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage)
+    trainable = _unit_trainable(_job_trial, resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+                                                                      gpus_per_worker=gpus_per_worker),
+                                jobs=dict(jobs), results_queue=results_queue, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+                                gpus_per_worker=gpus_per_worker, storage=storage)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"name": tune.grid_search([name for name, _ in jobs])},
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_name_creator=lambda t: t.config["name"],
+                                    trial_dirname_creator=lambda t: _dirname(t.config["name"])),
+        run_config=tune.RunConfig(name=f"jobs-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(Path(storage).resolve()), verbose=0),
+    )
     failure: list[str] = []
 
     def fit() -> None:
         try:
-            execute()
+            tuner.fit()
         except Exception as exc:  # noqa: BLE001 - the unreported Jobs are recorded as failed below
             failure.append(f"{type(exc).__name__}: {exc}")
 
@@ -264,35 +329,94 @@ def run_jobs(
             on_done(name, None, failure[0] if failure else "the Ray Tune trial ended before this Job reported")
 
 
+def _dirname(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "-", name)[:120]
+
+
 def shutdown() -> None:
     if ray.is_initialized():
         ray.shutdown()
 
 
 # ---- hyperparameter search: Ray Tune + Optuna ---------------------------------------------------------------
-def _search_trial(config: dict[str, Any], *, base_job: str, budget: int) -> None:
-    """One search trial (a Tune function trainable, no Train start-up): pretrain with the sampled pretext
-    hyperparameters (or reuse that key's checkpoint), fine-tune the tuning fraction with model selection on the
-    validation cases, reporting the validation score as it goes (the scheduler stops poor trials early). No test
-    case is loaded."""
-    import torch
+def _search_job(job, hooks) -> float:
+    """Pretrain (or reuse that pretext configuration's checkpoint) and fine-tune the tuning fraction with model
+    selection on the validation cases, reporting the validation score as it goes (the scheduler stops poor trials
+    early); no test case is loaded. Returns the best validation score."""
+    from benchmark.train import run_job
+
+    report = hooks.report
+
+    def report_defined(metrics: dict[str, Any]) -> None:
+        score = metrics["validation_score"]
+        report({**metrics, "validation_score": score if score == score else -1.0})  # NaN (undefined) -> worst
+
+    results = run_job(job, dataclasses.replace(hooks, report=report_defined), evaluate_test=False)
+    return max((r.validation_score for r in results if r.validation_score is not None), default=-1.0)
+
+
+def params_key(params: dict[str, Any]) -> str:
+    """The identity of a proposed configuration (what the trial applies, derived values included)."""
+    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def evaluate_once(params: dict[str, Any], *, folder: Path, trial: str, evaluate: Callable[[], float]) -> tuple[float, str | None]:
+    """``(validation score, None)`` after ``evaluate()``, or ``(its score, that trial)`` when a trial of this experiment
+    already finished the same configuration: TPE's random start-up trials can propose a configuration twice on a
+    small categorical space (CSI), and it is not trained twice. A concurrent trial with the same configuration waits
+    for the first (one lock per configuration, on storage every node sees); a trial stopped early or failed leaves
+    no record, so its configuration can be evaluated again."""
+    from filelock import FileLock
+
+    from benchmark.store import write_atomic
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = params_key(params)
+    record = folder / f"{key}.json"
+    with FileLock(str(folder / f"{key}.lock")):
+        if record.exists():
+            finished = json.loads(record.read_text())
+            return float(finished["validation_score"]), str(finished["trial"])
+        score = evaluate()
+        write_atomic(record, json.dumps({"trial": trial, "params": params, "validation_score": score}, sort_keys=True, default=str))
+        return score, None
+
+
+def _search_trial(config: dict[str, Any], *, base_job: str, budget: int, finished: str, num_workers: int, cpus_per_worker: float,
+                  gpus_per_worker: float, storage: Path) -> None:
+    """One search trial: the Job with the sampled parameters, evaluated here (one worker) or by a Ray Train DDP run
+    named after the trial (several), unless the experiment already evaluated that configuration."""
     from ray import tune
 
     from benchmark.job import Job
     from benchmark.plan import apply_params
-    from benchmark.train import Hooks, run_job
 
-    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     params = config["tuned"]  # what the space returned (derived values included), not Optuna's raw suggestions
     job = apply_params(Job.from_json(base_job), params, search_budget=budget)
+    name = tune.get_context().get_trial_name()
 
-    def report(metrics: dict[str, Any]) -> None:
-        score = metrics["validation_score"]
-        tune.report({**metrics, "validation_score": score if score == score else -1.0})  # NaN (undefined) -> worst
+    world = {"size": 1}  # as the workers saw it
+    trial = tune.get_context().get_trial_id()
 
-    results = run_job(job, Hooks(log=_log, report=report), evaluate_test=False)
-    best = max((r.validation_score for r in results if r.validation_score is not None), default=-1.0)
-    tune.report({"step": job.finetune_steps * job.finetune_rounds + 1, "validation_score": best, "best_validation_score": best, "done": True})
+    def evaluate() -> float:
+        if num_workers == 1:
+            return _search_job(job, _local_hooks(name, gpus_per_worker=gpus_per_worker))
+        score_path = Path(finished) / f"{trial}.score.json"
+        _train_run(name, {"job": job.to_json(), "search": True, "score_path": str(score_path)}, num_workers=num_workers,
+                   cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage)
+        last = json.loads(score_path.read_text())
+        world["size"] = int(last["world_size"])
+        return float(last["best_validation_score"])
+
+    score, repeats = evaluate_once(params, folder=Path(finished), trial=trial, evaluate=evaluate)
+    final = {"step": job.finetune_steps * job.finetune_rounds + 1, "validation_score": score, "best_validation_score": score, "done": True,
+             "world_size": world["size"]}
+    if repeats is not None and repeats != trial:  # (== trial: this trial, restarted after an interruption that came after its evaluation)
+        _log(f"[medssl-bench] {name}: same configuration as finished trial {repeats}; its validation score {score:.4f} is reused")
+        final["duplicate_of"] = repeats
+    # last, and only after the record is written: at this step the scheduler ends the trial (its actor is stopped)
+    tune.report(final)
 
 
 def run_search(
@@ -301,25 +425,39 @@ def run_search(
     trials: int,
     seed: int,
     max_concurrent: int | None,
-    cpus_per_trial: float,
-    gpus_per_trial: float,
+    num_workers: int,
+    cpus_per_worker: float | None,
+    gpus_per_worker: float,
     storage: Path,
 ) -> list[dict[str, Any]]:
     """One Ray Tune experiment per entry of ``experiments`` ({"name", "job": base Job JSON, "space": define-by-run
-    function returning {"tuned": the parameters to apply}}): Optuna TPE (seeded) proposes ``trials`` configurations, ASHA stops
-    poor ones early on the validation score. An interrupted experiment continues from its folder under ``storage``
-    (finished trials are not repeated). Returns one row per trial: experiment, trial, params, validation_score,
-    status, seconds (and ``suggested``: Optuna's raw suggestions the parameters were derived from)."""
+    function returning {"tuned": the parameters to apply}, "max_step", "seed"}): Optuna TPE (seeded) proposes
+    ``trials`` configurations, ASHA stops poor ones early on the validation score; each trial trains with
+    ``num_workers`` workers (several: DDP through Ray Train). An interrupted experiment continues from its folder
+    under ``storage`` (finished trials are not repeated); an interruption (Ctrl-C) raises KeyboardInterrupt once Tune
+    has saved the experiment. Returns one row per trial: experiment, trial, params, validation_score, status (done,
+    stopped early, error, duplicate), duplicate_of (the trial it repeats), seconds (and ``suggested``: Optuna's raw
+    suggestions the parameters were derived from)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
     import optuna
 
+    cluster = ray.cluster_resources()
+    if cpus_per_worker is None:
+        cpus_per_worker = 1.0 if num_workers == 1 else default_cpus_per_worker(cluster=cluster, num_workers=num_workers,
+                                                                                 gpus_per_worker=gpus_per_worker)
+    if max_concurrent is None and num_workers > 1:
+        max_concurrent = default_concurrency(cluster=cluster, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+                                             gpus_per_worker=gpus_per_worker)
     rows: list[dict[str, Any]] = []
     for exp in experiments:
-        trainable = tune.with_resources(tune.with_parameters(_search_trial, base_job=exp["job"], budget=trials),
-                                        {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
         path = Path(storage).resolve() / exp["name"]
+        trainable = _unit_trainable(_search_trial, resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+                                                                             gpus_per_worker=gpus_per_worker),
+                                    base_job=exp["job"], budget=trials, finished=str(path.with_name(path.name + ".finished")),
+                                    num_workers=num_workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                                    storage=storage)
         if tune.Tuner.can_restore(str(path)):
             _log(f"[medssl-bench] search {exp['name']}: continuing the interrupted experiment in {path}")
             tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
@@ -327,22 +465,46 @@ def run_search(
             searcher = OptunaSearch(space=exp["space"], metric="validation_score", mode="max",
                                     sampler=optuna.samplers.TPESampler(seed=seed))
             scheduler = ASHAScheduler(time_attr="step", max_t=exp["max_step"], grace_period=max(1, exp["max_step"] // 4))
+            prefix = f"{exp['name']}-s{exp.get('seed', 0)}-trial"
             tuner = tune.Tuner(
                 trainable,
                 tune_config=tune.TuneConfig(metric="validation_score", mode="max", search_alg=searcher, scheduler=scheduler,
                                             num_samples=trials, max_concurrent_trials=max_concurrent,
-                                            trial_name_creator=lambda t, n=exp["name"]: f"{n}-{t.trial_id}",
+                                            trial_name_creator=lambda t, p=prefix: p + _trial_number(t),
                                             trial_dirname_creator=lambda t: t.trial_id),
                 run_config=tune.RunConfig(name=exp["name"], storage_path=str(Path(storage).resolve()), verbose=0),
             )
         grid = tuner.fit()
-        for index, result in enumerate(grid):
-            history = result.metrics_dataframe
-            best = float(history["validation_score"].max()) if history is not None and "validation_score" in history else float("nan")
-            config = dict(result.config or {})
-            params = config.pop("tuned", {})
-            rows.append({"experiment": exp["name"], "trial": index, "params": params, "suggested": config, "validation_score": best,
-                         "error": str(result.error).strip().splitlines()[-1][:300] if result.error else "",
-                         "status": "error" if result.error else ("stopped early" if not (result.metrics or {}).get("done") else "done"),
-                         "seconds": float((result.metrics or {}).get("time_total_s", float("nan")))})
+        if grid.num_terminated + grid.num_errors < trials:  # Tune stops on Ctrl-C, saves the experiment and returns
+            _log(f"[medssl-bench] search {exp['name']} interrupted after {grid.num_terminated} of {trials} trial(s); run the same "
+                 "command again to continue it (finished trials are kept)")
+            raise KeyboardInterrupt
+        rows.extend(_trial_rows(exp["name"], grid))
+    return rows
+
+
+def _trial_number(trial) -> str:
+    """The trial's 0-based number (its row in tuning.csv): the searcher's tag starts with its 1-based count, "3_..."."""
+    head = trial.experiment_tag.split("_")[0]
+    return str(int(head) - 1) if head.isdigit() else trial.trial_id
+
+
+def _trial_rows(experiment: str, grid) -> list[dict[str, Any]]:
+    """One row per trial of a finished experiment, in the order the trials were created (Optuna's proposals)."""
+    results = list(grid)
+    number = {(r.metrics or {}).get("trial_id"): index for index, r in enumerate(results)}
+    rows = []
+    for index, result in enumerate(results):
+        metrics = result.metrics or {}
+        history = result.metrics_dataframe
+        best = float(history["validation_score"].max()) if history is not None and "validation_score" in history else float("nan")
+        config = dict(result.config or {})
+        params = config.pop("tuned", {})
+        repeats = metrics.get("duplicate_of")
+        # (our last report carries best_validation_score; Tune's own "done" is true for an early-stopped trial too)
+        status = ("error" if result.error else "duplicate" if repeats else "done" if "best_validation_score" in metrics else "stopped early")
+        rows.append({"experiment": experiment, "trial": index, "params": params, "suggested": config, "validation_score": best,
+                     "error": str(result.error).strip().splitlines()[-1][:300] if result.error else "", "status": status,
+                     "duplicate_of": number.get(repeats, "") if repeats else "",
+                     "seconds": float(metrics.get("time_total_s", float("nan")))})
     return rows

@@ -40,12 +40,27 @@ def software_versions() -> dict[str, str]:
     return out
 
 
-def resolve_data(request: RunRequest) -> list:
-    """Each task's data folder (user's or built-in synthetic), every file checked up front."""
+def resolve_data(request: RunRequest) -> tuple[list, list | None]:
+    """Each task's data folder (user's or built-in synthetic), every file checked up front; and the
+    --pretrain-corpus tasks' data (the run's own TaskData where a task is both), or None."""
+    fine_tuned = [t.name for t in request.tasks]
+    corpus_only = [t for t in request.pretrain_corpus or () if t.name not in fine_tuned]
+    task_data = _resolve(request, [*request.tasks, *corpus_only])
+    if request.pretrain_corpus is None:
+        return task_data, None
+    by_name = {td.task.name: td for td in task_data}
+    corpus = [by_name[t.name] for t in request.pretrain_corpus]
+    _log(f"pretraining corpus of {', '.join(by_name[t.name].task.name for t in request.pretrain_corpus)}: "
+         f"{sum(len(td.cases) + len(td.extra_cases) for td in corpus)} cases before the test cases are removed "
+         "(for methods pretraining on single-modality samples, e.g. dae; --pretrain-corpus none: each task on its own)")
+    return [td for td in task_data if td.task.name in fine_tuned], corpus
+
+
+def _resolve(request: RunRequest, tasks: list) -> list:
     from benchmark.datasources import attach_unlabeled, resolve_task_data
 
     task_data = []
-    for task in request.tasks:
+    for task in tasks:
         td = resolve_task_data(task, data_root=request.data_roots.get(task.name), cache_dir=request.cache_dir, recheck=request.check_data)
         source = "built-in synthetic data" if td.synthetic else "user data"
         checked = f"; every file read: channels {', '.join(task.channels)}, {task.kind.describe(task)}" if request.check_data else ""
@@ -63,19 +78,20 @@ def execute(request: RunRequest) -> int:
 
     if not request.check_data:
         _log(f"run {request.run_name!r}, profile {request.profile.name}, output {request.output}")
-    task_data = resolve_data(request)
+    task_data, corpus = resolve_data(request)
     if request.check_data:
         _log(f"data OK: {', '.join(t.name for t in request.tasks)} (nothing trained)")
         return 0
     plan = build_plan(methods=list(request.methods), task_data=task_data, fractions=list(request.fractions), seeds=list(request.seeds),
                       profile=request.profile, cache_dir=request.cache_dir, backbone=request.backbone, finetune=request.finetune,
-                      folds=request.folds)
+                      folds=request.folds, corpus=corpus, workers=request.ray.num_workers)
 
     store = ResultStore(request.output, request.run_name)
     versions = software_versions()
     store.write_json("config.json", {
         "run": request.run_name, "argv": list(request.argv), "profile": dataclasses.asdict(request.profile),
         "methods": [dataclasses.asdict(m) for m in request.methods], "tasks": [t.ref for t in request.tasks],
+        "pretrain_corpus": [td.task.ref for td in corpus] if corpus else None,
         "fractions": [f.label for f in request.fractions], "seeds": list(request.seeds), "folds": request.folds,
         "data_roots": {td.task.name: str(td.root) for td in task_data}, "versions": versions,
         "jobs": [job.to_dict() for job in plan.jobs],
@@ -181,20 +197,21 @@ def search(jobs: tuple, *, request: RunRequest, store) -> list:
             continue
         budgets[key] = options.trials
         experiments.append({"name": _experiment_name(key), "key": key, "job": base.to_json(), "space": space,
-                            "max_step": base.finetune_steps * base.finetune_rounds + 1})
+                            "max_step": base.finetune_steps * base.finetune_rounds + 1, "seed": base.seed})
     rows = []
     if experiments:
         _start(request)
         _log(f"searching {len(experiments)} experiment(s) x {options.trials} trial(s) on the validation cases (no test case is read)")
-        cpus = request.ray.cpus_per_worker or 1.0
         rows = ray_runner.run_search(experiments, trials=options.trials, seed=options.seed, max_concurrent=options.max_concurrent,
-                                     cpus_per_trial=cpus, gpus_per_trial=request.ray.gpus_per_worker, storage=request.output / "tune")
+                                     num_workers=request.ray.num_workers, cpus_per_worker=request.ray.cpus_per_worker,
+                                     gpus_per_worker=request.ray.gpus_per_worker, storage=request.output / "tune")
     by_name = {e["name"]: e["key"] for e in experiments}
     table = pd.DataFrame([{**dict(zip(("method", "backbone", "task"), _split_key(by_name[r["experiment"]]))), "trial": r["trial"],
                            "params": json.dumps(r["params"], sort_keys=True), "validation_metric": r["validation_score"],
-                           "status": r["status"], "seconds": r["seconds"], "suggested": json.dumps(r["suggested"], sort_keys=True),
-                           "error": r["error"]} for r in rows],
-                         columns=["method", "backbone", "task", "trial", "params", "validation_metric", "status", "seconds", "suggested", "error"])
+                           "status": r["status"], "duplicate_of": r["duplicate_of"], "seconds": r["seconds"],
+                           "suggested": json.dumps(r["suggested"], sort_keys=True), "error": r["error"]} for r in rows],
+                         columns=["method", "backbone", "task", "trial", "params", "validation_metric", "status", "duplicate_of", "seconds",
+                                  "suggested", "error"])
     write_atomic(store.folder / "tuning.csv", table.to_csv(index=False))
     best: dict[str, dict] = {}
     for name, key in by_name.items():
@@ -274,8 +291,13 @@ def _start(request: RunRequest) -> None:
     from benchmark import ray_runner
 
     options = request.ray
+    # Ray Train V2 releases the workers of a run that was stopped (early-stopped search trial, Ctrl-C) through the
+    # dashboard's State API: without it their CPUs stay reserved and the next Train run waits forever
+    needs_dashboard = options.num_workers > 1
+    if needs_dashboard and not options.dashboard:
+        _log("--no-dashboard ignored: with --num-workers > 1, Ray Train needs the dashboard's State API to release stopped runs")
     try:
-        dashboard = ray_runner.start_ray(options.address, dashboard=options.dashboard)
+        dashboard = ray_runner.start_ray(options.address, dashboard=options.dashboard or needs_dashboard)
     except ray_runner.ClusterUnreachable as exc:
         raise BenchmarkInputError(str(exc)) from None
     if dashboard:
@@ -289,6 +311,10 @@ def _headline(result) -> str:
     if dice:
         return f"dice_mean {sum(dice) / len(dice):.3f}"
     sets = [r for r in result.rows if r.case_id is None]
+    if not sets and result.rows:  # per-case metrics only (synthesis): the mean of the first one (its main metric)
+        first = result.rows[0].metric
+        values = [r.value for r in result.rows if r.metric == first]
+        return f"{first} {sum(values) / len(values):.3f}"
     return ", ".join(f"{r.metric} {r.value:.3f}" for r in sets) or "no metrics"
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the store reads Jobs and results by attribute; importing it
 RESULT_COLUMNS = ["run", "method", "backbone", "task", "fraction", "n_labeled", "seed", "fold", "case_id", "metric", "value", "cell_id", "scope"]
 CELL_COLUMNS = [
     "run", "cell_id", "method", "backbone", "task", "fraction", "n_labeled", "seed", "fold", "status", "reason", "variant",
-    "label_aware", "finetune_aug", "missing_series", "config_id", "pretrain_hash", "pretrain_reused", "pretrain_seconds", "finetune_seconds",
+    "label_aware", "finetune_aug", "spatial_aug", "finetune_loss", "tta", "missing_series", "config_id", "pretrain_hash", "pretrain_reused", "pretrain_seconds", "finetune_seconds",
     "device_hours", "selected_step", "validation_score", "tuned_params", "search_budget", "versions", "config",
 ]
 CURVE_COLUMNS = ["run", "cell_id", "step", "metric", "value"]
@@ -62,16 +62,18 @@ def cell_record(job: "Job", cell: "CellSpec", *, status: str, reason: str = "", 
     """One cell's record: status, what sets it apart, resolved configuration, cost."""
     seconds = (result.finetune_seconds + result.pretrain_seconds / max(1, len(job.cells))) if result else None
     job_fields = {k: v for k, v in job.to_dict().items() if k not in ("cells", "train_ids", "test_ids", "method_config", "method_overrides")}
-    if job.pretrain is not None:
+    if job.pretrain is not None:  # case lists are long: the record keeps their sizes (config.json has every Job whole)
         job_fields["pretrain"] = {k: v for k, v in job_fields["pretrain"].items() if k != "case_ids"}
+        job_fields["pretrain"]["corpus"] = [{"task": p.task_ref, "n_cases": len(p.case_ids), "extra_root": p.extra_root} for p in job.pretrain.corpus]
     config = {**job_fields, "method_config": job.to_dict()["method_config"], "method_overrides": job.method_overrides,
               "labeled_ids": list(cell.labeled_ids), "val_ids": list(job.val_ids), "n_train": len(job.train_ids),
               "n_validation": len(job.val_ids), "n_test": len(job.test_ids),
-              "n_pretrain": len(job.pretrain.case_ids) if job.pretrain else 0}
+              "n_pretrain": (sum(len(p.case_ids) for p in job.pretrain.corpus) or len(job.pretrain.case_ids)) if job.pretrain else 0}
     return {
         "cell_id": cell.cell_id, "method": job.method, "backbone": job.backbone, "task": job.task, "fraction": cell.fraction,
         "n_labeled": cell.n_labeled, "seed": job.seed, "fold": job.fold, "status": status, "reason": reason,
         "variant": variant_label(job.method_overrides), "label_aware": job.label_aware, "finetune_aug": job.finetune.augmentation,
+        "spatial_aug": job.finetune.spatial_aug, "finetune_loss": job.finetune.loss, "tta": job.finetune.tta,
         "missing_series": job.finetune.missing_series, "config_id": cell.cell_id.rsplit("|", 1)[-1],
         "pretrain_hash": job.pretrain.key if job.pretrain else "", "pretrain_reused": bool(result.pretrain_reused) if result else False,
         "pretrain_seconds": result.pretrain_seconds if result else None, "finetune_seconds": result.finetune_seconds if result else None,

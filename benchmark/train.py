@@ -20,12 +20,13 @@ from torch.utils.data import DataLoader
 
 from benchmark.backbones import build_backbone
 from benchmark.backbones.transfer import transfer_model
-from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_volumes
+from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_corpus, load_volumes
 from benchmark.job import CellResult, Job
 from benchmark.methods import PretextTask, Recipe, get_method
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
 from tasks import Task, Volume, get_task
 from tasks.kinds import FinetuneSettings, MetricRow
+from tasks.kinds.base import resolve_tta
 
 
 @dataclass
@@ -125,19 +126,25 @@ def _loader(dataset, batch_size: int, hooks: Hooks) -> DataLoader:
 
 
 # ---- the three stages ------------------------------------------------------------------------
-def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks,
-             protocol: Protocol = DEFAULT_PROTOCOL) -> list[float]:
-    """Train ``method`` (its backbone and heads) on unlabeled ``volumes``; returns the loss curve."""
+def pretraining_dataset(method: PretextTask, volumes: list[Volume], *, roi, length: int, seed: int, protocol: Protocol = DEFAULT_PROTOCOL,
+                        modality_ids: list[tuple[int, ...]] | None = None):
+    """The samples ``pretrain`` draws for ``method``'s data spec (the registry contract test builds its batches here too).
+    ``modality_ids``: per volume, the modality of each channel in a corpus vocabulary (``PretrainSpec.modalities``)."""
     spec = method.data_spec(method.cfg)
-    length = steps * recipe.batch_size * hooks.world_size
     if spec.kind == "source_pool":
-        dataset = SourcePoolDataset(volumes, roi=roi, length=length, seed=seed, pool_size=spec.pool_size, same_patient=spec.same_patient)
-    elif spec.kind in ("crops", "modality_crops"):  # label-aware methods also get batch["label"] (only of the cases they may see)
-        dataset = CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=method.label_aware,
-                              foreground_prob=protocol.label_aware_pretrain_foreground_prob if method.label_aware else 0.0,
-                              single_modality=spec.kind == "modality_crops")
-    else:
-        raise ValueError(f"{method.registry_name}: unknown pretraining data kind {spec.kind!r}")
+        return SourcePoolDataset(volumes, roi=roi, length=length, seed=seed, pool_size=spec.pool_size, same_patient=spec.same_patient)
+    if spec.kind in ("crops", "modality_crops"):  # label-aware methods also get batch["label"] (only of the cases they may see)
+        return CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=method.is_label_aware(method.cfg),
+                           foreground_prob=method.pretrain_foreground_prob(method.cfg),
+                           single_modality=spec.kind == "modality_crops", modality_ids=modality_ids)
+    raise ValueError(f"{method.registry_name}: unknown pretraining data kind {spec.kind!r}")
+
+
+def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks,
+             protocol: Protocol = DEFAULT_PROTOCOL, modality_ids: list[tuple[int, ...]] | None = None) -> list[float]:
+    """Train ``method`` (its backbone and heads) on unlabeled ``volumes``; returns the loss curve."""
+    length = steps * recipe.batch_size * hooks.world_size
+    dataset = pretraining_dataset(method, volumes, roi=roi, length=length, seed=seed, protocol=protocol, modality_ids=modality_ids)
     generator = torch.Generator().manual_seed(seed * protocol.generator_seed_stride + hooks.rank)  # own corruption draws per worker
     method.configure_schedule(recipe=recipe, steps=steps)  # e.g. SwAV freezes its prototypes for the first epoch
     ddp_options = {} if method.trains_whole_backbone else {"find_unused_parameters": True}
@@ -190,7 +197,8 @@ def finetune(model: nn.Module, task: Task, volumes: list[Volume], *, recipe: Rec
     from the task's kind (segmentation: crops, DiceCE, mixup / CarveMix; classification: whole cases, CE).
     ``selection`` evaluates on the validation cases as training goes (``ModelSelection``)."""
     kind = task.kind
-    dataset = kind.training_set(task, volumes, roi=roi, length=steps * recipe.batch_size * hooks.world_size, seed=seed, protocol=protocol)
+    dataset = kind.training_set(task, volumes, roi=roi, length=steps * recipe.batch_size * hooks.world_size, seed=seed, protocol=protocol,
+                                finetune=settings)
     wrapped = hooks.prepare_model(model, **kind.ddp_options)
     generator = torch.Generator().manual_seed(seed * protocol.generator_seed_stride + protocol.finetune_generator_offset + hooks.rank)
     loss_fn = kind.loss_fn(task, wrapped, finetune=settings, generator=generator)
@@ -202,10 +210,12 @@ def finetune(model: nn.Module, task: Task, volumes: list[Volume], *, recipe: Rec
 
 
 def evaluate(model: nn.Module, task: Task, volumes: list[Volume], *, roi, device, protocol: Protocol = DEFAULT_PROTOCOL,
-             log: Callable[[str], None] = print, primary_only: bool = False) -> list[MetricRow]:
+             log: Callable[[str], None] = print, primary_only: bool = False, tta: str = "none") -> list[MetricRow]:
     """Metric rows of ``model`` on ``volumes`` (per case and per set), by the task's kind; ``primary_only``: only
-    what model selection reads (the main metric)."""
-    return task.kind.evaluate(model, task, volumes, roi=roi, device=device, protocol=protocol, log=log, primary_only=primary_only)
+    what model selection reads (the main metric). ``tta``: test-time augmentation (``FinetuneSettings.tta``, resolved;
+    model selection runs without it, the test evaluation with it)."""
+    extra = {"tta": tta} if tta != "none" else {}  # only kinds that list test-time augmentations take the keyword
+    return task.kind.evaluate(model, task, volumes, roi=roi, device=device, protocol=protocol, log=log, primary_only=primary_only, **extra)
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -249,9 +259,12 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     for cell in job.cells:
         start = time.perf_counter()
         torch.manual_seed(job.seed * job.protocol.finetune_init_seed_stride + len(cell.labeled_ids))
-        network = transfer_model(method_cls, job.backbone, state=state, pretrain_channels=job.pretrain_channels, task=task,
-                                 size=job.backbone_size, roi=job.roi)
-        model = task.kind.build_model(network, task=task, backbone_name=job.backbone).to(hooks.device)
+        model = task.kind.job_model(job, task=task, state=state, train=train_volumes, validation=val_volumes, hooks=hooks)
+        if model is None:  # the usual case: the (pretrained) backbone, transferred, in the kind's wrapper
+            network = transfer_model(method_cls, job.backbone, state=state, pretrain_channels=job.pretrain_channels, task=task,
+                                     size=job.backbone_size, roi=job.roi)
+            model = task.kind.build_model(network, task=task, backbone_name=job.backbone)
+        model = model.to(hooks.device)
         labeled = [v for v in train_volumes if v.case_id in set(cell.labeled_ids)]
         tag = f"finetune {job.method}/{job.backbone} {job.task} {cell.fraction}"
         selection = ModelSelection(model, task, val_volumes, every=job.validation_every, roi=job.roi, hooks=hooks, protocol=job.protocol)
@@ -262,8 +275,8 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
         selection.restore_best()
         if selection.best_step is not None and hooks.is_main:
             hooks.log(f"  {tag}: validation-selected step {selection.best_step} (score {selection.best_score:.4f})")
-        rows = evaluate(model, task, test_volumes, roi=job.roi, device=hooks.device, protocol=job.protocol, log=hooks.log) \
-            if hooks.is_main and evaluate_test else []
+        rows = evaluate(model, task, test_volumes, roi=job.roi, device=hooks.device, protocol=job.protocol, log=hooks.log,
+                        tta=resolve_tta(job.finetune.tta, task)) if hooks.is_main and evaluate_test else []
         results.append(CellResult(cell_id=cell.cell_id, rows=tuple(rows), finetune_seconds=time.perf_counter() - start,
                                   pretrain_seconds=pretrain_seconds, pretrain_reused=reused,
                                   final_finetune_loss=losses[-1] if losses else float("nan"), curve=tuple(selection.curve),
@@ -299,14 +312,20 @@ def _pretrain_and_save(job: Job, method_cls, task: Task, train_volumes: list[Vol
     backbone = build_backbone(job.backbone, in_channels=job.pretrain_channels[0], out_channels=job.pretrain_channels[1], size=job.backbone_size,
                               roi=job.roi)
     method = method_cls(backbone, job.method_config, in_channels=len(task.channels)).to(hooks.device)
-    wanted = set(spec.case_ids)
-    volumes = [v for v in train_volumes if v.case_id in wanted]  # complete series
-    if spec.extra_root:  # --pretrain-extra: unlabeled cases, pretraining only
-        from tasks.unlabeled import find_unlabeled_cases
+    modality_ids = None
+    if spec.corpus:  # --pretrain-corpus: several tasks' non-test cases, each channel tagged with its modality
+        volumes, modality_ids = load_corpus(spec.corpus, modalities=spec.modalities, volume_size=job.volume_size)
+    else:
+        wanted = set(spec.case_ids)
+        volumes = [v for v in train_volumes if v.case_id in wanted]  # complete series
+        if spec.extra_root:  # --pretrain-extra: unlabeled cases, pretraining only
+            from tasks.unlabeled import find_unlabeled_cases
 
-        extra = {c.case_id: c for c in find_unlabeled_cases(task, Path(spec.extra_root))}
-        volumes += load_volumes(task, [extra[i] for i in spec.case_ids if i in extra], volume_size=job.volume_size)
-    losses = pretrain(method, volumes, recipe=spec.recipe, steps=spec.steps, roi=job.roi, seed=job.seed, hooks=hooks, protocol=job.protocol)
+            extra = {c.case_id: c for c in find_unlabeled_cases(task, Path(spec.extra_root))}
+            volumes += load_volumes(task, [extra[i] for i in spec.case_ids if i in extra], volume_size=job.volume_size)
+    volumes = task.kind.pretraining_volumes(task, volumes)  # e.g. synthesis: the target series only (CoPer IV.B)
+    losses = pretrain(method, volumes, recipe=spec.recipe, steps=spec.steps, roi=job.roi, seed=job.seed, hooks=hooks, protocol=job.protocol,
+                      modality_ids=modality_ids)
     state = {k: v.detach().cpu() for k, v in method.backbone.state_dict().items()}
     if hooks.is_main:
         save_atomic({"backbone": state, "key": spec.key, "losses": losses, "job": job.to_dict()}, path)

@@ -28,6 +28,8 @@ NOT_METRICS_PREFIXES = ("prob_",)  # per-case predictions of classification task
 NOT_METRICS = {"target", "correct"}  # the case's class and a 0/1 hit: accuracy is the set-level metric
 CELL_DEFAULTS = {
     "run": "", "status": "done", "reason": "", "label_aware": False, "finetune_aug": "none", "missing_series": 0.0,
+    # downstream settings added later; older runs had none of them
+    "spatial_aug": "none", "finetune_loss": "default", "tta": "none",
     "config_id": "", "pretrain_hash": "", "pretrain_reused": "", "pretrain_seconds": float("nan"),
     "finetune_seconds": float("nan"), "device_hours": float("nan"), "config": "", "variant": "", "versions": "",
     "tuned_params": "", "search_budget": float("nan"), "n_labeled": float("nan"), "seed": 0, "fold": 0,
@@ -136,6 +138,8 @@ def normalise_cells(cells: pd.DataFrame) -> pd.DataFrame:
     for column in ("run", "reason", "config_id", "pretrain_hash", "config", "variant", "versions", "tuned_params", "finetune_aug"):
         cells[column] = cells[column].map(lambda v: "" if pd.isna(v) else str(v))
     cells["finetune_aug"] = cells["finetune_aug"].replace({"": "none", "nan": "none"})
+    for column, default in (("spatial_aug", "none"), ("finetune_loss", "default"), ("tta", "none")):
+        cells[column] = cells[column].map(lambda v, d=default: d if pd.isna(v) or str(v) in ("", "nan") else str(v))
     cells["missing_series"] = pd.to_numeric(cells["missing_series"], errors="coerce").fillna(0.0)
     cells["label_aware"] = cells["label_aware"].map(_bool)
     cells["status"] = cells["status"].map(lambda v: "done" if pd.isna(v) or v == "" else str(v))

@@ -17,7 +17,7 @@ PAPERS = {  # paper key -> (citation, backbone of the paper's main rows, short n
     "cross_series_masking": ("Wang et al., Cross-series Masking (CSM)", "vit", "CSM"),
     "coper_perceptual_metric": ("Li et al., CoPer perceptual metric", "resnet_unet", "CoPer"),
 }
-TASKS = {"brats_seg": "brats", "wmh_seg": "wmh", "feta_seg": "feta", "btcv_seg": "btcv", "hie_seg": "hie",
+TASKS = {"brats_synthesis": "brats_synthesis", "brats_seg": "brats", "wmh_seg": "wmh", "feta_seg": "feta", "btcv_seg": "btcv", "hie_seg": "hie",
          "msd_brain_seg": "msd_brain", "prostate_cls": "prostate158", "breast_cls": "mri_cls"}
 METRICS = {"dice_overall": "dice_lesion", "dice_lt1pct": "dice_size_lt1"}  # paper name -> ours (others: same name, any case)
 METHODS = {  # paper method -> (our method, overrides, fine-tuning augmentation)
@@ -29,7 +29,14 @@ METHODS = {  # paper method -> (our method, overrides, fine-tuning augmentation)
     "dae_noise_only": ("dae", {"downsampling": "false", "local_masking": "false"}, "none"),
     "dae_downsample_only": ("dae", {"noise": "false", "local_masking": "false"}, "none"),
     "dae_local_mask_only": ("dae", {"noise": "false", "downsampling": "false"}, "none"),
+    # CoPer Table III's loss rows -> our synthesis loss methods (benchmark/methods/synthesis_losses.py)
+    "l1": ("l1", {}, "none"),
+    **{name: (f"l1+{name}", {}, "none") for name in ("rand_vgg", "rand_resnet", "coper_swav_vgg", "coper_swav_resnet",
+                                                      "coper_simsiam_vgg", "coper_simsiam_resnet")},
 }
+# The network a paper row used where it is not the paper's main backbone (PAPERS): CoPer's synthesis losses name theirs.
+METHOD_BACKBONES = {"l1": "vgg_unet", "rand_vgg": "vgg_unet", "coper_swav_vgg": "vgg_unet", "coper_simsiam_vgg": "vgg_unet",
+                    "rand_resnet": "resnet_unet", "coper_swav_resnet": "resnet_unet", "coper_simsiam_resnet": "resnet_unet"}
 
 
 @dataclass(frozen=True)
@@ -107,7 +114,7 @@ def matches(*, task: str, metric: str, row, fraction: str, n_labeled: str, profi
         if not ((ours_share is not None and share is not None and abs(ours_share - share) < 1e-6)
                 or (ours_count is not None and count is not None and ours_count == count)):
             continue
-        paper_backbone = PAPERS.get(r.paper, ("", "", ""))[1]
+        paper_backbone = METHOD_BACKBONES.get(r.method) or PAPERS.get(r.paper, ("", "", ""))[1]
         if row.method == "scratch" and paper_backbone and row.backbone != paper_backbone:
             continue  # a paper's "from scratch" row is the baseline of its own backbone only
         differs = []

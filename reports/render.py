@@ -323,6 +323,7 @@ def reproducibility_html(table: Table) -> str:
                 "cells": ", ".join(f"{n} {s}" for s, n in r["statuses"].items()), "runs": ", ".join(r["runs"]) or MISSING,
                 "profile": ", ".join(r["profiles"]) or MISSING, "config id": ", ".join(r["config_ids"]) or MISSING,
                 "pretrain checkpoint": ", ".join(h[:12] for h in r["pretrain_hashes"]) or MISSING,
+                "pretraining data": r.get("pretrain_data") or MISSING,
                 "wall time": f"{r['wall_seconds'] / 60:.1f} min", "device-hours": f"{r['device_hours']:.4f}",
                 "search budget": MISSING if r["search_budget"] is None else str(r["search_budget"]),
                 "tuned": json_text(r["tuned_params"]) if r["tuned_params"] else "not tuned (defaults)",

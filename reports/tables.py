@@ -4,8 +4,9 @@ A row is one configuration of one method on one task: method, backbone and every
 apart (fine-tuning augmentation, missing-series share, hyperparameter overrides, label-aware flag;
 ``config_id`` when two configurations would otherwise read the same). Rows are grouped by backbone
 and, within a backbone, by fine-tuning settings, each group headed by its scratch row: the baseline
-of a row is the scratch configuration of the same task, backbone, ``finetune_aug`` and
-``missing_series`` (never a scratch row fine-tuned differently).
+of a row is the scratch configuration of the same task, backbone, ``finetune_aug``, ``missing_series``,
+spatial augmentation, fine-tuning loss and test-time augmentation (never a scratch row fine-tuned or
+tested differently, e.g. when the report merges runs made with other settings).
 
 A cell is a (row, fraction): per split (seed x fold) the mean over test cases (case-level metrics)
 or the set-level value (AUC), then mean (std) over splits. Comparisons pair values of the same test
@@ -27,6 +28,8 @@ from reports.stats import ALPHA, TESTS, Paired, holm as holm_adjust, paired_test
 MISSING = "—"
 
 
+BASELINE_METHODS = ("scratch", "l1")  # the method each backbone group is compared with (benchmark/plan.py adds it)
+
 @dataclass
 class Row:
     key: tuple  # (method, backbone, config_id)
@@ -38,15 +41,17 @@ class Row:
     label_aware: bool
     overrides: dict
     cell_ids: list[str]
+    downstream: tuple = ()  # (spatial_aug, finetune_loss, tta): the other fine-tuning and test settings a baseline must share
 
     @property
     def is_scratch(self) -> bool:
-        return self.method == "scratch"
+        """The row is its group's baseline: scratch, or l1 on a synthesis task (CoPer Table III's first row)."""
+        return self.method in BASELINE_METHODS
 
     @property
     def setting(self) -> tuple:
         """What a baseline must share: backbone and fine-tuning settings."""
-        return (self.backbone, self.finetune_aug, float(self.missing_series))
+        return (self.backbone, self.finetune_aug, float(self.missing_series), *self.downstream)
 
 
 @dataclass
@@ -190,7 +195,8 @@ def task_rows(cells: pd.DataFrame) -> list[Row]:
         rows.append(Row(key=(method, backbone, config_id), label=label, method=method, backbone=backbone,
                         finetune_aug=str(first["finetune_aug"]), missing_series=float(first["missing_series"]),
                         label_aware=bool(group["label_aware"].any()), overrides=overrides_of(first.get("config", ""), first.get("variant", "")),
-                        cell_ids=list(group["cell_id"])))
+                        cell_ids=list(group["cell_id"]),
+                        downstream=tuple(str(first.get(c, "")) for c in ("spatial_aug", "finetune_loss", "tta"))))
     ran = set(cells.loc[cells["status"] != "n/a", "backbone"])
     backbones = sorted(dict.fromkeys(r.backbone for r in rows), key=lambda b: b not in ran)  # all-n/a backbones last
     settings = list(dict.fromkeys(r.setting for r in rows))
@@ -343,6 +349,7 @@ def reproducibility(cells: pd.DataFrame, runs: Runs) -> dict:
         "overrides": config.get("method_overrides") or config.get("hparams_overrides") or {},
         "config": config,
         "search_budget": int(budget.max()) if len(budget) else None,
+        "pretrain_data": pretraining_data(config),
         "tuned_params": [t for t in tuned if t],
         "pretrain_hashes": unique("pretrain_hash"),
         "pretrain_reused": unique("pretrain_reused"),
@@ -355,3 +362,16 @@ def reproducibility(cells: pd.DataFrame, runs: Runs) -> dict:
 
 def json_text(value) -> str:
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def pretraining_data(config: dict) -> str:
+    """What a row's pretraining read, from its resolved configuration: a --pretrain-corpus of several tasks
+    (with case counts) or its own task's cases; "" for a row without pretraining."""
+    pretrain = config.get("pretrain") if isinstance(config, dict) else None
+    if not isinstance(pretrain, dict):
+        return ""
+    corpus = pretrain.get("corpus") or []
+    if corpus:
+        return "corpus " + " + ".join(f"{p.get('task')} ({p.get('n_cases')})" for p in corpus)
+    n = config.get("n_pretrain")
+    return f"own task ({n} cases)" if n else "own task"

@@ -33,34 +33,40 @@ from typing import Callable
 from benchmark.errors import BenchmarkInputError
 
 _NOT_METHODS = frozenset({"finetune"})
+PLUS = "_plus_"  # a method name's "+" in its module name (l1+rand_vgg -> search_spaces/l1_plus_rand_vgg.py)
+
+
+def module_name(method: str) -> str:
+    """The space module's name of ``method`` (its name, "+" spelled ``_plus_``)."""
+    return method.replace("+", PLUS)
 
 
 def list_spaces() -> list[str]:
     """The methods that have a space module (sorted); helper modules (``_*``) and ``finetune`` excluded."""
     names = (info.name for info in pkgutil.iter_modules([str(p) for p in __path__]))
-    return sorted({n for n in names if not n.startswith("_") and n not in _NOT_METHODS})
+    return sorted({n.replace(PLUS, "+") for n in names if not n.startswith("_") and n not in _NOT_METHODS})
 
 
 def get_space(method: str) -> Callable:
     """``search_spaces.<method>.space``; a missing or broken module raises ``BenchmarkInputError``."""
-    if not (isinstance(method, str) and method.isidentifier()) or method.startswith("_") or method in _NOT_METHODS:
+    if not (isinstance(method, str) and module_name(method).isidentifier()) or method.startswith("_") or method in _NOT_METHODS:
         raise BenchmarkInputError(f"{method!r} is not a method name: expected one of the search spaces {list_spaces()}")
-    module_name = f"{__name__}.{method}"
-    spec = importlib.util.find_spec(module_name)
+    module_name_ = f"{__name__}.{module_name(method)}"
+    spec = importlib.util.find_spec(module_name_)
     if spec is None:
         raise BenchmarkInputError(
-            f"no search space for method {method!r}: expected a module {Path(__file__).parent / (method + '.py')} "
+            f"no search space for method {method!r}: expected a module {Path(__file__).parent / (module_name(method) + '.py')} "
             f"defining space(trial) -> dict (return {{}} if the method has nothing to tune); existing spaces: {list_spaces()}"
         )
     try:
-        module = importlib.import_module(module_name)
+        module = importlib.import_module(module_name_)
     except Exception as error:  # SyntaxError, ImportError of a dependency, NameError, ... inside the module
         raise BenchmarkInputError(
-            f"search space module {module_name} ({spec.origin}) failed to import: {type(error).__name__}: {error}"
+            f"search space module {module_name_} ({spec.origin}) failed to import: {type(error).__name__}: {error}"
         ) from error
     space = getattr(module, "space", None)
     if not callable(space):
-        raise BenchmarkInputError(f"search space module {module_name} ({spec.origin}) defines no function space(trial) -> dict")
+        raise BenchmarkInputError(f"search space module {module_name_} ({spec.origin}) defines no function space(trial) -> dict")
     return space
 
 

@@ -10,7 +10,9 @@ the experiments and their ranges are not reported, so every range below is ours:
 * Constraint σa ≥ σb: LADP's premise is MORE noise in the region of interest than elsewhere
   (II.C, 1.5 > 0.8); the two ranges meet only at 1.0, where σa = σb = 1 is plain DDP (eq. 5-6).
   The Config accepts any σ ≥ 0, so the constraint is kept by the ranges, not by ``__post_init__``.
-* Not searched: ``freeze_encoder`` (III.A, frozen is best), the pretraining batch (16, II.D).
+* Not searched: ``freeze_encoder`` (III.A, frozen is best), the pretraining batch (16, II.D), and
+  ``foreground_prob`` (crop sampling: a protocol choice held equal across a LADP/DDP comparison, not a
+  hyperparameter the paper tuned).
 """
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ TASKS: Registry[type["Task"]] = Registry("task")
 # Image and label affines may differ by float32 header rounding, never by a real shift or voxel size.
 AFFINE_ATOL_MM, AFFINE_RTOL = 1e-3, 1e-4
 NNUNET_PREFIX = "nnunet:"  # --tasks nnunet:PATH
+SYNTHESIS_PREFIX = "synthesis:"  # --tasks synthesis:TASK:SRC1+SRC2->TGT (tasks/synthesis.py)
 
 
 def register_task(name: str):
@@ -42,6 +43,10 @@ def get_task(name: str) -> "Task":
         from tasks.nnunet import NnUNetTask  # late: tasks.nnunet imports this module
 
         return NnUNetTask.from_ref(name)
+    if name.startswith(SYNTHESIS_PREFIX):
+        from tasks.synthesis import SynthesisTask  # late: tasks.synthesis imports this module
+
+        return SynthesisTask.from_ref(name)
     return TASKS.get(name)()
 
 
@@ -78,6 +83,15 @@ class Volume:
     target: int | None = None
 
 
+_MODALITY_SYNONYMS = {"t1w": "t1", "t2w": "t2", "t1gd": "t1ce", "t1c": "t1ce", "flairw": "flair"}
+
+
+def normalized_modality(channel: str) -> str:
+    """A channel name as a modality of the cross-task vocabulary (``Task.modalities``)."""
+    name = channel.strip().lower()
+    return _MODALITY_SYNONYMS.get(name, name)
+
+
 class Task:
     """What every dataset shares, whatever its kind (see module docstring)."""
 
@@ -97,6 +111,9 @@ class Task:
     # profile): ("crop_pad", (X, Y)) crops/pads around the foreground centre keeping every slice,
     # ("resize", (X, Y)) rescales each slice. None: the volume as read.
     inplane: ClassVar[tuple[str, tuple[int, int]] | None] = None
+    # Fine-tuning augmentation of the paper that used the task (benchmark/spatial_augmentation.py: si, ladp, csm,
+    # dae), what ``--spatial-aug auto`` applies; "none" for a dataset no paper here used.
+    spatial_aug: ClassVar[str] = "none"
 
     # ---- dataset-specific parts -------------------------------------------------------------
     def find_cases(self, root: Path) -> list[Case]:
@@ -119,6 +136,14 @@ class Task:
     def ref(self) -> str:
         """What ``get_task`` rebuilds this task from in a worker process: its name, or ``nnunet:/abs/path``."""
         return self.name
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The imaging modality of each channel, as one vocabulary across tasks: DAE's cross-modal contrastive
+        loss pairs samples by it ("the meta-data"), so BraTS's ``t2`` and FeTA's ``T2w`` are one modality and
+        BTCV's ``ct`` another. Lower-cased channel names with the ``w`` of "weighted" dropped and the
+        gadolinium synonyms merged (``t1gd`` -> ``t1ce``)."""
+        return tuple(normalized_modality(c) for c in self.channels)
 
     @property
     def num_outputs(self) -> int:

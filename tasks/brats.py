@@ -38,6 +38,7 @@ class BraTS(SegmentationTask):
     region_names = ("WT", "TC", "ET")
     extra_metrics = ("dice_all",)  # pooled Dice of the three regions (SI paper 6.1)
     multilabel = True  # WT ⊃ TC ⊃ ET overlap, so one sigmoid output per region
+    spatial_aug = "si"  # SI paper 5.5.3: rotation, scaling, flipping, elastic deformation
     inplane = ("crop_pad", (200, 200))  # SI paper 5.1.1: "cropped/padded ... 200 x 200 x Z where the main brain tissues are preserved"
     synthetic_cases = 16
     synthetic_shape = (64, 64, 32)

@@ -23,6 +23,7 @@ HU_MIN, HU_MAX = -175.0, 250.0
 @register_task("btcv")
 class BTCV(SegmentationTask):
     validation = 0.2  # DAE paper 3.2: 20 % of the training volumes validate
+    spatial_aug = "dae"  # DAE paper 3.2: Gaussian noise, contrast scaling, zoom, flips
     description = "BTCV: ROOT/imagesTr/img00XX.nii.gz with ROOT/labelsTr/label00XX.nii.gz"
     channels = ("ct",)
     label_values = tuple(range(14))

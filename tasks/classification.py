@@ -46,6 +46,7 @@ class ClassificationTask(Task):
     """Shared reader, checks and metrics of the case-level classification tasks."""
 
     validation = 1 / 9  # CSM paper IV.A: train:validation:test 8:1:1
+    spatial_aug = "csm"  # CSM paper IV.A: random flips
     kind = CLASSIFICATION
     class_names: ClassVar[tuple[str, ...]]  # index = class; set per instance by readers whose classes come from the data
     positive_class: ClassVar[int] = 1  # the class whose probability the (binary) AUC ranks

@@ -24,6 +24,7 @@ from tasks.synthetic import FETA_TISSUES, feta_subject
 @register_task("feta")
 class FeTA(SegmentationTask):
     validation = 0.2  # DAE paper 3.2: 20 % of the training volumes validate
+    spatial_aug = "dae"  # DAE paper 3.2: flips on all 3 axes, Gaussian noise, ...
     description = "FeTA 2021: ROOT/sub-XXX/anat/sub-XXX_rec-<mial|irtk>_T2w.nii.gz with sub-XXX_rec-<...>_dseg.nii.gz"
     channels = ("T2w",)
     label_values = tuple(range(8))

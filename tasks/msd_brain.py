@@ -34,6 +34,7 @@ BRATS_TO_MSD = np.array([0, 2, 1, 0, 3], dtype=np.uint8)  # BraTS 1 necrotic/non
 @register_task("msd_brain")
 class MSDBrainTumour(SegmentationTask):
     validation = 1 / 9  # CSM paper IV.A: train:validation:test 8:1:1 (a ninth of the non-test cases)
+    spatial_aug = "csm"  # CSM paper IV.A: random flips (and crops)
     description = (
         "MSD Task01_BrainTumour: ROOT/dataset.json, ROOT/imagesTr/BRATS_XXX.nii.gz (4D: FLAIR, T1w, T1gd, T2w), "
         "ROOT/labelsTr/BRATS_XXX.nii.gz (1 edema, 2 non-enhancing, 3 enhancing)"

@@ -73,6 +73,7 @@ class WMH(SegmentationTask):
     multilabel = True  # one sigmoid output (WMH); label 2 is masked, not a class
     synthetic_cases = 15  # 5 per training site
     synthetic_shape = (64, 64, 32)
+    spatial_aug = "si"  # SI paper 5.5.3: rotation, scaling, flipping, elastic deformation
     inplane = ("crop_pad", (200, 200))  # SI paper 5.1.2: "centre-cropped/padded ... 200 x 200 x Z"
 
     def find_cases(self, root: Path) -> list[Case]:

@@ -49,7 +49,12 @@ def test_cli_runs_every_stage_on_ray_and_reuses_pretraining(tmp_path, ray_sessio
     leaderboard = (tmp_path / "first" / "leaderboard.md").read_text()
     assert "csi (unet2d)" in leaderboard and "scratch (swin_unetr)" in leaderboard and "n/a" in leaderboard
     assert (tmp_path / "first" / "leaderboard.html").exists()
-    assert not done.pretrain_reused.astype(str).eq("True").any()
+    # Only DAE's pretraining is shared across tasks (--pretrain-corpus auto: one corpus of brats + btcv, pretrained
+    # once): one task's DAE Job trains it, the other's reuses it; every other method pretrains once per task.
+    reused = done[done.pretrain_reused.astype(str).eq("True")]
+    assert set(reused.method) == {"dae"} and reused.task.nunique() == 1
+    dae = done[done.method == "dae"]
+    assert dae.pretrain_hash.nunique() == 1 and set(dae.task) == {"brats", "btcv"}
 
     # A new run with the same settings reuses every cached pretraining.
     assert _run(tmp_path, "second", "--fractions", "100%") == 0

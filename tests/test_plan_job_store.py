@@ -168,8 +168,8 @@ def test_plan_cells_share_fixed_test_set_and_nested_labels(tmp_path):
 
 def test_pretrain_key_independent_of_fractions(tmp_path):
     """Fractions share one pretraining: the key does not change with the fraction list."""
-    a = _plan(tmp_path, fractions="100%")
-    b = _plan(tmp_path, fractions="100%,25%,5")
+    a = _plan(tmp_path, task="brats", fractions="100%")  # brats: DAE's contrastive loss needs several modalities
+    b = _plan(tmp_path, task="brats", fractions="100%,25%,5")
     for method in ("csi", "dae"):
         assert _group(a, method).pretrain.key == _group(b, method).pretrain.key
     assert _group(b, "scratch", "unet2d").pretrain is None
@@ -177,9 +177,9 @@ def test_pretrain_key_independent_of_fractions(tmp_path):
 
 def test_pretrain_key_changes_with_hparams_seed_and_data(tmp_path):
     """A changed hyperparameter, seed or data fingerprint gives another pretraining key (and cell ids)."""
-    base = _plan(tmp_path, seeds=(0, 1))
-    tuned = _plan(tmp_path, seeds=(0, 1), hparams={"csi": {"pool_size": 7}})
-    other_data = _plan(tmp_path, seeds=(0, 1), fingerprint="y")
+    base = _plan(tmp_path, task="brats", seeds=(0, 1))  # brats: DAE's contrastive loss needs several modalities
+    tuned = _plan(tmp_path, task="brats", seeds=(0, 1), hparams={"csi": {"pool_size": 7}})
+    other_data = _plan(tmp_path, task="brats", seeds=(0, 1), fingerprint="y")
     key = _group(base, "csi").pretrain.key
     assert _group(tuned, "csi").pretrain.key != key
     assert _group(base, "csi", seed=1).pretrain.key != key

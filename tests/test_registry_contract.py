@@ -54,26 +54,18 @@ def volumes() -> list[Volume]:
     return out
 
 
-def _batch(method_cls, cfg, roi, volumes, *, size: int = 2) -> dict[str, torch.Tensor]:
-    """A pretraining batch as ``benchmark.train.pretrain`` builds it for this method's data spec."""
-    spec = method_cls.data_spec(cfg)
-    length = 16
-    if spec.kind == "source_pool":
-        data = SourcePoolDataset(volumes, roi=roi, length=length, seed=0, pool_size=spec.pool_size, same_patient=spec.same_patient)
-    else:
-        assert spec.kind in ("crops", "modality_crops"), spec.kind
-        data = CropDataset(volumes, roi=roi, length=length, seed=0, with_label=method_cls.label_aware,
-                           foreground_prob=0.33 if method_cls.label_aware else 0.0, single_modality=spec.kind == "modality_crops")
-    items = [data[i] for i in range(length)]
-    if spec.kind == "modality_crops":  # a positive and a negative pair, so contrastive terms have something to contrast
-        by_modality: dict[int, list] = {}
-        for item in items:
-            by_modality.setdefault(int(item["modality"]), []).append(item)
-        first, second = sorted(by_modality.values(), key=len, reverse=True)[:2]
-        items = first[:2] + second[:1]
-    else:
-        items = items[:size]
-    return {k: torch.stack([item[k] for item in items]) for k in items[0]}
+def _batch(method, roi, volumes, *, backbone: str) -> dict[str, torch.Tensor]:
+    """The first pretraining batch exactly as ``benchmark.train.pretrain`` builds it: the pipeline's dataset for the
+    method's data spec, the smoke profile's batch size for the backbone, no hand-picked samples (a hand-picked batch
+    once hid DAE's contrastive term being 0 in every real run)."""
+    from torch.utils.data import DataLoader
+
+    from benchmark.profiles import SMOKE
+    from benchmark.train import pretraining_dataset
+
+    size = SMOKE.smoke_pretrain[backbone].batch_size
+    data = pretraining_dataset(method, volumes, roi=roi, length=size, seed=0)
+    return next(iter(DataLoader(data, batch_size=size, shuffle=False, drop_last=True)))
 
 
 @pytest.fixture(scope="module", params=PAIRS, ids=[f"{m}-{b}" for m, b in PAIRS])
@@ -87,7 +79,7 @@ def trained(request, volumes):
     torch.manual_seed(0)
     backbone = build_backbone(backbone_name, in_channels=cin, out_channels=cout, size=TINY, roi=roi)
     method = cls(backbone, cfg, in_channels=IN_CHANNELS)
-    batch = _batch(cls, cfg, roi, volumes)
+    batch = _batch(method, roi, volumes, backbone=backbone_name)
     torch.manual_seed(123)  # global RNG state must not matter: all randomness comes from the generator
     out = method(batch, generator=torch.Generator().manual_seed(0))
     out["loss"].backward()
@@ -104,6 +96,14 @@ def test_loss_is_finite_scalar(trained):
     """forward returns a dict whose 'loss' is a finite scalar with a graph."""
     loss = trained[4]["loss"]
     assert loss.dim() == 0 and torch.isfinite(loss) and loss.requires_grad
+
+
+def test_every_reported_loss_term_is_non_zero_on_a_pipeline_batch(trained):
+    """A term that is 0 on the batches a real run builds (e.g. a contrastive loss whose batch never holds a
+    positive and a negative pair) silently turns the method into an ablation of itself."""
+    name, backbone_name, _, _, out = trained
+    terms = {k: float(v) for k, v in out.items() if k != "loss" and torch.is_tensor(v) and v.dim() == 0}
+    assert all(v != 0.0 for v in terms.values()), f"{name} on {backbone_name}: zero loss term(s) {terms}"
 
 
 def test_gradients_reach_every_head_parameter(trained):

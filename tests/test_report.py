@@ -353,3 +353,23 @@ def test_a_broken_table_names_the_file_and_the_columns(tmp_path):
     pd.read_csv(folder / "results.csv").drop(columns=["value"]).to_csv(folder / "results.csv", index=False)
     with pytest.raises(ValueError, match=r"results\.csv: missing column\(s\) \['value'\]"):
         load_runs([folder])
+
+
+def test_baseline_pairs_only_with_scratch_of_the_same_downstream_settings():
+    """Merged runs with another spatial augmentation / loss / TTA: a row's baseline is the scratch row fine-tuned and
+    tested the same way (cells.csv's spatial_aug, finetune_loss, tta), never the other run's scratch."""
+    import pandas as pd
+
+    from reports.load import normalise_cells
+    from reports.tables import task_rows
+
+    base = {"task": "hie", "backbone": "vgg_unet", "fraction": "100%", "status": "done", "config": "", "variant": ""}
+    cells = normalise_cells(pd.DataFrame([
+        {**base, "cell_id": "a", "method": "scratch", "config_id": "1", "spatial_aug": "ladp", "finetune_loss": "dicefocal", "tta": "flip"},
+        {**base, "cell_id": "b", "method": "ladp", "config_id": "2", "spatial_aug": "ladp", "finetune_loss": "dicefocal", "tta": "flip"},
+        {**base, "cell_id": "c", "method": "scratch", "config_id": "3", "spatial_aug": "none", "finetune_loss": "default", "tta": "none"},
+        {**base, "cell_id": "d", "method": "ladp", "config_id": "4"},  # an older run: no such columns -> the defaults
+    ]))
+    rows = {r.cell_ids[0]: r for r in task_rows(cells)}
+    assert rows["b"].setting == rows["a"].setting != rows["c"].setting
+    assert rows["d"].setting == rows["c"].setting  # absent columns read as none/default/none

@@ -46,6 +46,9 @@ ALLOWED = {
     "contrastive": {"temperature": {0.25, 0.5, 1.0}, "max_drop": {0.15, 0.3, 0.6}},
     "rotation": {"max_drop": {0.15, 0.3, 0.6}},
     "scratch": {}, "restart": {},
+    # CoPer Fig. 8 / appendix E: λ1 searched on a validation set (best 0.55 MS FLAIR, 0.70 BraTS T2); l1 has no CoPer term.
+    "l1": {}, **{f"l1+{m}": {"lambda1": {0.1, 0.25, 0.4, 0.55, 0.7, 0.85}} for m in (
+        "rand_vgg", "rand_resnet", "coper_swav_vgg", "coper_swav_resnet", "coper_simsiam_vgg", "coper_simsiam_resnet")},
 }
 # Hand-written valid points: (the values given to FixedTrial, the dict the space must return).
 FIXED = {
@@ -70,6 +73,8 @@ FIXED = {
     "rotation": {"max_drop": 0.15},
     "scratch": {},
     "restart": {},
+    "l1": {}, **{f"l1+{m}": {"lambda1": 0.55} for m in (
+        "rand_vgg", "rand_resnet", "coper_swav_vgg", "coper_swav_resnet", "coper_simsiam_vgg", "coper_simsiam_resnet")},
 }
 DERIVED = {"inpainting": ({"masking_percentage"}, {"keep_prob"})}  # (suggested only, returned only)
 
@@ -129,7 +134,7 @@ def test_every_registered_method_has_a_space_module():
 def test_module_imports_and_documents_every_key(method):
     space = get_space(method)
     assert callable(space)
-    doc = importlib.import_module(f"search_spaces.{method}").__doc__
+    doc = importlib.import_module(f"search_spaces.{search_spaces.module_name(method)}").__doc__
     assert doc and doc.strip()
     for key in ALLOWED[method]:
         assert f"``{key}``" in doc, f"search_spaces/{method}.py's docstring does not document {key}"

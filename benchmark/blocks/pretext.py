@@ -104,7 +104,7 @@ class PretextTask(nn.Module):
     # Every registered backbone is either supported or listed here (tests/test_registry_contract.py).
     unsupported_backbones: ClassVar[dict[str, str]] = {}
     transfer: ClassVar[str] = "all"  # "all": encoder + decoder transfer (dense methods); "encoder": encoder only
-    label_aware: ClassVar[bool] = False  # True if pretraining reads labels (reported as such)
+    label_aware: ClassVar[bool] = False  # True if pretraining reads labels (reported as such); see ``is_label_aware``
     replace_input_on_transfer: ClassVar[bool] = False  # new input layer for fine-tuning even if channels match
     pretrains: ClassVar[bool] = True
     trains_whole_backbone: ClassVar[bool] = True  # False: some backbone parameters get no gradient in pretraining (DDP must know)
@@ -128,6 +128,31 @@ class PretextTask(nn.Module):
         return DataSpec()
 
     @classmethod
+    def is_label_aware(cls, cfg: Any) -> bool:
+        """True if pretraining with ``cfg`` reads labels (``batch["label"]``): reported as label-aware, and it
+        may then see only the labelled cases of the fraction it is compared at. Default: the class's ``label_aware``;
+        a method whose label use depends on its configuration (``ddp:cases=labelled``) overrides it."""
+        return cls.label_aware
+
+    @classmethod
+    def pretrains_on_labelled_cases(cls, cfg: Any) -> bool:
+        """True: one pretraining per label fraction, on exactly that fraction's labelled cases (what a label-aware
+        pretraining must do); False: one pretraining on every non-test case (and --pretrain-extra) for all fractions."""
+        return cls.is_label_aware(cfg)
+
+    @classmethod
+    def pretrain_foreground_prob(cls, cfg: Any) -> float:
+        """Share of pretraining crops centred on a labelled voxel (``benchmark.data.random_crop``); only a
+        label-aware pretraining may sample by labels, so the default is 0 (uniform crops)."""
+        return 0.0
+
+    @classmethod
+    def pretraining_config(cls, cfg: Any) -> dict:
+        """The configuration the pretraining cache key holds (default: the whole Config). A method whose Config also
+        holds fine-tuning-only settings (the synthesis losses' λ1) leaves them out, so changing them pretrains once."""
+        return dataclasses.asdict(cfg)
+
+    @classmethod
     def finetune_rounds(cls, cfg: Any) -> int:
         """Supervised runs per cell; > 1 restarts the schedule from the previous run's weights (CNN-restart)."""
         return 1
@@ -139,6 +164,13 @@ class PretextTask(nn.Module):
             return f"{cls.registry_name} cannot run on backbone {backbone!r}: {cls.unsupported_backbones[backbone]}"
         if backbone not in cls.supported_backbones:
             return f"{cls.registry_name} needs one of the backbones {list(cls.supported_backbones)}, not {backbone!r}"
+        return None
+
+    @classmethod
+    def pretraining_data_problem(cls, cfg: Any, *, modalities: tuple[str, ...], global_batch: int) -> str | None:
+        """Why the pretraining data cannot train this configuration as its paper did (the cell is n/a with this
+        reason rather than trained with a silently dead loss term), or None. ``modalities``: what the pretraining
+        samples can be (a task's, or a --pretrain-corpus's); ``global_batch``: batch per worker x workers."""
         return None
 
     @classmethod

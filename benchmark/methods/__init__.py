@@ -20,5 +20,6 @@ from benchmark.methods import (  # noqa: F401  (registration)
     super_resolution,
     swav,
     swin_unetr_ssl,
+    synthesis_losses,
     wsi,
 )

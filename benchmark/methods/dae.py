@@ -95,6 +95,24 @@ class DisruptiveAutoencoder(PretextTask):
     def data_spec(cls, cfg):
         return DataSpec(kind="modality_crops")
 
+    @classmethod
+    def pretraining_data_problem(cls, cfg, *, modalities, global_batch):
+        """CMCL contrasts samples of one modality (positives) against the others (negatives) within the global batch.
+        With a single modality every pair is a positive, and a batch of two holds either a positive or a negative
+        but never both: either way ``cross_modal_contrastive_loss`` is exactly 0 on every step, and "DAE" would
+        silently be "DAE w/o CMCL". The paper's corpus mixes CT and four MRI sequences, batch 2 per GPU gathered
+        over its GPUs."""
+        if not cfg.cmcl:
+            return None
+        if len(set(modalities)) < 2:
+            return ("dae: the cross-modal contrastive loss would be exactly 0 (one modality: every pair is a positive); pretrain on "
+                    "a corpus with several modalities, e.g. --pretrain-corpus brats,btcv as the DAE paper's CT + MRI set, or run dae:cmcl=false")
+        if global_batch < 3:
+            return ("dae: the cross-modal contrastive loss would be exactly 0 (a global batch of < 3 samples never holds both a positive "
+                    "and a negative pair); use --num-workers 2 or more (the paper gathers batch 2 per GPU over its GPUs), a larger "
+                    "pretraining batch, or dae:cmcl=false")
+        return None
+
     def disrupt(self, x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
         """Image-space perturbations: x̂ = D(x, ε) + N(0, σ) (section 2: "we first add noise and downsample the
         image, then add the two perturbations").

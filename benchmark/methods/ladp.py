@@ -9,13 +9,20 @@ region is the lesion shrunk (λ < 0) or grown (λ > 0) by a random margin.
 Eq. 1 writes the per-pixel factor as the square root of a matrix of standard deviations, but
 eq. 4, which defines the W that is actually added and predicted, draws W ~ N(0, σa²) / N(0, σb²):
 we follow eq. 4, so σa and σb are standard deviations.
+
+LADP reads the labels of its pretraining cases, so it pretrains once per label fraction on exactly that
+fraction's labelled cases (the paper self-pretrains on its fully labelled training split, II.A). Its
+crops are centred on a lesion voxel with probability ``foreground_prob`` (default 0.33: nnU-Net's
+oversampling, not the paper's, which uses every whole slice once per epoch; see
+``LABEL_AWARE_FOREGROUND_PROB``). For the paper's DDP comparison with only the noise different, see
+``benchmark.methods.ddp`` (``ddp:cases=labelled``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from benchmark.blocks.carvemix import carvemix_regions, region_noise_std
-from benchmark.blocks.pretexts.denoising import DenoisingConfig, DenoisingPretext
+from benchmark.blocks.pretexts.denoising import LABEL_AWARE_FOREGROUND_PROB, DenoisingConfig, DenoisingPretext
 from benchmark.methods.base import register_method
 
 
@@ -24,6 +31,8 @@ class LADPConfig(DenoisingConfig):
     # LADP II.C: "based on experiments we fix σa = 1.5 and σb = 0.8" (standard deviations, eq. 4)
     sigma_a: float = 1.5  # inside the CarveMix region of interest
     sigma_b: float = 0.8  # elsewhere
+    # lesion-centred crops; 0: uniform crops (the paper's whole slices, each once per epoch)
+    foreground_prob: float = LABEL_AWARE_FOREGROUND_PROB
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -47,12 +47,50 @@ class MetricRow:
 
 @dataclass(frozen=True)
 class FinetuneSettings:
-    """Downstream settings every method of a run shares: the fine-tuning augmentation and the
-    missing-series scenario (CSM Table VII)."""
+    """Downstream settings every method of a run shares, so a comparison differs only in the pretraining: the
+    fine-tuning augmentation (mixup / CarveMix, and the papers' spatial augmentation), the missing-series scenario
+    (CSM Table VII), the fine-tuning loss and the test-time augmentation."""
 
     augmentation: str = "none"  # none | mixup | carvemix
     mixup_alpha: float | None = None
     missing_series: float = 0.0
+    # The paper's spatial/intensity augmentation of each sample (benchmark/spatial_augmentation.py): auto = the
+    # task's paper policy (Task.spatial_aug); a planned Job holds the resolved name (none | si | ladp | csm | dae).
+    spatial_aug: str = "auto"
+    # The fine-tuning loss: auto = the task's paper loss (``paper_loss`` of the task, "default" where it has none),
+    # default = the task's own ``make_loss()``, or a loss the task lists in ``finetune_losses`` (HIE: dicefocal,
+    # LADP eq. 7). Test-time augmentation of the test predictions: auto = the task's paper's (``paper_tta``), none,
+    # or flip (LADP II.D: mean over the in-plane flips). A planned Job holds the resolved names (``resolve_downstream``).
+    loss: str = "auto"
+    tta: str = "auto"
+
+
+FINETUNE_LOSS_CHOICES = ("auto", "default", "dicefocal")
+TTA_CHOICES = ("auto", "none", "flip")
+
+
+def resolve_finetune_loss(name: str, task: "Task") -> str:
+    """The loss ``name`` stands for on ``task``: auto -> the task's paper loss; a loss the task does not list
+    (``finetune_losses``, default just "default") is a ValueError naming the ones it has."""
+    if name not in FINETUNE_LOSS_CHOICES:
+        raise ValueError(f"--finetune-loss {name!r}: expected one of {', '.join(FINETUNE_LOSS_CHOICES)}")
+    loss = getattr(task, "paper_loss", "default") if name == "auto" else name
+    offered = getattr(task, "finetune_losses", ("default",))
+    if loss not in offered:
+        raise ValueError(f"--finetune-loss {loss}: task {task.name!r} has no such loss; expected one of {', '.join(('auto', *offered))}")
+    return loss
+
+
+def resolve_tta(name: str, task: "Task") -> str:
+    """The test-time augmentation ``name`` stands for on ``task``: auto -> its paper's (``paper_tta``, else none);
+    one its kind cannot apply (``TaskKind.test_time_augmentations``) is a ValueError."""
+    if name not in TTA_CHOICES:
+        raise ValueError(f"--tta {name!r}: expected one of {', '.join(TTA_CHOICES)}")
+    tta = getattr(task, "paper_tta", "none") if name == "auto" else name
+    if tta not in task.kind.test_time_augmentations:
+        raise ValueError(f"--tta {tta}: task {task.name!r} ({task.kind.name}) has no such test-time augmentation; "
+                         f"expected one of {', '.join(('auto', *task.kind.test_time_augmentations))}")
+    return tta
 
 
 class TaskKind(ABC):
@@ -62,12 +100,32 @@ class TaskKind(ABC):
 
     # ---- planning ------------------------------------------------------------------------------
     def unsupported_reason(self, task: "Task", *, method_cls: Any, backbone: str, spatial_dims: int, finetune: FinetuneSettings) -> str | None:
-        """Why ``method_cls`` on ``backbone`` cannot run on ``task`` (an n/a cell), or None."""
+        """Why ``method_cls`` on ``backbone`` cannot run on ``task`` (an n/a cell), or None. Default: every method but
+        the synthesis generator losses (``benchmark/methods/synthesis_losses.py``), which only the synthesis kind takes."""
+        if getattr(method_cls, "synthesis_loss", False):
+            return (f"{method_cls.registry_name} is a generator loss for image synthesis (CoPer III.C); task {task.name!r} is not a "
+                    "synthesis task (expected brats_synthesis or synthesis:TASK:SRC->TGT)")
         return None
 
     def strata(self, cases: list["Case"]) -> dict[str, int] | None:
         """case id -> stratum for stratified splits (classification: the class), or None."""
         return None
+
+    # The method run once per backbone as every comparison's baseline (``benchmark.plan``); synthesis: "l1".
+    baseline_method: str = "scratch"
+
+    def finetune_network(self, backbone: str) -> str:
+        """The network whose crop size and fine-tuning recipe the profile applies to this kind's Jobs on ``backbone``
+        (default: the backbone itself; synthesis: its generator, whatever loss network the Job's backbone names)."""
+        return backbone
+
+    def pretraining_volumes(self, task: "Task", volumes: list["Volume"]) -> list["Volume"]:
+        """What a method pretrains on from ``volumes`` (default: every series; synthesis: the target series only)."""
+        return volumes
+
+    def pretrain_key(self, task: "Task") -> dict:
+        """Entries the pretraining cache key adds for this kind (e.g. the series pretrained on); none by default."""
+        return {}
 
     @abstractmethod
     def describe(self, task: "Task") -> str:
@@ -86,12 +144,28 @@ class TaskKind(ABC):
         """The fine-tuned network around the (pretrained) backbone."""
         return network
 
+    def job_model(self, job: Any, *, task: "Task", state: dict | None, train: list["Volume"], validation: list["Volume"],
+                  hooks: Any) -> "nn.Module | None":
+        """A kind that builds its fine-tuned model from the whole Job returns it here (synthesis: pix2pix around
+        the Job's pretrained loss network ``state``); None (default): the transferred backbone in ``build_model``."""
+        return None
+
     ddp_options: dict = {}  # passed to prepare_model (DDP) during fine-tuning
 
     @abstractmethod
     def training_set(self, task: "Task", volumes: list["Volume"], *, roi: tuple[int, ...], length: int, seed: int,
-                     protocol: "Protocol") -> "Dataset":
-        """``length`` labelled training samples drawn from ``volumes``."""
+                     protocol: "Protocol", finetune: FinetuneSettings = FinetuneSettings()) -> "Dataset":
+        """``length`` labelled training samples drawn from ``volumes``, augmented by ``finetune.spatial_aug``
+        (``spatial_augmentation`` below)."""
+
+    @staticmethod
+    def spatial_augmentation(task: "Task", *, finetune: FinetuneSettings, spatial_dims: int, protocol: "Protocol"):
+        """The ``SpatialAugmentation`` of ``finetune.spatial_aug`` on this task for samples of ``spatial_dims``
+        (the elastic part only where ``protocol.spatial_aug_elastic_dims`` holds ``spatial_dims``)."""
+        from benchmark.spatial_augmentation import SpatialAugmentation, resolve_policy
+
+        return SpatialAugmentation(resolve_policy(finetune.spatial_aug, task), spatial_dims=spatial_dims,
+                                   elastic=spatial_dims in protocol.spatial_aug_elastic_dims)
 
     @abstractmethod
     def loss_fn(self, task: "Task", model: "nn.Module", *, finetune: FinetuneSettings,
@@ -111,8 +185,12 @@ class TaskKind(ABC):
         mean = sum(values) / len(values)
         return mean if primary.higher_is_better else -mean
 
+    # Test-time augmentations ``evaluate`` can apply (its ``tta`` keyword, passed only when not "none").
+    test_time_augmentations: tuple[str, ...] = ("none",)
+
     @abstractmethod
     def evaluate(self, model: "nn.Module", task: "Task", volumes: list["Volume"], *, roi: tuple[int, ...], device: Any,
                  protocol: "Protocol", log: Callable[[str], None], primary_only: bool = False) -> list[MetricRow]:
         """Metric rows on ``volumes`` (per case and per set); ``primary_only``: just what ``validation_score`` reads
-        (model selection evaluates often: surface distances there would cost more than the fine-tuning)."""
+        (model selection evaluates often: surface distances there would cost more than the fine-tuning). A kind
+        that lists test-time augmentations also takes ``tta`` (one of them)."""

@@ -66,8 +66,9 @@ class ClassificationKind(TaskKind):
     def build_model(self, network, *, task, backbone_name: str):
         return ClassifierNet(network, backbone_name=backbone_name, num_classes=task.num_outputs)
 
-    def training_set(self, task, volumes, *, roi, length, seed, protocol):
-        return VolumeClassDataset(volumes, length=length, seed=seed)
+    def training_set(self, task, volumes, *, roi, length, seed, protocol, finetune: FinetuneSettings = FinetuneSettings()):
+        augmentation = self.spatial_augmentation(task, finetune=finetune, spatial_dims=len(roi), protocol=protocol)
+        return VolumeClassDataset(volumes, length=length, seed=seed, augmentation=augmentation)
 
     def loss_fn(self, task, model, *, finetune, generator):
         import torch
@@ -129,16 +130,18 @@ def fit_to_roi(volumes: list["Volume"], roi: tuple[int, ...]) -> list["Volume"]:
 
 
 class VolumeClassDataset:
-    """``length`` samples {"image": [C, *roi], "target": class index}: a random case, flipped at random
-    along each axis. Draws are seeded by (seed, index), as ``benchmark.data.CropDataset``."""
+    """``length`` samples {"image": [C, *roi], "target": class index}: a random case, augmented by
+    ``augmentation`` (``benchmark.spatial_augmentation``; the CSM policy flips each axis with p=0.5; None:
+    the case as is). Draws are seeded by (seed, index), as ``benchmark.data.CropDataset``."""
 
-    def __init__(self, volumes: list["Volume"], *, length: int, seed: int):
+    def __init__(self, volumes: list["Volume"], *, length: int, seed: int, augmentation=None):
         if not volumes:
             raise BenchmarkInputError("no labelled cases to fine-tune on; expected at least one")
         missing = [v.case_id for v in volumes if v.target is None]
         if missing:
             raise ValueError(f"cases {missing[:3]} have no class (Volume.target); expected a classification task's volumes")
         self.volumes, self.length, self.seed = volumes, length, seed
+        self.augmentation = augmentation if augmentation is not None and augmentation.active else None
 
     def __len__(self) -> int:
         return self.length
@@ -148,8 +151,11 @@ class VolumeClassDataset:
 
         rng = np.random.default_rng((self.seed, index))
         volume = self.volumes[int(rng.integers(len(self.volumes)))]
-        axes = tuple(1 + a for a in range(volume.image.ndim - 1) if rng.random() < 0.5)
-        image = np.flip(volume.image, axis=axes) if axes else volume.image
+        image = volume.image
+        if self.augmentation is not None:
+            from benchmark.spatial_augmentation import sample_seed
+
+            image, _ = self.augmentation(image, None, seed=sample_seed(rng))
         return {"image": torch.from_numpy(np.ascontiguousarray(image)), "target": torch.tensor(volume.target, dtype=torch.long)}
 
 

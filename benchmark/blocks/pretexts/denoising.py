@@ -6,6 +6,10 @@ eq. 5-6); ``noise_std`` gives W's standard deviation (1 for DDP, σa / σb aroun
 LADP). As in DDP, the encoder f_θ can be frozen so that only the decoder g_φ is pretrained; the
 LADP paper finds that best (section III.A). Only the backbone's forward and its encoder prefixes
 are used, so every backbone runs it.
+
+What LADP and DDP see besides the noise (cases, crop sampling) is configuration, so that the two can
+be compared with only the noise different: see ``benchmark.methods.ddp`` (``cases``) and
+``LABEL_AWARE_FOREGROUND_PROB`` below.
 """
 from __future__ import annotations
 
@@ -29,10 +33,24 @@ class DenoisingConfig:
     # pre-training phase provides the best results." DDP freezes an ImageNet-pretrained encoder; LADP
     # self-pretrains without ImageNet (section I), so a frozen encoder keeps its random initialisation.
     freeze_encoder: bool = True
+    # Share of pretraining crops centred on a lesion voxel (``benchmark.data.random_crop``); > 0 reads labels, so
+    # only a pretraining on the labelled cases of a fraction may set it (LADP, ``ddp:cases=labelled``).
+    foreground_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.gamma < 1.0:
             raise ValueError(f"gamma γ must be in (0, 1) (signal fraction of x' = √γ·x + √(1−γ)·ε), got {self.gamma}")
+        if not 0.0 <= self.foreground_prob <= 1.0:
+            raise ValueError(f"foreground_prob must be a share of crops in [0, 1], got {self.foreground_prob}")
+
+
+# Lesion oversampling of label-aware denoising pretraining crops: a third of the crops centred on a lesion voxel.
+# Not from the LADP paper, which pretrains on whole 256² slices, every slice once per epoch (II.A-B; the authors'
+# data.py ``DenosingDataset`` iterates over all slices), but nnU-Net's foreground oversampling
+# (Isensee et al. 2021, ``oversample_foreground_percent = 0.33``), the same as this benchmark's fine-tuning crops
+# (``Protocol.finetune_foreground_prob``): with crops smaller than a slice (smoke profile, 3D backbones) most
+# uniform crops would miss the small HIE lesions around which LADP's noise differs from DDP's.
+LABEL_AWARE_FOREGROUND_PROB = 0.33
 
 
 def freeze_encoder(backbone: nn.Module) -> int:
@@ -69,6 +87,10 @@ class DenoisingPretext(PretextTask):
         # Per instance, since it depends on the config: with a frozen encoder part of the backbone gets no
         # gradient (those parameters have requires_grad False, which DistributedDataParallel ignores anyway).
         self.trains_whole_backbone = not cfg.freeze_encoder
+
+    @classmethod
+    def pretrain_foreground_prob(cls, cfg: DenoisingConfig) -> float:
+        return cfg.foreground_prob if cls.is_label_aware(cfg) else 0.0
 
     def noise_std(self, batch: dict[str, torch.Tensor], *, generator: torch.Generator) -> float | torch.Tensor:
         """Standard deviation of the noise W: 1 everywhere for DDP."""

@@ -1,0 +1,14 @@
+"""The λ1 search of the CoPer synthesis losses (shared by their space modules, one per method).
+
+``lambda1`` ∈ {0.1, 0.25, 0.4, 0.55, 0.7, 0.85}: CoPer Fig. 8 plots the synthesis quality against λ1 on a
+validation set and finds 0.55 best for MS FLAIR and 0.70 for brain-tumour T2 (appendix E: "λ1 should be
+optimized in a separate validation set"); the grid holds both and steps of 0.15 either side. λ1 = 0 (CoPer
+alone, no pixel loss) and 1 (the ``l1`` method) are left out. λ2 = 10 is fixed by the paper (III.C).
+"""
+from __future__ import annotations
+
+LAMBDA1 = [0.1, 0.25, 0.4, 0.55, 0.7, 0.85]
+
+
+def space(trial) -> dict:
+    return {"lambda1": trial.suggest_categorical("lambda1", LAMBDA1)}

@@ -1,0 +1,140 @@
+"""Image synthesis: translate a case's source series into its target series (CoPer paper III.C, IV.B, Table III).
+
+* methods: the generator losses of ``benchmark/methods/synthesis_losses.py`` (``l1``, ``l1+rand_vgg``,
+  ``l1+coper_swav_vgg``, ...); SSL pretrainings are n/a here (nothing of theirs is compared on synthesis);
+  the baseline, run once per loss-network backbone as scratch is elsewhere, is ``l1`` (a randomly
+  initialised generator trained with L1 + adversarial loss: Table III's first row; "scratch" would be the
+  same generator with no defined loss, so it has no meaning here);
+* model: pix2pix (``benchmark/synthesis/pix2pix.py``): the generator is the suite's ``unet2d`` (MONAI
+  BasicUNet) for every variant (``finetune_network``), the Job's backbone is the loss network;
+* samples: 2D crops of axial slices holding every series; the kind splits them into X (sources) and Y (targets);
+* loss: eq. 5 with D trained by its own optimiser inside the loss step (``GanTrainer``);
+* evaluation: PSNR (main metric; model selection picks the validation PSNR, the paper's "evaluation metric
+  using an internal validation set", appendix C), SSIM, CoPer (SwAV-VGG on the target series), LPIPS (random
+  VGG-16, no download) and, for labelled base tasks, Dice on synthetic images (``benchmark/synthesis/evaluation.py``).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Callable
+
+from tasks.kinds.base import FinetuneSettings, MetricInfo, MetricRow, TaskKind
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from benchmark.protocol import Protocol
+    from tasks.base import Volume
+    from tasks.synthesis import SynthesisTask
+
+GENERATOR = "unet2d"  # MONAI BasicUNet: pix2pix's U-Net generator, the same network for every loss variant
+PROFILE_ENTRY = "pix2pix"  # the profiles' crop size and recipe of the generator (benchmark/profiles.py)
+
+
+class SynthesisKind(TaskKind):
+    name = "synthesis"
+    baseline_method = "l1"
+
+    # ---- planning ------------------------------------------------------------------------------
+    def unsupported_reason(self, task, *, method_cls, backbone: str, spatial_dims: int, finetune: FinetuneSettings) -> str | None:
+        if not getattr(method_cls, "synthesis_loss", False):
+            from benchmark.methods import get_method, list_methods
+
+            losses = [m for m in list_methods() if getattr(get_method(m), "synthesis_loss", False)]
+            return (f"{method_cls.registry_name} is a pretraining scored by fine-tuning a segmentation / classification network; task "
+                    f"{task.name!r} is image synthesis, whose methods are generator losses ({', '.join(losses)})")
+        if spatial_dims != 2:
+            return f"task {task.name!r} synthesises 2D slices (pix2pix, CoPer III.C); backbone {backbone!r} is volumetric"
+        if finetune.augmentation != "none" or finetune.missing_series:
+            return f"--finetune-aug / --missing-series change segmentation inputs and labels; task {task.name!r} is image synthesis"
+        return None
+
+    def finetune_network(self, backbone: str) -> str:
+        """The profile entry whose crop size and fine-tuning recipe apply: the generator's, whatever the loss network."""
+        return PROFILE_ENTRY
+
+    def describe(self, task: "SynthesisTask") -> str:
+        labels = f"; Dice on synthetic images with {task.base.name}'s labels" if task.label_task is not None else ""
+        return f"{' + '.join(task.sources)} -> {' + '.join(task.targets)}{labels}"
+
+    def metric_info(self, task: "SynthesisTask") -> list[MetricInfo]:
+        out = [MetricInfo("psnr", primary=True), MetricInfo("ssim"), MetricInfo("coper", higher_is_better=False),
+               MetricInfo("lpips", higher_is_better=False)]
+        if task.label_task is not None:
+            out += [MetricInfo(f"dice_synth_{r}") for r in task.label_task.region_names] + [MetricInfo("dice_synth_mean")]
+        return out
+
+    # ---- pretraining of the loss network ----------------------------------------------------------
+    def pretraining_volumes(self, task: "SynthesisTask", volumes: list["Volume"]) -> list["Volume"]:
+        """The target series only (CoPer IV.B), one grey volume per target series and case (Table I mixes modalities)."""
+        return [dataclasses.replace(v, image=v.image[i:i + 1], label=None, case_id=f"{v.case_id}:{task.channels[i]}")
+                for v in volumes for i in task.target_index]
+
+    def pretrain_key(self, task: "SynthesisTask") -> dict:
+        return {"series": list(task.targets)}
+
+    # ---- fine-tuning ---------------------------------------------------------------------------
+    def job_model(self, job, *, task: "SynthesisTask", state: dict | None, train: list["Volume"], validation: list["Volume"], hooks) -> "nn.Module":
+        """pix2pix for one cell of ``job``: a fresh generator, the variant's frozen loss network (random, seeded,
+        or the Job's pretrained one) and eq. 5's weights; the evaluation networks are the split's (cached)."""
+        from benchmark.backbones import build_backbone
+        from benchmark.methods import get_method
+        from benchmark.perceptual.metric import _cnn_extractor, random_extractor
+        from benchmark.synthesis.evaluation import build_evaluator, with_evaluator
+        from benchmark.synthesis.pix2pix import Pix2Pix
+
+        method_cls = get_method(job.method)
+        generator = build_backbone(GENERATOR, in_channels=len(task.sources), out_channels=len(task.targets), size=job.backbone_size, roi=job.roi)
+        loss_network = None
+        if method_cls.loss_network == "rand":  # Table III "rand.": a seeded random network, the same for every run
+            loss_network = random_extractor(job.backbone, size=job.backbone_size, in_channels=1, seed=job.seed)
+        elif method_cls.loss_network != "none":
+            if state is None:
+                raise ValueError(f"{job.method}: no pretrained loss network in the Job (expected its pretraining)")
+            net = build_backbone(job.backbone, in_channels=job.pretrain_channels[0], out_channels=job.pretrain_channels[1],
+                                 size=job.backbone_size, roi=job.roi)
+            net.load_state_dict(state)
+            loss_network = _cnn_extractor(net, job.backbone, job.pretrain_channels[0])
+        lambda1 = method_cls.lambda1(job.method_config, task)
+        model = Pix2Pix(generator, loss_network=loss_network, lambda1=lambda1, lambda2=job.method_config.lambda2,
+                        discriminator_channels=job.backbone_size.unet_features[0], discriminator_lr=job.finetune_recipe.lr,
+                        source_channels=len(task.sources), target_channels=len(task.targets))
+        return with_evaluator(model, build_evaluator(job, task, train=train, validation=validation, hooks=hooks))
+
+    def training_set(self, task, volumes, *, roi, length, seed, protocol: "Protocol", finetune: FinetuneSettings = FinetuneSettings()):
+        """2D crops of every series (the kind splits X and Y); crops centred on foreground, as the paper drops empty slices."""
+        from benchmark.data import CropDataset
+
+        return CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=False)
+
+    def loss_fn(self, task: "SynthesisTask", model: "nn.Module", *, finetune: FinetuneSettings,
+                generator: "torch.Generator") -> Callable[[dict], "torch.Tensor"]:
+        from benchmark.synthesis.pix2pix import GanTrainer
+
+        return GanTrainer(getattr(model, "module", model), sources=task.source_index, targets=task.target_index)
+
+    # ---- evaluation ----------------------------------------------------------------------------
+    def evaluate(self, model, task: "SynthesisTask", volumes: list["Volume"], *, roi, device: Any, protocol: "Protocol", log,
+                 primary_only: bool = False, tta: str = "none") -> list[MetricRow]:
+        import torch
+
+        from benchmark.synthesis.evaluation import dice_on_synthetic, quality_rows
+        from tasks.kinds.segmentation import predict_volume
+
+        model = getattr(model, "module", model)
+        evaluator = model.evaluator
+        rows = []
+        for v in volumes:
+            image = torch.from_numpy(v.image).to(device)
+            fake = predict_volume(model, image[list(task.source_index)], roi=roi, protocol=protocol)[0]  # [n, X, Y, Z]
+            real = image[list(task.target_index)]
+            values = quality_rows(fake, real, evaluator=evaluator, primary_only=primary_only)
+            if not primary_only and evaluator is not None and evaluator.segmenter is not None and v.label is not None:
+                values.update(dice_on_synthetic(evaluator.segmenter, task.label_task, v.image, v.label, fake, target_index=task.target_index,
+                                                segmenter_roi=evaluator.segmenter_roi, device=device, protocol=protocol))
+            rows.extend(MetricRow(metric=k, value=val, case_id=v.case_id) for k, val in values.items())
+        return rows
+
+
+SYNTHESIS = SynthesisKind()

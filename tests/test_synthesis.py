@@ -1,0 +1,246 @@
+"""The synthesis kind, pix2pix with the CoPer loss and its evaluation (CoPer paper III.C, IV.B, Table III), without Ray."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from benchmark.datasources import resolve_task_data
+from benchmark.errors import BenchmarkInputError
+from benchmark.methods import get_method
+from benchmark.perceptual.metric import CoPerLoss, random_extractor
+from benchmark.cli import parse_fractions
+from benchmark.plan import MethodEntry, apply_params, build_plan
+from benchmark.profiles import SMOKE, TINY
+from benchmark.synthesis.evaluation import slice_quality
+from benchmark.synthesis.pix2pix import GanTrainer, Pix2Pix, build_discriminator, generator_loss
+from benchmark.train import Hooks, run_job
+from tasks import get_task
+from tasks.base import Volume
+
+SHAPE = (64, 64, 8)  # 64: SwAV's local views must exceed the VGG's stride
+
+
+# ---- tasks and refs ---------------------------------------------------------------------------------------
+def test_brats_synthesis_is_flair_t1_to_t2_with_the_brats_split_rules():
+    task, brats = get_task("brats_synthesis"), get_task("brats")
+    assert task.sources == ("flair", "t1") and task.targets == ("t2",) and task.kind.name == "synthesis"
+    assert [task.channels[i] for i in task.target_index] == ["t2"] and task.channels == brats.channels
+    assert (task.test_fraction, task.validation, task.split_seed) == (brats.test_fraction, brats.validation, brats.split_seed)
+    assert task.paper_lambda1 == 0.70 and get_task(task.ref).name == "brats_synthesis"
+
+
+def test_generic_ref_and_its_errors():
+    task = get_task("synthesis:wmh:t1->flair")
+    assert task.targets == ("FLAIR",) or task.targets[0].lower() == "flair"
+    assert task.paper_lambda1 == 0.55  # Fig. 8: MS FLAIR
+    assert get_task(task.ref).name == task.name
+    with pytest.raises(BenchmarkInputError, match=r"brats.*no series \['dwi'\].*t1"):
+        get_task("synthesis:brats:t1+dwi->t2")
+    with pytest.raises(BenchmarkInputError, match="expected synthesis:TASK"):
+        get_task("synthesis:brats:t1")
+    single = [n for n in ("btcv",) if len(get_task(n).channels) == 1]
+    for name in single:
+        with pytest.raises(BenchmarkInputError, match=f"{name}.*single series"):
+            get_task(f"synthesis:{name}:ct->ct")
+
+
+# ---- eq. 5 and the discriminator -----------------------------------------------------------------------------
+def _batch(seed=0, b=2, s=32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 2, s, s, generator=g), torch.randn(b, 1, s, s, generator=g), torch.randn(b, 1, s, s, generator=g)
+
+
+def test_generator_loss_weights_follow_eq5():
+    """L_G = λ1·L1 + (1 − λ1)·L_CoPer + λ2·L_adv, each term computed independently here."""
+    x, fake, real = _batch()
+    ext = random_extractor("vgg_unet", size="smoke", in_channels=1, seed=0)
+    torch.manual_seed(0)
+    disc = build_discriminator(source_channels=2, target_channels=1, channels=8).eval()
+    out = generator_loss(fake, real, x, discriminator=disc, coper=CoPerLoss(ext), lambda1=0.7, lambda2=10.0)
+    l1 = (fake - real).abs().mean()
+    with torch.no_grad():
+        fa, re = ext(fake), ext(real)
+    coper = sum(((a - b) ** 2).mean() for a, b in zip(fa, re)) / len(fa)  # eq. 3-4, m = 1
+    logits = disc(torch.cat([x, fake], 1))[-1]
+    adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # non-saturating: D(X, G(X)) -> real
+    torch.testing.assert_close(out["loss"], 0.7 * l1 + 0.3 * coper + 10.0 * adv)
+    torch.testing.assert_close(out["coper"], coper)
+
+
+def test_l1_method_has_no_perceptual_term_and_lambda2_is_ten():
+    task = get_task("brats_synthesis")
+    assert get_method("l1").lambda1(get_method("l1").make_config(), task) == 1.0
+    cfg = get_method("l1+coper_swav_vgg").make_config()
+    assert cfg.lambda2 == 10.0 and get_method("l1+coper_swav_vgg").lambda1(cfg, task) == 0.70
+    assert get_method("l1+rand_vgg").lambda1(get_method("l1+rand_vgg").make_config({"lambda1": 0.55}), task) == 0.55
+
+
+def test_discriminator_gets_gradients_only_from_its_own_step():
+    torch.manual_seed(0)
+    gen = torch.nn.Conv2d(2, 1, 3, padding=1)
+    model = Pix2Pix(gen, loss_network=None, lambda1=1.0, lambda2=10.0, discriminator_channels=8, discriminator_lr=1e-3,
+                    source_channels=2, target_channels=1)
+    trainer = GanTrainer(model, sources=(0, 1), targets=(2,))
+    image = torch.randn(2, 3, 32, 32)
+    recorded = {}
+    real_step = trainer.discriminator_step
+
+    def step(x, real, fake):
+        out = real_step(x, real, fake)
+        recorded.update({n: p.grad.clone() for n, p in trainer.discriminator.named_parameters()})
+        recorded["after"] = {n: p.detach().clone() for n, p in trainer.discriminator.named_parameters()}
+        return out
+
+    trainer.discriminator_step = step
+    loss = trainer({"image": image})
+    loss.backward()  # the generator's backward: no gradient may reach D
+    for n, p in trainer.discriminator.named_parameters():
+        torch.testing.assert_close(p.grad, recorded[n])  # unchanged since D's own step
+        assert not p.requires_grad
+        torch.testing.assert_close(p.detach(), recorded["after"][n])
+    assert gen.weight.grad is not None and gen.weight.grad.abs().sum() > 0
+    # D's own step: gradients of ½[BCE(D(x, y), 1) + BCE(D(x, G(x)), 0)] only, G(x) detached.
+    assert all(v.abs().sum() > 0 for k, v in recorded.items() if k != "after" and v.dim() > 1)
+
+
+def test_coper_loss_network_is_frozen():
+    ext = random_extractor("vgg_unet", size="smoke", in_channels=1, seed=0)
+    model = Pix2Pix(torch.nn.Conv2d(2, 1, 1), loss_network=ext, lambda1=0.7, lambda2=10.0, discriminator_channels=8,
+                    discriminator_lr=1e-3, source_channels=2, target_channels=1)
+    assert all(not p.requires_grad for p in ext.parameters())
+    assert {n.split(".")[0] for n, _ in model.named_parameters()} == {"generator"}  # nothing of the loss network is trained or saved
+
+
+# ---- metrics -----------------------------------------------------------------------------------------------
+def _ssim_reference(x: np.ndarray, y: np.ndarray) -> float:
+    """Wang et al. 2004, Gaussian window 11 (σ 1.5), valid region, data range 1: written here with numpy."""
+    from scipy.signal import convolve2d
+
+    r = np.arange(11) - 5
+    g = np.exp(-(r ** 2) / (2 * 1.5 ** 2))
+    g /= g.sum()
+    w = np.outer(g, g)
+    f = lambda a: convolve2d(a, w, mode="valid")  # noqa: E731
+    mx, my = f(x), f(y)
+    vx, vy, cxy = f(x * x) - mx ** 2, f(y * y) - my ** 2, f(x * y) - mx * my
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    return float((((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2))).mean())
+
+
+def test_psnr_and_ssim_equal_independent_formulas():
+    rng = np.random.default_rng(0)
+    real = rng.random((32, 32)).astype(np.float32)
+    fake = np.clip(real + 0.05 * rng.standard_normal((32, 32)), 0, 1).astype(np.float32)
+    out = slice_quality(torch.from_numpy(fake)[None, None], torch.from_numpy(real)[None, None])
+    mse = float(((fake - real) ** 2).mean())
+    assert out["psnr"] == pytest.approx(10 * np.log10(1.0 / mse), rel=1e-4)
+    assert out["ssim"] == pytest.approx(_ssim_reference(fake.astype(np.float64), real.astype(np.float64)), abs=1e-4)
+    assert slice_quality(torch.from_numpy(real)[None, None], torch.from_numpy(real)[None, None])["ssim"] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_pretraining_volumes_hold_the_target_series_only():
+    task = get_task("brats_synthesis")
+    image = np.stack([np.full((4, 4, 2), float(c)) for c in range(4)]).astype(np.float32)
+    out = task.kind.pretraining_volumes(task, [Volume("a", image, None), Volume("b", image, None)])
+    t2 = task.channels.index("t2")
+    assert [v.image.shape[0] for v in out] == [1, 1] and all((v.image == t2).all() for v in out)
+
+
+# ---- planning ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def synthesis_data(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("synth")
+    task = get_task("brats_synthesis")
+    task.write_synthetic(tmp / "data", n_cases=8, shape=SHAPE, seed=0)
+    return tmp, resolve_task_data(task, data_root=tmp / "data", cache_dir=tmp / "cache")
+
+
+def _profile():
+    """The tiny profile (2 steps per stage) on small volumes; named "tiny" because the synthesis evaluation networks read
+    their recipes from the profile of that name (``Job.profile``)."""
+    return dataclasses.replace(TINY, volume_size=SHAPE)
+
+
+def _plan(tmp, td, methods):
+    return build_plan(methods=[MethodEntry(m) for m in methods], task_data=[td], fractions=parse_fractions("100%"), seeds=[0],
+                      profile=_profile(), cache_dir=tmp / "cache")
+
+
+def test_plan_baseline_is_l1_and_ssl_methods_are_na(synthesis_data):
+    tmp, td = synthesis_data
+    plan = _plan(tmp, td, ["swav", "l1+coper_swav_vgg", "l1+rand_resnet"])
+    by = {(j.method, j.backbone): j for j in plan.jobs}
+    assert "scratch" not in {m for m, _ in by}
+    assert {("l1", "vgg_unet"), ("l1", "resnet_unet")} <= set(by)  # the baseline per loss-network backbone
+    assert by[("swav", "resnet_unet")].na_reason and "generator losses" in by[("swav", "resnet_unet")].na_reason
+    job = by[("l1+coper_swav_vgg", "vgg_unet")]
+    assert job.pretrain is not None and job.pretrain_channels == (1, 1) and job.roi == (64, 64)
+    assert by[("l1", "vgg_unet")].pretrain is None
+
+
+def test_l1_and_coper_are_na_on_segmentation_tasks(tmp_path):
+    from benchmark.plan import _unsupported
+    from tasks.kinds import FinetuneSettings
+
+    brats = get_task("brats")
+    assert "image synthesis" in (_unsupported(get_method("l1+coper_swav_vgg"), brats, "vgg_unet", FinetuneSettings()) or "")
+
+
+def test_lambda1_search_reuses_the_pretraining(synthesis_data):
+    tmp, td = synthesis_data
+    job = next(j for j in _plan(tmp, td, ["l1+coper_swav_vgg"]).jobs if j.method == "l1+coper_swav_vgg")
+    tuned = apply_params(job, {"lambda1": 0.4})
+    assert tuned.method_config.lambda1 == 0.4 and tuned.pretrain.key == job.pretrain.key
+    assert tuned.cells[0].cell_id != job.cells[0].cell_id
+
+
+# ---- run_job on a planned synthesis Job (no Ray) ----------------------------------------------------------------
+def test_run_job_pretrains_on_target_series_and_scores_every_metric(synthesis_data, monkeypatch):
+    import benchmark.train as train
+
+    tmp, td = synthesis_data
+    job = next(j for j in _plan(tmp, td, ["l1+coper_swav_vgg"]).jobs if j.method == "l1+coper_swav_vgg")
+    seen = []
+    real_pretrain = train.pretrain
+    monkeypatch.setattr(train, "pretrain", lambda method, volumes, **kw: seen.append(volumes) or real_pretrain(method, volumes, **kw))
+    results = run_job(job, Hooks(log=lambda _m: None))
+    assert seen and all(v.image.shape[0] == 1 for v in seen[0])  # the loss network saw one series ...
+    t2 = get_task("brats_synthesis").channels.index("t2")
+    assert {v.case_id.split(":")[1] for v in seen[0]} == {"t2"}
+    rows = results[0].rows
+    metrics = {r.metric for r in rows}
+    assert {"psnr", "ssim", "coper", "lpips", "dice_synth_WT", "dice_synth_mean"} <= metrics
+    assert {r.case_id for r in rows} == set(job.test_ids)
+    assert all(np.isfinite(r.value) for r in rows) and all(0 <= r.value <= 1 for r in rows if r.metric.startswith(("ssim", "dice")))
+    assert t2 == 2
+
+
+def test_dice_on_synthetic_with_the_real_target_is_the_real_image_dice(synthesis_data):
+    """Substituting the real T2 for the synthetic one gives exactly the segmenter's Dice on the real case."""
+    from benchmark.synthesis.evaluation import dice_on_synthetic
+    from tasks.kinds.segmentation import predict_volume
+
+    tmp, td = synthesis_data
+    task = td.task
+    base = task.label_task
+    volume = task.load(td.cases[0])
+    from benchmark.data import load_volumes
+
+    (volume,) = load_volumes(task, [td.cases[0]], volume_size=SHAPE)
+    torch.manual_seed(0)
+    from benchmark.backbones import build_backbone
+
+    seg = build_backbone("unet2d", in_channels=4, out_channels=base.num_outputs, size=SMOKE.backbone_size, roi=(32, 32)).eval()
+    real_t2 = torch.from_numpy(volume.image[list(task.target_index)])
+    got = dice_on_synthetic(seg, base, volume.image, volume.label, real_t2, target_index=task.target_index, segmenter_roi=(32, 32),
+                            device="cpu", protocol=SMOKE.protocol)
+    logits = predict_volume(seg, torch.from_numpy(volume.image), roi=(32, 32), protocol=SMOKE.protocol)
+    want = base.dice(base.logits_to_regions(logits), base.label_to_regions(torch.from_numpy(volume.label)[None, None]))
+    assert got == {f"dice_synth_{k[5:]}": v for k, v in want.items()}
+    zeros = dice_on_synthetic(seg, base, volume.image, volume.label, torch.zeros_like(real_t2), target_index=task.target_index,
+                              segmenter_roi=(32, 32), device="cpu", protocol=SMOKE.protocol)
+    assert zeros.keys() == got.keys()
