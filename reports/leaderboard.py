@@ -40,7 +40,7 @@ def paired_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: str | N
             continue
         frame = pd.DataFrame([[delta_text(table.cells[(r.label, f)]) or "—" for f in table.fractions] for r in rows],
                              index=[r.label for r in rows], columns=list(table.fractions))
-        frame.index.name = "method (backbone) vs scratch"
+        frame.index.name = f"method (backbone) vs {table.baseline}"
         out[table.task] = frame
     return out
 

@@ -74,7 +74,7 @@ def delta_table_md(table: Table) -> str:
     rows = [r for r in table.rows if not r.is_scratch and any(table.cells[(r.label, f)].vs_scratch for f in table.fractions)]
     if not rows:
         return ""
-    header = ["method (backbone) vs scratch"] + [table.column_label(f) for f in table.fractions]
+    header = [f"method (backbone) vs {table.baseline}"] + [table.column_label(f) for f in table.fractions]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         lines.append("| " + " | ".join([row.label] + [delta_text(table.cells[(row.label, f)]) or MISSING for f in table.fractions]) + " |")

@@ -113,17 +113,22 @@ class Table:
         return ("matched test cases (same seed, fold and case)" if self.scope == "case"
                 else "matched splits (same seed and fold; the metric is one value per test set)")
 
+    @property
+    def baseline(self) -> str:
+        """The name of the rows compared against: scratch, or l1 on a synthesis task (``BASELINE_METHODS``)."""
+        return "/".join(sorted({r.method for r in self.rows if r.is_scratch})) or "scratch"
+
     def note(self) -> str:
         """What the numbers and marks mean: printed under every rendering of the table."""
         arrow = "higher" if self.higher_is_better else "lower"
         ns = sorted({c.vs_scratch.n for c in self.cells.values() if c.vs_scratch and c.vs_scratch.n})
         n_text = f"n = {ns[0]}" if len(ns) == 1 else (f"n = {ns[0]}–{ns[-1]} pairs" if ns else "no pairs")
-        correction = (f"Holm correction over the {self.comparisons_scratch} comparisons vs scratch and, separately, the "
+        correction = (f"Holm correction over the {self.comparisons_scratch} comparisons vs {self.baseline} and, separately, the "
                       f"{self.comparisons_best} comparisons vs each column's best of this table" if self.holm else "no correction for multiple comparisons")
         how = ("mean over the test cases of each split, then mean (std) over splits" if self.scope == "case"
                else "one value per split's test set, mean (std) over splits")
         return (f"Metric `{self.metric}` ({arrow} is better): {how}. Bold: the best cell of each column and every cell not "
-                f"significantly different from it (a cell that cannot be paired with the best, n < 2, is not bold). ▲ / ▼: significantly better / worse than the scratch row of the same backbone "
+                f"significantly different from it (a cell that cannot be paired with the best, n < 2, is not bold). ▲ / ▼: significantly better / worse than the {self.baseline} row of the same backbone "
                 f"and fine-tuning settings. Test: {TESTS[self.test]}, p < {ALPHA}, paired over {self.pairing}, {n_text}; {correction}.")
 
 
