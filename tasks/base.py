@@ -114,6 +114,11 @@ class Task:
     # Fine-tuning augmentation of the paper that used the task (benchmark/spatial_augmentation.py: si, ladp, csm,
     # dae), what ``--spatial-aug auto`` applies; "none" for a dataset no paper here used.
     spatial_aug: ClassVar[str] = "none"
+    # Fine-tuning losses ``--finetune-loss`` may pick (``make_loss(name)``; "default": the task's own), the one
+    # ``auto`` picks (its paper's), and the test-time augmentation ``--tta auto`` applies (tasks/kinds/base.py).
+    finetune_losses: ClassVar[tuple[str, ...]] = ("default",)
+    paper_loss: ClassVar[str] = "default"
+    paper_tta: ClassVar[str] = "none"
 
     # ---- dataset-specific parts -------------------------------------------------------------
     def find_cases(self, root: Path) -> list[Case]:

@@ -70,23 +70,23 @@ TTA_CHOICES = ("auto", "none", "flip")
 
 
 def resolve_finetune_loss(name: str, task: "Task") -> str:
-    """The loss ``name`` stands for on ``task``: auto -> the task's paper loss; a loss the task does not list
-    (``finetune_losses``, default just "default") is a ValueError naming the ones it has."""
+    """The loss ``name`` stands for on ``task``: auto -> the task's paper loss (``Task.paper_loss``); a loss the task
+    does not list (``Task.finetune_losses``) is a ValueError naming the ones it has."""
     if name not in FINETUNE_LOSS_CHOICES:
         raise ValueError(f"--finetune-loss {name!r}: expected one of {', '.join(FINETUNE_LOSS_CHOICES)}")
-    loss = getattr(task, "paper_loss", "default") if name == "auto" else name
-    offered = getattr(task, "finetune_losses", ("default",))
+    loss = task.paper_loss if name == "auto" else name
+    offered = task.finetune_losses
     if loss not in offered:
         raise ValueError(f"--finetune-loss {loss}: task {task.name!r} has no such loss; expected one of {', '.join(('auto', *offered))}")
     return loss
 
 
 def resolve_tta(name: str, task: "Task") -> str:
-    """The test-time augmentation ``name`` stands for on ``task``: auto -> its paper's (``paper_tta``, else none);
+    """The test-time augmentation ``name`` stands for on ``task``: auto -> its paper's (``Task.paper_tta``);
     one its kind cannot apply (``TaskKind.test_time_augmentations``) is a ValueError."""
     if name not in TTA_CHOICES:
         raise ValueError(f"--tta {name!r}: expected one of {', '.join(TTA_CHOICES)}")
-    tta = getattr(task, "paper_tta", "none") if name == "auto" else name
+    tta = task.paper_tta if name == "auto" else name
     if tta not in task.kind.test_time_augmentations:
         raise ValueError(f"--tta {tta}: task {task.name!r} ({task.kind.name}) has no such test-time augmentation; "
                          f"expected one of {', '.join(('auto', *task.kind.test_time_augmentations))}")
