@@ -15,11 +15,12 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmark.errors import BenchmarkInputError
+from benchmark.records import FinetuneSettings
+from benchmark.request import RayOptions, ReportOptions, RunRequest, SearchOptions
 
 DEFAULT_CACHE = Path(os.environ.get("MEDSSL_CACHE", Path.home() / ".cache" / "medssl-bench"))
 
@@ -200,75 +201,22 @@ def _parse_hparams(items: list[str], method_names: set[str]) -> dict[str, dict[s
     return out
 
 
-@dataclass(frozen=True)
-class RayOptions:
-    address: str | None = None
-    num_workers: int = 1
-    gpus_per_worker: float = 0.0
-    cpus_per_worker: float | None = None
-    concurrency: int | None = None
-    dashboard: bool = True
-
-
-@dataclass(frozen=True)
-class ReportOptions:
-    test: str = "ttest"
-    holm: bool = False
-    publish: Path | None = None
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    trials: int = 0  # 0: no search, paper defaults
-    fraction: str | None = None  # label of the fraction the trials fine-tune at (None: the smallest requested)
-    finetune_lr: bool = False
-    finetune_batch_size: bool = False
-    max_concurrent: int | None = None
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """Everything a run needs, validated: what ``benchmark.run.execute`` runs."""
-
-    methods: tuple  # tuple[benchmark.plan.MethodEntry, ...]
-    tasks: tuple  # tuple[tasks.Task, ...], in command-line order
-    fractions: tuple
-    seeds: tuple[int, ...]
-    folds: int
-    profile: Any  # benchmark.profiles.Profile
-    data_roots: dict[str, Path]
-    extra_roots: dict[str, Path]
-    backbone: str | None
-    finetune: Any  # tasks.kinds.FinetuneSettings
-    run_name: str
-    output: Path
-    cache_dir: Path
-    check_data: bool
-    ray: RayOptions
-    report: ReportOptions
-    search: SearchOptions = SearchOptions()
-    argv: tuple[str, ...] = ()
-    pretrain_corpus: tuple | None = None  # tuple[tasks.Task, ...]: --pretrain-corpus (None: each task pretrains on its own)
-
-
 def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> RunRequest:
     from benchmark.backbones import list_backbones
     from benchmark.methods import list_methods
     from benchmark.plan import MethodEntry
     from benchmark.profiles import get_profile
-    from tasks import get_task, list_tasks
-    from tasks.base import NNUNET_PREFIX
-    from tasks.kinds import FinetuneSettings
+    from tasks import get_task
+    from tasks.base import task_choices, task_prefix
 
     entries = _names(args.methods, list_methods(), "method", base=lambda entry: parse_method_entry(entry)[0])  # "dae:cmcl=false" is dae
     parsed = [parse_method_entry(e) for e in entries]
     hparams = _parse_hparams(args.hparam, {name for name, _ in parsed})
     methods = tuple(MethodEntry(name, {**hparams.get(name, {}), **variant}) for name, variant in parsed)
-    any_nnunet = f"{NNUNET_PREFIX}PATH"  # nnunet:<any folder> is valid without registration
-    any_synthesis = "synthesis:TASK:SRC1+SRC2->TGT"  # built from the ref (tasks/synthesis.py); get_task checks the series
-    task_names = _names(args.tasks, [*list_tasks(), any_nnunet, any_synthesis], "task",
-                        base=lambda n: any_nnunet if n.startswith(NNUNET_PREFIX) else any_synthesis if n.startswith("synthesis:") else n)
+    # A registered name, or a reference of a registered prefix (nnunet:PATH, synthesis:TASK:SRC->TGT): valid without
+    # registration; get_task checks the reference itself (the folder, the series).
+    as_choice = lambda n: prefix.usage if (prefix := task_prefix(n)) else n  # noqa: E731
+    task_names = _names(args.tasks, task_choices(), "task", base=as_choice)
     tasks = tuple(get_task(name) for name in task_names)  # nnunet:PATH reads PATH/dataset.json here
     names = [t.name for t in tasks]
     clashes = sorted({n for n in names if names.count(n) > 1})
@@ -276,8 +224,7 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
         raise BenchmarkInputError(f"--tasks: several tasks are named {', '.join(clashes)} (nnunet:PATH is named after the folder); expected distinct folder names")
     if args.backbone and args.backbone not in list_backbones():
         raise BenchmarkInputError(f"unknown backbone {args.backbone!r}; expected one of: {', '.join(list_backbones())}")
-    corpus_names = _parse_corpus(args.pretrain_corpus, task_names, valid=[*list_tasks(), any_nnunet],
-                                 base=lambda n: any_nnunet if n.startswith(NNUNET_PREFIX) else n)
+    corpus_names = _parse_corpus(args.pretrain_corpus, task_names, valid=task_choices(), base=as_choice)
     corpus_only = [n for n in corpus_names or [] if n not in task_names]
     named = list(zip([*tasks, *(get_task(n) for n in corpus_only)], [*task_names, *corpus_only]))
     roots = _parse_data_roots(args.data_root, task_names, also=corpus_only)
@@ -329,6 +276,7 @@ def print_registries() -> None:
     from benchmark.methods import get_method, list_methods
     from benchmark.profiles import PROFILE_HELP
     from tasks import get_task, list_tasks
+    from tasks.base import list_task_prefixes
 
     print("methods (paper backbone first; * = also runs on):")
     for name in list_methods():
@@ -342,9 +290,9 @@ def print_registries() -> None:
     print("tasks:")
     for name in list_tasks():
         task = get_task(name)
-        print(f"  {name:<18} [{task.kind.name}] {task.description}")
-    print(f"  {'nnunet:PATH':<18} [segmentation] any nnU-Net raw dataset folder (dataset.json, imagesTr/, labelsTr/); nnunet:synthetic: a built-in one")
-    print(f"  {'synthesis:TASK:SRC1+SRC2->TGT':<18} [synthesis] SRC series -> TGT series on any multi-series task, e.g. synthesis:wmh:t1->flair")
+        print(f"  {name:<18} [{task.kind}] {task.description}")
+    for prefix in list_task_prefixes():
+        print(f"  {prefix.usage:<18} [{prefix.kind}] {prefix.help}")
     print("profiles:")
     for name, text in PROFILE_HELP.items():
         print(f"  {name:<18} {text}")

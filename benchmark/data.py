@@ -6,13 +6,18 @@ for the same index in any process; under DDP a DistributedSampler splits the ind
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from benchmark.blocks.mixing import foreground_overlap
 from benchmark.errors import BenchmarkInputError
+from benchmark.spatial_augmentation import sample_seed
+from tasks import get_task
 from tasks.base import Case, Task, Volume
+from tasks.unlabeled import find_unlabeled_cases
 
 
 def load_volumes(task: Task, cases: list[Case], *, volume_size: tuple[int, int, int] | None) -> list[Volume]:
@@ -35,11 +40,6 @@ def load_corpus(parts, *, modalities: tuple[str, ...], volume_size: tuple[int, i
     """The volumes of a pretraining corpus (``benchmark.job.CorpusPart``s: several tasks' non-test cases and their
     ``--pretrain-extra`` cases, each read and normalised by its own task) and, per volume, each channel's index in
     the corpus's modality vocabulary ``modalities`` (``Task.modalities``)."""
-    from pathlib import Path
-
-    from tasks import get_task
-    from tasks.unlabeled import find_unlabeled_cases
-
     volumes, modality_ids = [], []
     for part in parts:
         task = get_task(part.task_ref)
@@ -206,8 +206,6 @@ class CropDataset(Dataset):
         if self.with_label:
             item["label"] = torch.from_numpy(np.ascontiguousarray(label))
         if self.augmentation is not None:  # after every other draw: the crops stay those of an unaugmented dataset
-            from benchmark.spatial_augmentation import sample_seed
-
             image, label = self.augmentation(item["image"].numpy(), item["label"].numpy() if self.with_label else None, seed=sample_seed(rng))
             item["image"] = torch.from_numpy(np.ascontiguousarray(image))
             if self.with_label:
@@ -266,8 +264,6 @@ class SourcePoolDataset(Dataset):
                 "non-overlapping one (%d such pools so far in this process)", index, self.max_redraws, count)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        from benchmark.blocks.mixing import foreground_overlap
-
         rng = np.random.default_rng((self.seed, index))
         if self.same_patient:
             return {"sources": torch.stack(self._same_patient_pool(rng, index))}
@@ -290,8 +286,6 @@ class SourcePoolDataset(Dataset):
         window), so a DSI pool's target, the only real slice it uses, is unchanged; the non-targets are
         drawn from the slices not yet in the pool and not yet rejected for this position.
         """
-        from benchmark.blocks.mixing import foreground_overlap
-
         volume = self.volumes[int(rng.integers(len(self.volumes)))]
         depth = volume.image.shape[-1]
         body = np.flatnonzero((volume.image != 0).reshape(-1, depth).any(axis=0))  # as random_crop's _pick_slice

@@ -6,15 +6,31 @@ temp folder renamed into place) and then read through the same reader as real da
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import tasks.synthetic
 from benchmark.errors import BenchmarkInputError
-from benchmark.plan import TaskData
 from benchmark.store import write_folder_once
-from tasks import Task
+from tasks import Case, Task
+from tasks.unlabeled import check_unlabeled_cases, find_unlabeled_cases
 
 SYNTHETIC_SEED = 2024
+
+
+@dataclass
+class TaskData:
+    """A task with its resolved data folder and cases (real or synthetic), as ``resolve_task_data`` finds them."""
+
+    task: Task
+    root: Path
+    cases: list[Case]
+    synthetic: bool
+    fingerprint: str
+    extra_root: Path | None = None  # --pretrain-extra: unlabeled cases for pretraining only
+    extra_cases: list[Case] = field(default_factory=list)
 
 
 def _generator_version(task: Task) -> str:
@@ -23,10 +39,6 @@ def _generator_version(task: Task) -> str:
     A task may name further modules its writer depends on (``synthetic_modules``, e.g. the
     classification tasks' generators); tasks without them keep their old cache names.
     """
-    import importlib
-
-    import tasks.synthetic
-
     source = inspect.getsource(tasks.synthetic) + inspect.getsource(type(task).write_synthetic)
     source += "".join(inspect.getsource(importlib.import_module(name)) for name in getattr(task, "synthetic_modules", ()))
     return hashlib.sha256(source.encode()).hexdigest()[:10]
@@ -40,7 +52,7 @@ def synthetic_root(task: Task, cache_dir: Path) -> Path:
                              lambda tmp: task.write_synthetic(tmp, n_cases=task.synthetic_cases, shape=shape, seed=SYNTHETIC_SEED))
 
 
-def _fingerprint(cases) -> str:
+def fingerprint(cases) -> str:
     """Paths, sizes and modification times of every file, and the class of classification cases (read
     from a CSV, not a file of the case): changes if the data changes."""
     h = hashlib.sha256()
@@ -70,28 +82,26 @@ def resolve_task_data(task: Task, *, data_root: Path | None, cache_dir: Path, re
     cases = task.find_cases(root)
     if not cases:
         raise BenchmarkInputError(f"{root}: no {task.name} cases found; expected {task.description}")
-    fingerprint = _fingerprint(cases)
+    data_fingerprint = fingerprint(cases)
     # Reading every file is the only way to catch a truncated .nii.gz or NaNs up front; a marker
     # keyed by the files' paths, sizes and times skips the re-read when nothing has changed.
-    marker = Path(cache_dir) / "validated" / f"{task.name}-{fingerprint}"
+    marker = Path(cache_dir) / "validated" / f"{task.name}-{data_fingerprint}"
     if recheck or not marker.exists():
         task.check_cases(cases, root=root)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
-    return TaskData(task=task, root=root, cases=cases, synthetic=synthetic, fingerprint=fingerprint)
+    return TaskData(task=task, root=root, cases=cases, synthetic=synthetic, fingerprint=data_fingerprint)
 
 
 def attach_unlabeled(td: TaskData, extra_root: Path, *, cache_dir: Path, recheck: bool = False) -> TaskData:
     """Add ``--pretrain-extra`` cases (tasks/unlabeled.py) to ``td``, checked up front like the task's own."""
-    from tasks.unlabeled import check_unlabeled_cases, find_unlabeled_cases
-
     extra = find_unlabeled_cases(td.task, extra_root)
-    fingerprint = _fingerprint(extra)
-    marker = Path(cache_dir) / "validated" / f"{td.task.name}-unlabeled-{fingerprint}"
+    extra_fingerprint = fingerprint(extra)
+    marker = Path(cache_dir) / "validated" / f"{td.task.name}-unlabeled-{extra_fingerprint}"
     if recheck or not marker.exists():
         check_unlabeled_cases(extra)
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
     td.extra_root, td.extra_cases = Path(extra_root).expanduser(), extra
-    td.fingerprint = f"{td.fingerprint}+{fingerprint}"  # pretraining cache keys change with the extra data
+    td.fingerprint = f"{td.fingerprint}+{extra_fingerprint}"  # pretraining cache keys change with the extra data
     return td

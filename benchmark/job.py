@@ -21,7 +21,7 @@ from typing import Any
 from benchmark.backbones import BackboneSize
 from benchmark.methods import Recipe, get_method
 from benchmark.protocol import Protocol
-from tasks.kinds import FinetuneSettings, MetricRow
+from benchmark.records import FinetuneSettings, MetricRow
 
 
 @dataclass(frozen=True)

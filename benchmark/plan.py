@@ -16,16 +16,18 @@ from typing import Any
 import numpy as np
 
 from benchmark.backbones import BACKBONES
+from benchmark.datasources import TaskData
 from benchmark.errors import BenchmarkInputError
 from benchmark.job import CellSpec, CorpusPart, Job, PretrainSpec
+from benchmark.kinds import kind_of, resolve_finetune_loss, resolve_tta
 from benchmark.methods import get_method
 from benchmark.profiles import Profile
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
+from benchmark.records import FinetuneSettings
 from benchmark.spatial_augmentation import resolve_policy
 from benchmark.store import content_hash, pretrain_checkpoint_path
-from tasks import Case, Task
-from tasks.kinds import FinetuneSettings
-from tasks.kinds.base import resolve_finetune_loss, resolve_tta
+from tasks import Task
+from tasks.nifti import nifti_shape
 
 
 # ---- label fractions ---------------------------------------------------------------------------
@@ -133,19 +135,6 @@ def labeled_subset(train_ids: list[str], n: int, *, seed: int, protocol: Protoco
 
 
 # ---- the plan ----------------------------------------------------------------------------------
-@dataclass
-class TaskData:
-    """A task with its resolved data folder and cases (real or synthetic)."""
-
-    task: Task
-    root: Path
-    cases: list[Case]
-    synthetic: bool
-    fingerprint: str
-    extra_root: Path | None = None  # --pretrain-extra: unlabeled cases for pretraining only
-    extra_cases: list[Case] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class Plan:
     jobs: tuple[Job, ...]
@@ -202,7 +191,7 @@ def build_plan(
             raise BenchmarkInputError(str(exc)) from None
         spatial_key.update({**({"finetune_loss": task_finetune.loss} if task_finetune.loss != "default" else {}),
                             **({"tta": task_finetune.tta} if task_finetune.tta != "none" else {})})
-        strata = task.kind.strata(td.cases)
+        strata = kind_of(task).strata(td.cases)
         splits = task_splits([c.case_id for c in td.cases], seeds=seeds, folds=folds, test_fraction=task.test_fraction,
                              split_seed=task.split_seed, strata=strata)
         validation = {(seed, fold): split_validation(train, validation=task.validation, strata=strata,
@@ -246,7 +235,7 @@ def build_plan(
 def _entries_with_scratch(methods: list[MethodEntry], task: Task, backbone: str | None, finetune: FinetuneSettings) -> list[tuple[MethodEntry, str]]:
     """(entry, backbone) pairs of one task: every requested method on its paper backbone (or ``backbone``),
     then the kind's baseline (scratch; synthesis: l1) once per backbone that a runnable method uses."""
-    baseline = task.kind.baseline_method
+    baseline = kind_of(task).baseline_method
     pairs = [(e, backbone or get_method(e.name).default_backbone) for e in methods if e.name != baseline]
     scratch = [e for e in methods if e.name == baseline] or [MethodEntry(baseline)]
     used = list(dict.fromkeys(bb for e, bb in pairs if _unsupported(get_method(e.name), task, bb, finetune) is None))
@@ -259,7 +248,7 @@ def _entries_with_scratch(methods: list[MethodEntry], task: Task, backbone: str 
 def _unsupported(method_cls, task: Task, backbone: str, finetune: FinetuneSettings) -> str | None:
     """Why the method cannot run on this task / backbone: its own rule, or its task kind's."""
     return (method_cls.unsupported_reason(task=task, backbone=backbone)
-            or task.kind.unsupported_reason(task, method_cls=method_cls, backbone=backbone,
+            or kind_of(task).unsupported_reason(task, method_cls=method_cls, backbone=backbone,
                                             spatial_dims=BACKBONES.get(backbone).spatial_dims, finetune=finetune))
 
 
@@ -290,7 +279,7 @@ def _corpus_splits(corpus: list[TaskData], *, seeds: list[int], folds: int) -> d
     out: dict[tuple[int, int], list[CorpusPart]] = {}
     for td in corpus:
         splits = task_splits([c.case_id for c in td.cases], seeds=seeds, folds=folds, test_fraction=td.task.test_fraction,
-                             split_seed=td.task.split_seed, strata=td.task.kind.strata(td.cases))
+                             split_seed=td.task.split_seed, strata=kind_of(td.task).strata(td.cases))
         for key, (train, _test) in splits.items():
             extra = [c.case_id for c in td.extra_cases]
             out.setdefault(key, []).append(CorpusPart(task_ref=td.task.ref, data_root=str(td.root), case_ids=tuple(train + extra),
@@ -325,8 +314,6 @@ def _epoch_size(td: TaskData, ids: list[str], *, two_d: bool, volume_size) -> in
         return len(ids)
     if volume_size:
         return len(ids) * volume_size[2]
-    from tasks.nifti import nifti_shape
-
     cases = {c.case_id: c for c in [*td.cases, *td.extra_cases]}
     return sum(nifti_shape(cases[i].images[0])[2] for i in ids)
 
@@ -334,7 +321,7 @@ def _epoch_size(td: TaskData, ids: list[str], *, two_d: bool, volume_size) -> in
 def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, seed: int, fold: int, n_folds: int, train_ids, val_ids, test_ids,
          pretrain_ids, cells: tuple[CellSpec, ...], profile: Profile, cache_dir: Path, finetune: FinetuneSettings, protocol: Protocol,
          na_reason: str | None, corpus: tuple[CorpusPart, ...] = (), modalities: tuple[str, ...] = ()) -> Job:
-    network = td.task.kind.finetune_network(backbone)  # synthesis: the generator's crop and recipe, whatever the loss network
+    network = kind_of(td.task).finetune_network(backbone)  # synthesis: the generator's crop and recipe, whatever the loss network
     roi = tuple(profile.rois[network])
     ft_recipe = profile.finetune_recipes[network]
     common = dict(
@@ -366,7 +353,7 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
             "pretrain_ids": pretrain_ids, "data": td.fingerprint, "version": 1,
             # crop sampling by labels (a label-aware method's, e.g. LADP's foreground_prob, is also in its config)
             **({"foreground_prob": fg} if (fg := method_cls.pretrain_foreground_prob(cfg)) else {}),
-            **td.task.kind.pretrain_key(td.task),  # e.g. synthesis: the target series pretrained on
+            **kind_of(td.task).pretrain_key(td.task),  # e.g. synthesis: the target series pretrained on
         })
         pretrain = PretrainSpec(recipe=pre_recipe, steps=steps, case_ids=tuple(pretrain_ids), key=key,
                                 path=str(pretrain_checkpoint_path(cache_dir, key)),

@@ -36,7 +36,7 @@ SMOKE = Profile(
     protocol=dataclasses.replace(DEFAULT_PROTOCOL, validations_per_finetune=2, spatial_aug_elastic_dims=(2,)),
     backbone_size=SMOKE_SIZE,
     volume_size=(64, 64, 32),
-    # "pix2pix": the synthesis generator's crops and recipe (tasks/kinds/synthesis.py ``finetune_network``).
+    # "pix2pix": the synthesis generator's crops and recipe (benchmark/kinds/synthesis.py ``finetune_network``).
     rois={"unet2d": (64, 64), "vgg_unet": (64, 64), "swin_unetr": (64, 64, 32), "vit": (64, 64, 32), "resnet_unet": (64, 64), "pix2pix": (64, 64)},
     # AdamW with a constant-then-cosine schedule converges in the few steps a smoke run has.
     finetune_recipes={

@@ -1,6 +1,6 @@
 """The run layer: a validated ``RunRequest`` -> data -> Plan -> n/a cells, resume, execution, results, report.
 
-``benchmark.cli`` only turns arguments into a ``RunRequest``; this module does the run. The
+``benchmark.cli`` only turns arguments into a ``RunRequest`` (``benchmark.request``); this module does the run. The
 planner emits frozen Jobs; finished cells of an earlier attempt (same output folder) are skipped by
 selecting the Job's remaining cells; the Jobs run on Ray (``benchmark.ray_runner``, the only
 module that imports Ray); every cell is written to the store as soon as its Job returns; the
@@ -16,8 +16,9 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from benchmark.cli import ReportOptions, RunRequest
+from benchmark.request import ReportOptions, RunRequest
 from benchmark.errors import BenchmarkInputError
+from benchmark.kinds import kind_of
 
 
 def _log(message: str, *, err: bool = False) -> None:
@@ -63,7 +64,7 @@ def _resolve(request: RunRequest, tasks: list) -> list:
     for task in tasks:
         td = resolve_task_data(task, data_root=request.data_roots.get(task.name), cache_dir=request.cache_dir, recheck=request.check_data)
         source = "built-in synthetic data" if td.synthetic else "user data"
-        checked = f"; every file read: channels {', '.join(task.channels)}, {task.kind.describe(task)}" if request.check_data else ""
+        checked = f"; every file read: channels {', '.join(task.channels)}, {kind_of(task).describe(task)}" if request.check_data else ""
         _log(f"task {task.name}: {len(td.cases)} cases ({source}) at {td.root}{checked}")
         if task.name in request.extra_roots:
             td = attach_unlabeled(td, request.extra_roots[task.name], cache_dir=request.cache_dir, recheck=request.check_data)
@@ -97,7 +98,7 @@ def execute(request: RunRequest) -> int:
         "jobs": [job.to_dict() for job in plan.jobs],
     })
     for td in task_data:
-        store.add_metric_info(td.task.name, td.task.metric_info())
+        store.add_metric_info(td.task.name, kind_of(td.task).metric_info(td.task))
     if request.search.trials:
         plan = dataclasses.replace(plan, jobs=tuple(search(plan.jobs, request=request, store=store)))
     for job in plan.jobs:

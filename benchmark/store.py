@@ -170,7 +170,7 @@ class ResultStore:
         write_atomic(path, table.to_csv(index=False))
 
     def add_metric_info(self, task: str, infos) -> None:
-        """Record the metrics a task reports (``tasks.kinds.MetricInfo``), replacing that task's earlier rows."""
+        """Record the metrics a task reports (``benchmark.records.MetricInfo``), replacing that task's earlier rows."""
         path = self.folder / "metrics.csv"
         old = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=METRIC_COLUMNS)
         new = pd.DataFrame([{"task": task, "metric": i.name, "higher_is_better": i.higher_is_better, "primary": i.primary, "scope": i.scope}

@@ -6,6 +6,7 @@ are identity locally and Ray Train's ``prepare_model`` / ``prepare_data_loader``
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from filelock import FileLock
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -22,11 +24,12 @@ from benchmark.backbones import build_backbone
 from benchmark.backbones.transfer import transfer_model
 from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_corpus, load_volumes
 from benchmark.job import CellResult, Job
+from benchmark.kinds import kind_of, resolve_tta
 from benchmark.methods import PretextTask, Recipe, get_method
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
+from benchmark.records import FinetuneSettings, MetricRow
 from tasks import Task, Volume, get_task
-from tasks.kinds import FinetuneSettings, MetricRow
-from tasks.kinds.base import resolve_tta
+from tasks.unlabeled import find_unlabeled_cases
 
 
 @dataclass
@@ -174,7 +177,7 @@ class ModelSelection:
         at = self.offset + step + 1
         rows = evaluate(self.model, self.task, self.volumes, roi=self.roi, device=self.hooks.device, protocol=self.protocol,
                         log=lambda _m: None, primary_only=True)
-        score = self.task.kind.validation_score(self.task, rows)
+        score = kind_of(self.task).validation_score(self.task, rows)
         self.model.train()
         self.curve += [(at, "validation_score", score), (at, "train_loss", loss)]
         self.hooks.report({"step": at, "validation_score": score, "train_loss": loss})
@@ -196,7 +199,7 @@ def finetune(model: nn.Module, task: Task, volumes: list[Volume], *, recipe: Rec
     """Supervised training of ``model`` on labelled ``volumes``: samples, loss and augmentation come
     from the task's kind (segmentation: crops, DiceCE, mixup / CarveMix; classification: whole cases, CE).
     ``selection`` evaluates on the validation cases as training goes (``ModelSelection``)."""
-    kind = task.kind
+    kind = kind_of(task)
     dataset = kind.training_set(task, volumes, roi=roi, length=steps * recipe.batch_size * hooks.world_size, seed=seed, protocol=protocol,
                                 finetune=settings)
     wrapped = hooks.prepare_model(model, **kind.ddp_options)
@@ -215,7 +218,7 @@ def evaluate(model: nn.Module, task: Task, volumes: list[Volume], *, roi, device
     what model selection reads (the main metric). ``tta``: test-time augmentation (``FinetuneSettings.tta``, resolved;
     model selection runs without it, the test evaluation with it)."""
     extra = {"tta": tta} if tta != "none" else {}  # only kinds that list test-time augmentations take the keyword
-    return task.kind.evaluate(model, task, volumes, roi=roi, device=device, protocol=protocol, log=log, primary_only=primary_only, **extra)
+    return kind_of(task).evaluate(model, task, volumes, roi=roi, device=device, protocol=protocol, log=log, primary_only=primary_only, **extra)
 
 
 def save_atomic(obj: Any, path: Path) -> None:
@@ -252,18 +255,18 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
 
     # Downstream data may miss series (CSM Table VII): fine-tuning and test cases alike, pretraining not.
     missing = job.finetune.missing_series
-    train_volumes = task.kind.prepare(drop_series(train_volumes, missing), roi=job.roi)
-    val_volumes = task.kind.prepare(drop_series(val_volumes, missing), roi=job.roi)
-    test_volumes = task.kind.prepare(drop_series(test_volumes, missing), roi=job.roi)
+    train_volumes = kind_of(task).prepare(drop_series(train_volumes, missing), roi=job.roi)
+    val_volumes = kind_of(task).prepare(drop_series(val_volumes, missing), roi=job.roi)
+    test_volumes = kind_of(task).prepare(drop_series(test_volumes, missing), roi=job.roi)
     results = []
     for cell in job.cells:
         start = time.perf_counter()
         torch.manual_seed(job.seed * job.protocol.finetune_init_seed_stride + len(cell.labeled_ids))
-        model = task.kind.job_model(job, task=task, state=state, train=train_volumes, validation=val_volumes, hooks=hooks)
+        model = kind_of(task).job_model(job, task=task, state=state, train=train_volumes, validation=val_volumes, hooks=hooks)
         if model is None:  # the usual case: the (pretrained) backbone, transferred, in the kind's wrapper
             network = transfer_model(method_cls, job.backbone, state=state, pretrain_channels=job.pretrain_channels, task=task,
                                      size=job.backbone_size, roi=job.roi)
-            model = task.kind.build_model(network, task=task, backbone_name=job.backbone)
+            model = kind_of(task).build_model(network, task=task, backbone_name=job.backbone)
         model = model.to(hooks.device)
         labeled = [v for v in train_volumes if v.case_id in set(cell.labeled_ids)]
         tag = f"finetune {job.method}/{job.backbone} {job.task} {cell.fraction}"
@@ -287,10 +290,6 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
 
 def _pretrained_backbone(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks) -> tuple[dict, float, bool]:
     """(backbone state dict, pretraining seconds, reused from the cache?) of the Job's pretraining."""
-    import contextlib
-
-    from filelock import FileLock
-
     spec = job.pretrain
     path = Path(spec.path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -319,11 +318,9 @@ def _pretrain_and_save(job: Job, method_cls, task: Task, train_volumes: list[Vol
         wanted = set(spec.case_ids)
         volumes = [v for v in train_volumes if v.case_id in wanted]  # complete series
         if spec.extra_root:  # --pretrain-extra: unlabeled cases, pretraining only
-            from tasks.unlabeled import find_unlabeled_cases
-
             extra = {c.case_id: c for c in find_unlabeled_cases(task, Path(spec.extra_root))}
             volumes += load_volumes(task, [extra[i] for i in spec.case_ids if i in extra], volume_size=job.volume_size)
-    volumes = task.kind.pretraining_volumes(task, volumes)  # e.g. synthesis: the target series only (CoPer IV.B)
+    volumes = kind_of(task).pretraining_volumes(task, volumes)  # e.g. synthesis: the target series only (CoPer IV.B)
     losses = pretrain(method, volumes, recipe=spec.recipe, steps=spec.steps, roi=job.roi, seed=job.seed, hooks=hooks, protocol=job.protocol,
                       modality_ids=modality_ids)
     state = {k: v.detach().cpu() for k, v in method.backbone.state_dict().items()}

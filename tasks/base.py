@@ -1,52 +1,91 @@
-"""What every downstream task provides: layout reader, normalisation, its kind, targets, metrics.
+"""What every downstream task provides: layout reader, normalisation, its kind's name, targets, metrics.
 
 ``Task`` is what every dataset shares (registry name, channels, file checks, loading, synthetic
 counterpart); ``SegmentationTask`` adds label maps, regions and their metrics. A task subclass only
 states its dataset: file layout (``find_cases``), channel and label conventions, intensity
 normalisation, how labels map to evaluated regions, and how to write its synthetic counterpart in
-the same layout. What fine-tuning and evaluation do with a task comes from its kind
-(``Task.kind``, tasks/kinds/): code outside the kinds never asks which kind a task is.
+the same layout. What fine-tuning and evaluation do with a task comes from its kind, which the task
+names as a string (``Task.kind``) and the training side looks up (``benchmark/kinds/``): a dataset
+imports no training code, and code outside the kinds never asks which kind a task is.
+
+Tasks are found by name (``@register_task``) or by a reference prefix (``@register_task_prefix``:
+``nnunet:PATH``, ``synthesis:TASK:SRC->TGT``), a task built from its reference without registration.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import numpy as np
 import torch
 
 from benchmark.errors import BenchmarkInputError
 from benchmark.registry import Registry
-from tasks.kinds import SEGMENTATION, MetricInfo, TaskKind
 from tasks.nifti import load_nifti, nifti_shape, voxel_spacing
 
 TASKS: Registry[type["Task"]] = Registry("task")
 # Image and label affines may differ by float32 header rounding, never by a real shift or voxel size.
 AFFINE_ATOL_MM, AFFINE_RTOL = 1e-3, 1e-4
-NNUNET_PREFIX = "nnunet:"  # --tasks nnunet:PATH
-SYNTHESIS_PREFIX = "synthesis:"  # --tasks synthesis:TASK:SRC1+SRC2->TGT (tasks/synthesis.py)
+
+
+@dataclass(frozen=True)
+class TaskPrefix:
+    """A family of tasks built from a reference (``PREFIX...``) instead of a registered name."""
+
+    prefix: str  # e.g. "nnunet:"
+    usage: str  # how a reference is written, for --list and error messages, e.g. "nnunet:PATH"
+    kind: str  # the kind of the tasks it builds (--list)
+    help: str
+    build: Callable[[str], "Task"]  # reference -> task; raises BenchmarkInputError naming the reference
+
+
+TASK_PREFIXES: Registry[TaskPrefix] = Registry("task prefix")
 
 
 def register_task(name: str):
     return TASKS.register(name)
 
 
+def register_task_prefix(prefix: str, *, usage: str, kind: str, help: str):
+    """Register ``build(ref) -> Task`` for every task reference that starts with ``prefix`` (``--tasks PREFIX...``)."""
+    def decorator(build: Callable[[str], "Task"]) -> Callable[[str], "Task"]:
+        TASK_PREFIXES.register(prefix)(TaskPrefix(prefix=prefix, usage=usage, kind=kind, help=help, build=build))
+        return build
+
+    return decorator
+
+
 def list_tasks() -> list[str]:
     return TASKS.names()
 
 
+def list_task_prefixes() -> list[TaskPrefix]:
+    return [TASK_PREFIXES.get(p) for p in TASK_PREFIXES.names()]
+
+
+def task_prefix(ref: str) -> TaskPrefix | None:
+    """The registered prefix ``ref`` starts with, or None (a plain task name)."""
+    return next((p for p in list_task_prefixes() if ref.startswith(p.prefix)), None)
+
+
+def is_task_ref(ref: str) -> bool:
+    """Whether ``ref`` names a task: a registered name or a registered prefix's reference (not yet built)."""
+    return ref in TASKS or task_prefix(ref) is not None
+
+
+def task_choices() -> list[str]:
+    """What ``--tasks`` accepts, for error messages: the registered names, then each prefix's usage."""
+    return [*list_tasks(), *(p.usage for p in list_task_prefixes())]
+
+
 def get_task(name: str) -> "Task":
-    """A registered task, or ``nnunet:PATH``: any nnU-Net raw dataset folder, built from its dataset.json
-    (so bring-your-own data needs no registration; see tasks/nnunet.py)."""
-    if name.startswith(NNUNET_PREFIX):
-        from tasks.nnunet import NnUNetTask  # late: tasks.nnunet imports this module
-
-        return NnUNetTask.from_ref(name)
-    if name.startswith(SYNTHESIS_PREFIX):
-        from tasks.synthesis import SynthesisTask  # late: tasks.synthesis imports this module
-
-        return SynthesisTask.from_ref(name)
+    """A registered task, or one built from a prefixed reference (``nnunet:PATH``: any nnU-Net raw dataset
+    folder from its dataset.json, tasks/nnunet.py; ``synthesis:TASK:SRC->TGT``, tasks/synthesis.py), so
+    bring-your-own data needs no registration."""
+    prefix = task_prefix(name)
+    if prefix is not None:
+        return prefix.build(name)
     return TASKS.get(name)()
 
 
@@ -96,7 +135,7 @@ class Task:
     """What every dataset shares, whatever its kind (see module docstring)."""
 
     registry_name: ClassVar[str]  # set by @register_task
-    kind: ClassVar[TaskKind]  # segmentation / classification (tasks/kinds/)
+    kind: ClassVar[str]  # the name of its kind: segmentation / classification / synthesis (benchmark/kinds/)
     description: ClassVar[str]
     channels: ClassVar[tuple[str, ...]]
     synthetic_cases: ClassVar[int]
@@ -115,7 +154,7 @@ class Task:
     # dae), what ``--spatial-aug auto`` applies; "none" for a dataset no paper here used.
     spatial_aug: ClassVar[str] = "none"
     # Fine-tuning losses ``--finetune-loss`` may pick (``make_loss(name)``; "default": the task's own), the one
-    # ``auto`` picks (its paper's), and the test-time augmentation ``--tta auto`` applies (tasks/kinds/base.py).
+    # ``auto`` picks (its paper's), and the test-time augmentation ``--tta auto`` applies (benchmark/kinds/base.py).
     finetune_losses: ClassVar[tuple[str, ...]] = ("default",)
     paper_loss: ClassVar[str] = "default"
     paper_tta: ClassVar[str] = "none"
@@ -154,10 +193,6 @@ class Task:
     def num_outputs(self) -> int:
         """Output channels of the fine-tuned network."""
         raise NotImplementedError
-
-    def metric_info(self) -> list[MetricInfo]:
-        """Every metric this task records (direction, main metric, scope), from its kind."""
-        return self.kind.metric_info(self)
 
     def check_cases(self, cases: list[Case], *, root: Path) -> None:
         """Up-front check before any training; raises BenchmarkInputError naming the file."""
@@ -199,7 +234,7 @@ class Task:
 class SegmentationTask(Task):
     """A task with a label map per case: regions evaluated by Dice, HD95 and the task's own metrics."""
 
-    kind = SEGMENTATION
+    kind = "segmentation"
     label_values: ClassVar[tuple[int, ...]]  # every raw value a label file may contain (0 included)
     region_names: ClassVar[tuple[str, ...]]  # evaluated regions; one Dice metric each
     multilabel: ClassVar[bool]  # True: one sigmoid channel per (overlapping) region; False: softmax over classes

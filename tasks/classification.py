@@ -2,7 +2,7 @@
 
 A ``ClassificationTask`` is a ``Task`` (same registry, ``get_task`` / ``list_tasks``, data sources,
 planner and up-front checks) whose cases carry a class index ``Case.target`` instead of a label map;
-its kind (``tasks/kinds/classification.py``) brings the classifier network, loss, evaluation and
+its kind (``benchmark/kinds/classification.py``) brings the classifier network, loss, evaluation and
 metric rows.
 
 Loading (``load``), every case:
@@ -38,7 +38,6 @@ import torch
 
 from benchmark.errors import BenchmarkInputError
 from tasks.base import AFFINE_ATOL_MM, AFFINE_RTOL, Case, Task, Volume
-from tasks.kinds import CLASSIFICATION
 from tasks.nifti import load_nifti, voxel_spacing
 
 
@@ -47,7 +46,7 @@ class ClassificationTask(Task):
 
     validation = 1 / 9  # CSM paper IV.A: train:validation:test 8:1:1
     spatial_aug = "csm"  # CSM paper IV.A: random flips
-    kind = CLASSIFICATION
+    kind = "classification"
     class_names: ClassVar[tuple[str, ...]]  # index = class; set per instance by readers whose classes come from the data
     positive_class: ClassVar[int] = 1  # the class whose probability the (binary) AUC ranks
     roi_margin_mm: ClassVar[float] = 10.0  # margin around a region-of-interest mask's bounding box

@@ -25,7 +25,7 @@ give the suite's Dice + CE and plain predictions):
 
 * loss eq. 7, L_BCE + L_Dice + 3·L_Focal (``LADPLoss``);
 * test-time augmentation: the test prediction is the mean over the flips seen in training
-  ("horizontally and vertically": the in-plane axes), ``tasks.kinds.segmentation.predict_volume``.
+  ("horizontally and vertically": the in-plane axes), ``benchmark.inference.predict_volume``.
   Table 2 credits it with +0.5 Dice overall (+0.6 on lesions < 1 %), for every method alike; the
   published HIE numbers were measured with it. Model selection on the validation cases predicts
   without it (the paper uses TTA "to create a prediction on a test image").

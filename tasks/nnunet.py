@@ -33,11 +33,12 @@ import numpy as np
 import torch
 
 from benchmark.errors import BenchmarkInputError
-from tasks.base import NNUNET_PREFIX, Case, SegmentationTask
+from tasks.base import Case, SegmentationTask, register_task_prefix
 from tasks.dataset_json import DatasetSpec, find_dataset_cases, parse_spec, read_dataset_json, safe_region_name
 from tasks.nifti import save_nifti
 from tasks.synthetic import brats_subject
 
+NNUNET_PREFIX = "nnunet:"  # --tasks nnunet:PATH
 SYNTHETIC = "synthetic"
 LAYOUT = (
     "an nnU-Net raw dataset folder: dataset.json ('channel_names', 'labels', 'file_ending'), "
@@ -156,3 +157,9 @@ def normalize_channel(x: np.ndarray, *, scheme: str, mask: np.ndarray | None) ->
     values = x[mask]
     out[mask] = (values - values.mean()) / max(float(values.std()), 1e-8)
     return out
+
+
+@register_task_prefix(NNUNET_PREFIX, usage=f"{NNUNET_PREFIX}PATH", kind="segmentation",
+                      help="any nnU-Net raw dataset folder (dataset.json, imagesTr/, labelsTr/); nnunet:synthetic: a built-in one")
+def nnunet_task(ref: str) -> NnUNetTask:
+    return NnUNetTask.from_ref(ref)

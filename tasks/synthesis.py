@@ -10,7 +10,7 @@ and labels stay the base task's) and names which series are the generator's inpu
 
 Every case is loaded with ALL of the base task's series (``channels``) so that the Dice-on-synthetic
 evaluation (Table III) can feed the base task's segmentation model the real case with its target series
-replaced by the synthetic one; the kind (``tasks/kinds/synthesis.py``) picks the source and target
+replaced by the synthetic one; the kind (``benchmark/kinds/synthesis.py``) picks the source and target
 channels (``source_index`` / ``target_index``). The split (test and validation cases) follows the base
 task's rules (``test_fraction``, ``validation``, ``split_seed``), so the test cases are the base task's.
 """
@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import BenchmarkInputError
-from tasks.base import SYNTHESIS_PREFIX, Case, Task, Volume, get_task, register_task
-from tasks.kinds.synthesis import SYNTHESIS
+from tasks.base import Case, Task, Volume, get_task, register_task, register_task_prefix
 
+SYNTHESIS_PREFIX = "synthesis:"  # --tasks synthesis:TASK:SRC1+SRC2->TGT
 REF_FORMAT = "synthesis:TASK:SRC1+SRC2->TGT (e.g. synthesis:brats:flair+t1->t2)"
 # CoPer Fig. 8 / appendix E: the best lambda1 (pixel-wise vs perceptual loss) per target series.
 PAPER_LAMBDA1 = {"t2": 0.70, "flair": 0.55}
@@ -34,7 +34,7 @@ DEFAULT_LAMBDA1 = 0.70
 class SynthesisTask(Task):
     """A base task's cases, translated from its ``sources`` series to its ``targets`` series (module docstring)."""
 
-    kind = SYNTHESIS
+    kind = "synthesis"
 
     def __init__(self, base: Task, sources: tuple[str, ...], targets: tuple[str, ...], *, name: str | None = None) -> None:
         self.base = base
@@ -120,6 +120,12 @@ class SynthesisTask(Task):
             raise BenchmarkInputError(f"--tasks {ref!r}: the base task must not itself be a synthesis task")
         split = lambda text: tuple(s.strip() for s in text.split("+") if s.strip())  # noqa: E731
         return cls(base, split(sources), split(targets))
+
+
+@register_task_prefix(SYNTHESIS_PREFIX, usage="synthesis:TASK:SRC1+SRC2->TGT", kind="synthesis",
+                      help="SRC series -> TGT series on any multi-series task, e.g. synthesis:wmh:t1->flair")
+def synthesis_task(ref: str) -> SynthesisTask:
+    return SynthesisTask.from_ref(ref)
 
 
 @register_task("brats_synthesis")

@@ -23,9 +23,10 @@ from benchmark.plan import MethodEntry, build_plan
 from benchmark.profiles import SMOKE
 from benchmark.train import Hooks, evaluate, run_job
 from tasks import Case, Volume, get_task, list_tasks
-from tasks.kinds import CLASSIFICATION, SEGMENTATION, FinetuneSettings
+from benchmark.kinds import CLASSIFICATION, SEGMENTATION, kind_of
+from benchmark.records import FinetuneSettings
 
-SET = None  # case id of set-level rows (tasks.kinds.MetricRow)
+SET = None  # case id of set-level rows (benchmark.records.MetricRow)
 from tasks.nifti import load_nifti, save_nifti
 
 T2_SHAPE = (32, 32, 16)  # Prostate158 T2 grid (DWI / ADC: 16 x 16 x 16)
@@ -52,7 +53,7 @@ def _resolve(name: str, root: Path, tmp_path: Path):
 
 def test_registered_with_kind():
     assert {"prostate158", "mri_cls"} <= set(list_tasks())
-    assert get_task("prostate158").kind is CLASSIFICATION and get_task("brats").kind is SEGMENTATION
+    assert kind_of(get_task("prostate158")) is CLASSIFICATION and kind_of(get_task("brats")) is SEGMENTATION
 
 
 # ---- Prostate158 layout ------------------------------------------------------------------------------------
@@ -458,7 +459,7 @@ def test_leaderboard_uses_auc_for_classification_and_pairs_it_over_splits(tmp_pa
 def test_classifier_net_pools_backbone_features(backbone, roi):
     """ClassifierNet: [B, C, *roi] -> logits [B, K]; the loss reaches the head and the backbone's encoder."""
     from benchmark.backbones import SMOKE_SIZE, build_backbone
-    from tasks.kinds.classification import ClassifierNet
+    from benchmark.kinds.classification import ClassifierNet
 
     torch.manual_seed(0)
     net = ClassifierNet(build_backbone(backbone, in_channels=3, out_channels=2, size=SMOKE_SIZE, roi=roi), backbone_name=backbone, num_classes=2)

@@ -17,14 +17,16 @@ from benchmark.datasources import resolve_task_data
 from benchmark.errors import BenchmarkInputError
 from benchmark.methods.ddp import DDPConfig, DecoderDenoising
 from benchmark.methods.ladp import LabelAwareDenoising, LADPConfig
-from benchmark.plan import MethodEntry, TaskData, build_plan
+from benchmark.datasources import TaskData
+from benchmark.plan import MethodEntry, build_plan
 from benchmark.profiles import SMOKE
 from benchmark.protocol import DEFAULT_PROTOCOL
 from benchmark.train import pretraining_dataset
 from tasks import Case, get_task
 from tasks.hie import LADPLoss
-from tasks.kinds import FinetuneSettings
-from tasks.kinds.segmentation import TTA_FLIPS, predict_volume
+from benchmark.records import FinetuneSettings
+from benchmark.inference import TTA_FLIPS, predict_volume
+from benchmark.kinds import kind_of
 
 # Fine-tuning loss and TTA left at the suite's defaults, to compare plans of pretraining settings only.
 PLAIN = FinetuneSettings(spatial_aug="none", loss="default", tta="none")
@@ -205,11 +207,11 @@ def test_hie_fine_tuning_loss_is_selected_by_the_setting():
         logits = model(batch["image"])
     for setting, expected in (("auto", _eq7_by_hand(logits, batch["label"][:, 0])), ("dicefocal", _eq7_by_hand(logits, batch["label"][:, 0])),
                               ("default", DiceCELoss(softmax=True, batch=True)(logits, task.loss_target(batch["label"])))):
-        loss_fn = task.kind.loss_fn(task, model, finetune=FinetuneSettings(loss=setting), generator=torch.Generator())
+        loss_fn = kind_of(task).loss_fn(task, model, finetune=FinetuneSettings(loss=setting), generator=torch.Generator())
         with torch.no_grad():
             torch.testing.assert_close(loss_fn(batch).double(), expected.double(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="brats"):
-        get_task("brats").kind.loss_fn(get_task("brats"), model, finetune=FinetuneSettings(loss="dicefocal"), generator=torch.Generator())
+        kind_of(get_task("brats")).loss_fn(get_task("brats"), model, finetune=FinetuneSettings(loss="dicefocal"), generator=torch.Generator())
 
 
 # ---- flip TTA ----------------------------------------------------------------------------------------------
@@ -294,7 +296,7 @@ def test_run_job_pretrains_ddp_on_labelled_cases_and_tests_with_flip_tta(tmp_pat
     """End to end on tiny HIE data: ddp:cases=labelled pretrains on the cell's labelled cases with lesion crops (labels
     read), fine-tunes with eq. 7, selects on validation without TTA and predicts the test cases with flip TTA."""
     import benchmark.train as train
-    import tasks.kinds.segmentation as seg
+    import benchmark.kinds.segmentation as seg
     from benchmark.train import Hooks, run_job
 
     task = get_task("hie")

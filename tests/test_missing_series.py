@@ -61,7 +61,7 @@ def test_plan_records_missing_series_and_keeps_complete_cell_ids(tmp_path):
     """A missing-series run gets its own cell ids and Job settings; complete data keeps the ids it always had."""
     from test_plan_job_store import _group, _plan
 
-    from tasks.kinds import FinetuneSettings
+    from benchmark.records import FinetuneSettings
 
     complete = _group(_plan(tmp_path, methods=("csm",), task="brats"), "csm")
     missing = _group(_plan(tmp_path, methods=("csm",), task="brats", finetune=FinetuneSettings(missing_series=0.5)), "csm")

@@ -13,10 +13,12 @@ from benchmark import store as store_module
 from benchmark.cli import parse_fractions, parse_method_entry
 from benchmark.errors import BenchmarkInputError
 from benchmark.job import Job
-from benchmark.plan import MethodEntry, TaskData, build_plan, labeled_subset, split_cases
+from benchmark.datasources import TaskData
+from benchmark.plan import MethodEntry, build_plan, labeled_subset, split_cases
 from benchmark.profiles import SMOKE
 from benchmark.store import CELL_COLUMNS, RESULT_COLUMNS, ResultStore, content_hash, pretrain_checkpoint_path
 from tasks import Case, get_task
+from benchmark.kinds import kind_of
 
 
 # ---- fractions ---------------------------------------------------------------------------------------
@@ -398,7 +400,7 @@ def test_store_derives_rows_and_records_from_job_and_result(tmp_path):
     case id; the record carries the variant label, resolved method config, overrides and versions."""
     from benchmark.job import CellResult
     from benchmark.store import cell_record, result_rows
-    from tasks.kinds import MetricRow
+    from benchmark.records import MetricRow
 
     job = _group(_plan(tmp_path, task="brats", methods=("dae:cmcl=false",)), "dae")
     cell = job.cells[0]
@@ -424,8 +426,8 @@ def test_store_reads_legacy_set_rows_and_writes_metric_info(tmp_path):
     table = ResultStore(tmp_path, "r").results()
     assert table["scope"].tolist() == ["case", "set"] and table["case_id"].tolist() == ["c1", ""]
     store = ResultStore(tmp_path, "r")
-    store.add_metric_info("brats", get_task("brats").metric_info())
-    store.add_metric_info("prostate158", get_task("prostate158").metric_info())
+    store.add_metric_info("brats", kind_of(get_task("brats")).metric_info(get_task("brats")))
+    store.add_metric_info("prostate158", kind_of(get_task("prostate158")).metric_info(get_task("prostate158")))
     info = pd.read_csv(tmp_path / "metrics.csv").set_index(["task", "metric"])
     assert bool(info.loc[("brats", "dice_mean"), "primary"]) and not bool(info.loc[("brats", "hd95_WT"), "higher_is_better"])
     assert ("brats", "dice_all") in info.index
@@ -461,7 +463,7 @@ def test_restart_fine_tunes_twice_without_pretraining(tmp_path):
 
 def test_finetune_augmentation_is_part_of_the_cell_but_not_of_the_pretraining(tmp_path):
     """--finetune-aug mixup makes new cells (own config id) that reuse the same pretrained checkpoint."""
-    from tasks.kinds import FinetuneSettings
+    from benchmark.records import FinetuneSettings
 
     plain = _plan(tmp_path, task="brats", methods=("csi",), fractions="100%")
     mixed = _plan(tmp_path, task="brats", methods=("csi",), fractions="100%", finetune=FinetuneSettings(augmentation="mixup", mixup_alpha=0.2))
@@ -495,10 +497,10 @@ def test_validation_test_and_labelled_cases_are_disjoint_for_every_seed_and_fold
     cases and from every labelled subset, never pretrained on by a label-aware method, and sized from the task."""
     from benchmark.plan import split_validation
 
-    methods = ("ladp", "scratch") if get_task(task).kind.name == "segmentation" else ("csm", "scratch")
+    methods = ("ladp", "scratch") if get_task(task).kind == "segmentation" else ("csm", "scratch")
     for folds in (1, 3):
         td = _task_data(task, tmp_path, n=18)
-        if get_task(task).kind.name == "classification":
+        if get_task(task).kind == "classification":
             td = TaskData(task=td.task, root=tmp_path, synthetic=True, fingerprint="x",
                           cases=[dataclasses.replace(c, target=i % 2) for i, c in enumerate(td.cases)])
         plan = build_plan(methods=_entries(methods), task_data=[td], fractions=parse_fractions("100%,25%"), seeds=[0, 1],
@@ -511,7 +513,7 @@ def test_validation_test_and_labelled_cases_are_disjoint_for_every_seed_and_fold
                 assert not val & set(job.pretrain.case_ids)
             n = len(train) + len(val)
             wanted = td.task.validation if isinstance(td.task.validation, int) else round(td.task.validation * n)
-            if td.task.kind.name == "classification":  # stratified: every class validates (its AUC is defined)
+            if td.task.kind == "classification":  # stratified: every class validates (its AUC is defined)
                 targets = {c.case_id: c.target for c in td.cases}
                 assert {targets[i] for i in val} == {0, 1}
             else:

@@ -16,7 +16,8 @@ from benchmark.data import CropDataset, load_volumes
 from benchmark.errors import BenchmarkInputError
 from benchmark.spatial_augmentation import POLICIES, SpatialAugmentation, policy_transforms, resolve_policy
 from tasks import Volume, get_task
-from tasks.kinds import FinetuneSettings
+from benchmark.records import FinetuneSettings
+from benchmark.kinds import kind_of
 
 SHAPES = {2: (12, 10), 3: (12, 10, 6)}  # small, distinct sides: a flip of one axis is never another's
 
@@ -186,7 +187,7 @@ def _volumes(n=3, shape=(20, 18, 8)):
 def test_none_is_bit_identical_to_the_unaugmented_crops(roi):
     """Policy none (directly, or through the segmentation kind) gives exactly the crops of a CropDataset without augmentation."""
     from benchmark.protocol import DEFAULT_PROTOCOL
-    from tasks.kinds import SEGMENTATION
+    from benchmark.kinds import SEGMENTATION
 
     volumes = _volumes()
     plain = CropDataset(volumes, roi=roi, length=30, seed=3, with_label=True, foreground_prob=0.33)
@@ -215,7 +216,7 @@ def test_augmented_crops_are_the_same_crops_transformed():
 def test_classification_volumes_flip_under_csm_and_stay_put_under_none():
     """Classification (CSM's tasks): csm flips whole cases (p = 0.5 per axis); none returns the case as is."""
     from benchmark.protocol import DEFAULT_PROTOCOL
-    from tasks.kinds import CLASSIFICATION
+    from benchmark.kinds import CLASSIFICATION
 
     volumes = [Volume(case_id="a", image=np.random.default_rng(0).random((2, 6, 5, 4), dtype=np.float32), label=None, target=1)]
     task = get_task("prostate158")
@@ -243,7 +244,7 @@ def test_each_task_defaults_to_its_papers_policy():
 def test_smoke_leaves_out_3d_elastic_only():
     """The smoke profile keeps the elastic part on 2D slices (cheap) and drops it on 3D crops; paper keeps both."""
     from benchmark.profiles import PAPER, SMOKE
-    from tasks.kinds import SEGMENTATION
+    from benchmark.kinds import SEGMENTATION
 
     task, settings = get_task("brats"), FinetuneSettings()
     has_elastic = lambda profile, dims: any("Elastic" in type(t).__name__ for t in SEGMENTATION.spatial_augmentation(  # noqa: E731
@@ -274,8 +275,8 @@ def _finetune_batch(job, td, n=8):
     task = td.task
     cases = {c.case_id: c for c in td.cases}
     cell = job.cells[0]
-    volumes = task.kind.prepare(load_volumes(task, [cases[i] for i in cell.labeled_ids], volume_size=job.volume_size), roi=job.roi)
-    data = task.kind.training_set(task, volumes, roi=job.roi, length=n, seed=job.seed, protocol=job.protocol, finetune=job.finetune)
+    volumes = kind_of(task).prepare(load_volumes(task, [cases[i] for i in cell.labeled_ids], volume_size=job.volume_size), roi=job.roi)
+    data = kind_of(task).training_set(task, volumes, roi=job.roi, length=n, seed=job.seed, protocol=job.protocol, finetune=job.finetune)
     return [data[i] for i in range(n)]
 
 

@@ -20,6 +20,7 @@ from benchmark.synthesis.pix2pix import GanTrainer, Pix2Pix, build_discriminator
 from benchmark.train import Hooks, run_job
 from tasks import get_task
 from tasks.base import Volume
+from benchmark.kinds import kind_of
 
 SHAPE = (64, 64, 8)  # 64: SwAV's local views must exceed the VGG's stride
 
@@ -27,7 +28,7 @@ SHAPE = (64, 64, 8)  # 64: SwAV's local views must exceed the VGG's stride
 # ---- tasks and refs ---------------------------------------------------------------------------------------
 def test_brats_synthesis_is_flair_t1_to_t2_with_the_brats_split_rules():
     task, brats = get_task("brats_synthesis"), get_task("brats")
-    assert task.sources == ("flair", "t1") and task.targets == ("t2",) and task.kind.name == "synthesis"
+    assert task.sources == ("flair", "t1") and task.targets == ("t2",) and task.kind == "synthesis"
     assert [task.channels[i] for i in task.target_index] == ["t2"] and task.channels == brats.channels
     assert (task.test_fraction, task.validation, task.split_seed) == (brats.test_fraction, brats.validation, brats.split_seed)
     assert task.paper_lambda1 == 0.70 and get_task(task.ref).name == "brats_synthesis"
@@ -145,7 +146,7 @@ def test_psnr_and_ssim_equal_independent_formulas():
 def test_pretraining_volumes_hold_the_target_series_only():
     task = get_task("brats_synthesis")
     image = np.stack([np.full((4, 4, 2), float(c)) for c in range(4)]).astype(np.float32)
-    out = task.kind.pretraining_volumes(task, [Volume("a", image, None), Volume("b", image, None)])
+    out = kind_of(task).pretraining_volumes(task, [Volume("a", image, None), Volume("b", image, None)])
     t2 = task.channels.index("t2")
     assert [v.image.shape[0] for v in out] == [1, 1] and all((v.image == t2).all() for v in out)
 
@@ -184,7 +185,7 @@ def test_plan_baseline_is_l1_and_ssl_methods_are_na(synthesis_data):
 
 def test_l1_and_coper_are_na_on_segmentation_tasks(tmp_path):
     from benchmark.plan import _unsupported
-    from tasks.kinds import FinetuneSettings
+    from benchmark.records import FinetuneSettings
 
     brats = get_task("brats")
     assert "image synthesis" in (_unsupported(get_method("l1+coper_swav_vgg"), brats, "vgg_unet", FinetuneSettings()) or "")
@@ -222,7 +223,7 @@ def test_run_job_pretrains_on_target_series_and_scores_every_metric(synthesis_da
 def test_dice_on_synthetic_with_the_real_target_is_the_real_image_dice(synthesis_data):
     """Substituting the real T2 for the synthetic one gives exactly the segmenter's Dice on the real case."""
     from benchmark.synthesis.evaluation import dice_on_synthetic
-    from tasks.kinds.segmentation import predict_volume
+    from benchmark.inference import predict_volume
 
     tmp, td = synthesis_data
     task = td.task

@@ -17,8 +17,8 @@ from benchmark.plan import MethodEntry, build_plan
 from benchmark.profiles import SMOKE
 from benchmark.protocol import DEFAULT_PROTOCOL
 from benchmark.train import Hooks, lr_factor, make_optimizer, run_job, transfer_model
-from tasks.kinds import FinetuneSettings
-from tasks.kinds.segmentation import predict_volume
+from benchmark.records import FinetuneSettings
+from benchmark.inference import predict_volume
 from tasks import get_task
 
 

@@ -31,6 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmark.datasources import fingerprint
+from benchmark.inference import predict_volume
 from benchmark.perceptual.metric import FeatureExtractor, coper_distance
 
 LPIPS_SEED = 0
@@ -44,6 +46,13 @@ class Evaluator:
     lpips_net: nn.Module
     segmenter: nn.Module | None  # None: the base task has no labels
     segmenter_roi: tuple[int, ...] = ()  # its sliding window (the profile's unet2d crop)
+
+
+def target_series_volumes(task, volumes: list) -> list:
+    """The target series only (CoPer IV.B), one grey volume per target series and case (Table I mixes modalities):
+    what a loss network or the CoPer scoring network is pretrained on."""
+    return [dataclasses.replace(v, image=v.image[i:i + 1], label=None, case_id=f"{v.case_id}:{task.channels[i]}")
+            for v in volumes for i in task.target_index]
 
 
 # ---- per-slice image quality ------------------------------------------------------------------------------
@@ -122,13 +131,12 @@ def _cached(path: Path, build, *, log) -> dict:
 def build_evaluator(job, task, *, train: list, validation: list, hooks) -> Evaluator:
     """The segmenter (base task, real images) and the SwAV-VGG metric network of ``job``'s split, cached."""
     from benchmark.backbones import build_backbone
-    from benchmark.datasources import _fingerprint
     from benchmark.perceptual.metric import _cnn_extractor
     from benchmark.profiles import get_profile
     from benchmark.store import content_hash
 
     cases = {c.case_id: c for c in task.find_cases(Path(job.data_root))}
-    base_key = {"task": task.ref, "data": _fingerprint([cases[i] for i in (*job.train_ids, *job.val_ids)]), "seed": job.seed,
+    base_key = {"task": task.ref, "data": fingerprint([cases[i] for i in (*job.train_ids, *job.val_ids)]), "seed": job.seed,
                 "train_ids": list(job.train_ids), "val_ids": list(job.val_ids), "volume_size": job.volume_size,
                 "backbone_size": dataclasses.asdict(job.backbone_size), "version": 1}
     cache = Path(job.cache_dir) / "synthesis_eval"
@@ -139,7 +147,7 @@ def build_evaluator(job, task, *, train: list, validation: list, hooks) -> Evalu
 
     swav = get_method("swav")
     recipe, roi = profile.pretrain_recipe(swav, "vgg_unet"), tuple(profile.rois["vgg_unet"])
-    pool = task.kind.pretraining_volumes(task, [*train, *validation])
+    pool = target_series_volumes(task, [*train, *validation])
     steps = recipe.steps_for(sum(v.image.shape[-1] for v in pool))
     size = job.backbone_size
     key = content_hash({**base_key, "what": "coper_metric", "pretext": "swav", "config": dataclasses.asdict(swav.make_config()),
@@ -204,8 +212,6 @@ def dice_on_synthetic(segmenter: nn.Module, base_task, image: np.ndarray, label:
                       target_index: tuple[int, ...], segmenter_roi, device: Any, protocol) -> dict[str, float]:
     """Dice of ``segmenter`` on the case ``image`` [C, X, Y, Z] with its target series replaced by ``synthetic``
     [n, X, Y, Z]: dice_synth_<region> and dice_synth_mean (the base task's regions, MONAI DiceMetric)."""
-    from tasks.kinds.segmentation import predict_volume
-
     mixed = torch.from_numpy(image).to(device).clone()
     mixed[list(target_index)] = synthetic.to(device)
     logits = predict_volume(segmenter.to(device), mixed, roi=segmenter_roi, protocol=protocol)

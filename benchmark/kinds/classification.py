@@ -16,10 +16,14 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+from monai.transforms import Resize
 from torch import nn
 
 from benchmark.errors import BenchmarkInputError
-from tasks.kinds.base import FinetuneSettings, MetricInfo, MetricRow, TaskKind
+from benchmark.kinds.base import TaskKind, register_kind
+from benchmark.records import FinetuneSettings, MetricInfo, MetricRow
+from benchmark.spatial_augmentation import sample_seed
 
 if TYPE_CHECKING:
     from benchmark.protocol import Protocol
@@ -71,8 +75,6 @@ class ClassificationKind(TaskKind):
         return VolumeClassDataset(volumes, length=length, seed=seed, augmentation=augmentation)
 
     def loss_fn(self, task, model, *, finetune, generator):
-        import torch
-
         criterion = torch.nn.CrossEntropyLoss()
         return lambda batch: criterion(model(batch["image"]), batch["target"])
 
@@ -80,8 +82,6 @@ class ClassificationKind(TaskKind):
                  primary_only: bool = False) -> list[MetricRow]:
         """Per test case (prob_positive, correct, target) and per test set (auc, accuracy). A test set of
         one class has no AUC: NaN, and a log line says so."""
-        import torch
-
         model.eval()
         with torch.no_grad():
             probs = [torch.softmax(model(torch.from_numpy(v.image)[None].to(device)), dim=1)[0].cpu().numpy() for v in volumes]  # [K] each
@@ -115,8 +115,6 @@ class ClassifierNet(nn.Module):
 
 def fit_to_roi(volumes: list["Volume"], roi: tuple[int, ...]) -> list["Volume"]:
     """Whole volumes resized to ``roi`` (MONAI Resize, trilinear); spacing scaled, class kept."""
-    from monai.transforms import Resize
-
     if len(roi) != 3:
         raise BenchmarkInputError(f"case-level classification needs a 3D crop size, got {tuple(roi)}")
     resize = Resize(spatial_size=tuple(roi), mode="trilinear")
@@ -147,16 +145,12 @@ class VolumeClassDataset:
         return self.length
 
     def __getitem__(self, index: int) -> dict:
-        import torch
-
         rng = np.random.default_rng((self.seed, index))
         volume = self.volumes[int(rng.integers(len(self.volumes)))]
         image = volume.image
         if self.augmentation is not None:
-            from benchmark.spatial_augmentation import sample_seed
-
             image, _ = self.augmentation(image, None, seed=sample_seed(rng))
         return {"image": torch.from_numpy(np.ascontiguousarray(image)), "target": torch.tensor(volume.target, dtype=torch.long)}
 
 
-CLASSIFICATION = ClassificationKind()
+CLASSIFICATION = register_kind(ClassificationKind())

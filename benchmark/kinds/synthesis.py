@@ -15,13 +15,21 @@
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any, Callable
 
-from tasks.kinds.base import FinetuneSettings, MetricInfo, MetricRow, TaskKind
+import torch
+
+from benchmark.backbones import build_backbone
+from benchmark.data import CropDataset
+from benchmark.inference import predict_volume
+from benchmark.kinds.base import TaskKind, register_kind
+from benchmark.methods import get_method, list_methods
+from benchmark.perceptual.metric import _cnn_extractor, random_extractor
+from benchmark.records import FinetuneSettings, MetricInfo, MetricRow
+from benchmark.synthesis.evaluation import build_evaluator, dice_on_synthetic, quality_rows, target_series_volumes, with_evaluator
+from benchmark.synthesis.pix2pix import GanTrainer, Pix2Pix
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from benchmark.protocol import Protocol
@@ -39,8 +47,6 @@ class SynthesisKind(TaskKind):
     # ---- planning ------------------------------------------------------------------------------
     def unsupported_reason(self, task, *, method_cls, backbone: str, spatial_dims: int, finetune: FinetuneSettings) -> str | None:
         if not getattr(method_cls, "synthesis_loss", False):
-            from benchmark.methods import get_method, list_methods
-
             losses = [m for m in list_methods() if getattr(get_method(m), "synthesis_loss", False)]
             return (f"{method_cls.registry_name} is a pretraining scored by fine-tuning a segmentation / classification network; task "
                     f"{task.name!r} is image synthesis, whose methods are generator losses ({', '.join(losses)})")
@@ -68,8 +74,7 @@ class SynthesisKind(TaskKind):
     # ---- pretraining of the loss network ----------------------------------------------------------
     def pretraining_volumes(self, task: "SynthesisTask", volumes: list["Volume"]) -> list["Volume"]:
         """The target series only (CoPer IV.B), one grey volume per target series and case (Table I mixes modalities)."""
-        return [dataclasses.replace(v, image=v.image[i:i + 1], label=None, case_id=f"{v.case_id}:{task.channels[i]}")
-                for v in volumes for i in task.target_index]
+        return target_series_volumes(task, volumes)
 
     def pretrain_key(self, task: "SynthesisTask") -> dict:
         return {"series": list(task.targets)}
@@ -78,12 +83,6 @@ class SynthesisKind(TaskKind):
     def job_model(self, job, *, task: "SynthesisTask", state: dict | None, train: list["Volume"], validation: list["Volume"], hooks) -> "nn.Module":
         """pix2pix for one cell of ``job``: a fresh generator, the variant's frozen loss network (random, seeded,
         or the Job's pretrained one) and eq. 5's weights; the evaluation networks are the split's (cached)."""
-        from benchmark.backbones import build_backbone
-        from benchmark.methods import get_method
-        from benchmark.perceptual.metric import _cnn_extractor, random_extractor
-        from benchmark.synthesis.evaluation import build_evaluator, with_evaluator
-        from benchmark.synthesis.pix2pix import Pix2Pix
-
         method_cls = get_method(job.method)
         generator = build_backbone(GENERATOR, in_channels=len(task.sources), out_channels=len(task.targets), size=job.backbone_size, roi=job.roi)
         loss_network = None
@@ -104,24 +103,15 @@ class SynthesisKind(TaskKind):
 
     def training_set(self, task, volumes, *, roi, length, seed, protocol: "Protocol", finetune: FinetuneSettings = FinetuneSettings()):
         """2D crops of every series (the kind splits X and Y); crops centred on foreground, as the paper drops empty slices."""
-        from benchmark.data import CropDataset
-
         return CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=False)
 
     def loss_fn(self, task: "SynthesisTask", model: "nn.Module", *, finetune: FinetuneSettings,
-                generator: "torch.Generator") -> Callable[[dict], "torch.Tensor"]:
-        from benchmark.synthesis.pix2pix import GanTrainer
-
+                generator: "torch.Generator") -> Callable[[dict], torch.Tensor]:
         return GanTrainer(getattr(model, "module", model), sources=task.source_index, targets=task.target_index)
 
     # ---- evaluation ----------------------------------------------------------------------------
     def evaluate(self, model, task: "SynthesisTask", volumes: list["Volume"], *, roi, device: Any, protocol: "Protocol", log,
                  primary_only: bool = False, tta: str = "none") -> list[MetricRow]:
-        import torch
-
-        from benchmark.synthesis.evaluation import dice_on_synthetic, quality_rows
-        from tasks.kinds.segmentation import predict_volume
-
         model = getattr(model, "module", model)
         evaluator = model.evaluator
         rows = []
@@ -137,4 +127,4 @@ class SynthesisKind(TaskKind):
         return rows
 
 
-SYNTHESIS = SynthesisKind()
+SYNTHESIS = register_kind(SynthesisKind())

@@ -1,18 +1,23 @@
 """What a kind of task brings: its targets, loss, network head, evaluation and metric rows.
 
-Segmentation (a label map per case) and case-level classification (one class per case) are two
-kinds; image-to-image synthesis will be a third. Every task names its kind (``Task.kind``, an
-instance of a ``TaskKind``), and code outside ``tasks/kinds/`` calls the kind's methods instead
-of asking which kind a task is. A new kind is one new file here; the other kinds, the planner and
-the training loops stay as they are.
+Segmentation (a label map per case), case-level classification (one class per case) and image
+synthesis are the kinds. A dataset (``tasks/``) names its kind as a string (``Task.kind``); the
+layers that run a task look the kind up here (``kind_of(task)``, the way lm-evaluation-harness
+resolves a task's ``output_type``) and call its methods instead of asking which kind a task is. A
+new kind is one new file in this package, registered with ``register_kind``; the datasets, the
+planner and the training loops stay as they are.
 """
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-if TYPE_CHECKING:  # annotations only: importing a kind stays cheap
+from benchmark.records import FINETUNE_LOSS_CHOICES, TTA_CHOICES, FinetuneSettings, MetricInfo, MetricRow
+from benchmark.registry import Registry
+from benchmark.spatial_augmentation import SpatialAugmentation, resolve_policy
+
+if TYPE_CHECKING:  # annotations only
     import torch
     from torch import nn
     from torch.utils.data import Dataset
@@ -20,53 +25,22 @@ if TYPE_CHECKING:  # annotations only: importing a kind stays cheap
     from benchmark.protocol import Protocol
     from tasks.base import Case, Task, Volume
 
-
-@dataclass(frozen=True)
-class MetricInfo:
-    """One metric a task records: its direction, whether it is the task's main one, and its scope
-    ("case": one value per test case; "set": one value per test set, e.g. AUC)."""
-
-    name: str
-    higher_is_better: bool = True
-    primary: bool = False
-    scope: str = "case"
+KINDS: Registry["TaskKind"] = Registry("task kind")
 
 
-@dataclass(frozen=True)
-class MetricRow:
-    """One value of one metric: of one test case (``case_id``) or of the whole test set (``case_id`` None)."""
-
-    metric: str
-    value: float
-    case_id: str | None = None
-
-    @property
-    def scope(self) -> str:
-        return "set" if self.case_id is None else "case"
+def register_kind(kind: "TaskKind") -> "TaskKind":
+    """Register a kind instance under its ``name`` (the string a task's ``kind`` holds); returns it."""
+    KINDS.register(kind.name)(kind)
+    return kind
 
 
-@dataclass(frozen=True)
-class FinetuneSettings:
-    """Downstream settings every method of a run shares, so a comparison differs only in the pretraining: the
-    fine-tuning augmentation (mixup / CarveMix, and the papers' spatial augmentation), the missing-series scenario
-    (CSM Table VII), the fine-tuning loss and the test-time augmentation."""
-
-    augmentation: str = "none"  # none | mixup | carvemix
-    mixup_alpha: float | None = None
-    missing_series: float = 0.0
-    # The paper's spatial/intensity augmentation of each sample (benchmark/spatial_augmentation.py): auto = the
-    # task's paper policy (Task.spatial_aug); a planned Job holds the resolved name (none | si | ladp | csm | dae).
-    spatial_aug: str = "auto"
-    # The fine-tuning loss: auto = the task's paper loss (``paper_loss`` of the task, "default" where it has none),
-    # default = the task's own ``make_loss()``, or a loss the task lists in ``finetune_losses`` (HIE: dicefocal,
-    # LADP eq. 7). Test-time augmentation of the test predictions: auto = the task's paper's (``paper_tta``), none,
-    # or flip (LADP II.D: mean over the in-plane flips). A planned Job holds the resolved names (``resolve_downstream``).
-    loss: str = "auto"
-    tta: str = "auto"
+def get_kind(name: str) -> "TaskKind":
+    return KINDS.get(name)
 
 
-FINETUNE_LOSS_CHOICES = ("auto", "default", "dicefocal")
-TTA_CHOICES = ("auto", "none", "flip")
+def kind_of(task: "Task") -> "TaskKind":
+    """The kind that runs ``task`` (its ``kind`` name looked up in the registry)."""
+    return KINDS.get(task.kind)
 
 
 def resolve_finetune_loss(name: str, task: "Task") -> str:
@@ -87,9 +61,9 @@ def resolve_tta(name: str, task: "Task") -> str:
     if name not in TTA_CHOICES:
         raise ValueError(f"--tta {name!r}: expected one of {', '.join(TTA_CHOICES)}")
     tta = task.paper_tta if name == "auto" else name
-    if tta not in task.kind.test_time_augmentations:
-        raise ValueError(f"--tta {tta}: task {task.name!r} ({task.kind.name}) has no such test-time augmentation; "
-                         f"expected one of {', '.join(('auto', *task.kind.test_time_augmentations))}")
+    if tta not in kind_of(task).test_time_augmentations:
+        raise ValueError(f"--tta {tta}: task {task.name!r} ({task.kind}) has no such test-time augmentation; "
+                         f"expected one of {', '.join(('auto', *kind_of(task).test_time_augmentations))}")
     return tta
 
 
@@ -162,8 +136,6 @@ class TaskKind(ABC):
     def spatial_augmentation(task: "Task", *, finetune: FinetuneSettings, spatial_dims: int, protocol: "Protocol"):
         """The ``SpatialAugmentation`` of ``finetune.spatial_aug`` on this task for samples of ``spatial_dims``
         (the elastic part only where ``protocol.spatial_aug_elastic_dims`` holds ``spatial_dims``)."""
-        from benchmark.spatial_augmentation import SpatialAugmentation, resolve_policy
-
         return SpatialAugmentation(resolve_policy(finetune.spatial_aug, task), spatial_dims=spatial_dims,
                                    elastic=spatial_dims in protocol.spatial_aug_elastic_dims)
 
@@ -176,8 +148,6 @@ class TaskKind(ABC):
     def validation_score(self, task: "Task", rows: list[MetricRow]) -> float:
         """Model selection's number (higher is better): the task's main metric on the validation cases,
         averaged over cases (a set-level metric: its value); NaN when undefined."""
-        import math
-
         primary = next(i for i in self.metric_info(task) if i.primary)
         values = [r.value for r in rows if r.metric == primary.name and not math.isnan(r.value)]
         if not values:

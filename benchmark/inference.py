@@ -1,0 +1,61 @@
+"""Whole-volume prediction: MONAI sliding-window inference (2D networks slice by slice) and test-time augmentation.
+
+Every kind that predicts images (segmentation logits, synthetic series) and the synthesis evaluation's
+segmenter call ``predict_volume``; model selection calls it without test-time augmentation, the test
+evaluation with the Job's (``FinetuneSettings.tta``).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from monai.inferers import sliding_window_inference
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from benchmark.protocol import Protocol
+
+# Flip test-time augmentation (LADP II.D): "the various flip transforms seen during training", i.e. the
+# horizontal and vertical flips of the axial slices: X, Y and both (spatial axes of [C, X, Y, Z]; never Z).
+TTA_FLIPS: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (0, 1))
+
+
+def predict_volume(model: "nn.Module", image: torch.Tensor, *, roi, protocol: "Protocol", tta: str = "none",
+                   multilabel: bool = False) -> torch.Tensor:
+    """Logits for a whole volume image [C, X, Y, Z] -> [1, K, X, Y, Z] by MONAI sliding-window inference.
+
+    A 2D ``roi`` means a slice-wise network: the axial slices become the batch of a 2D sliding window.
+
+    ``tta="flip"`` (LADP II.D: "we aggregate the model outputs created by first applying the various flip
+    transforms seen during training. We then average the outputs"): the image is flipped by each of
+    ``TTA_FLIPS``, predicted, flipped back, and the probabilities (sigmoid if ``multilabel``, else softmax
+    over the K outputs) are averaged; returned as logits of that mean (logit / log), so thresholding or
+    argmax reads the mean probability. Probabilities, not logits, are averaged as in the authors' code
+    (github.com/Ninalgad/LADP, docker/process.py ``aug_predict``, which averages sigmoid outputs); the
+    paper's "outputs" does not say which.
+    """
+    if tta == "none":
+        return _predict(model, image, roi=roi, protocol=protocol)
+    if tta != "flip":
+        raise ValueError(f"unknown test-time augmentation {tta!r}; expected none or flip")
+    total = 0.0
+    for axes in TTA_FLIPS:
+        flipped = image.flip([1 + a for a in axes]) if axes else image  # [C, X, Y, Z]
+        logits = _predict(model, flipped, roi=roi, protocol=protocol)  # [1, K, X, Y, Z]
+        logits = logits.flip([2 + a for a in axes]) if axes else logits
+        total = total + (logits.sigmoid() if multilabel else logits.softmax(dim=1))
+    mean = total / len(TTA_FLIPS)
+    return torch.logit(mean, eps=1e-7) if multilabel else mean.clamp_min(1e-12).log()
+
+
+def _predict(model: "nn.Module", image: torch.Tensor, *, roi, protocol: "Protocol") -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        if len(roi) == 3:
+            return sliding_window_inference(image[None], roi_size=roi, sw_batch_size=protocol.sliding_window_batch_3d, predictor=model,
+                                            overlap=protocol.sliding_window_overlap)
+        slices = image.permute(3, 0, 1, 2)  # [Z, C, X, Y]
+        logits = sliding_window_inference(slices, roi_size=roi, sw_batch_size=protocol.sliding_window_batch_2d, predictor=model,
+                                          overlap=protocol.sliding_window_overlap)
+        return logits.permute(1, 2, 3, 0)[None]

@@ -1,0 +1,69 @@
+"""What a run is asked to do, validated: the ``RunRequest`` that ``benchmark.cli`` builds and ``benchmark.run`` runs.
+
+Plain frozen values of the run layer; the command line (``benchmark.cli``) and a script or notebook can both
+build one, and nothing here parses arguments.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from benchmark.records import FinetuneSettings
+
+if TYPE_CHECKING:  # annotations only: building a request (the command line's --help) stays torch-free
+    from benchmark.plan import Fraction, MethodEntry
+    from benchmark.profiles import Profile
+    from tasks import Task
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    address: str | None = None
+    num_workers: int = 1
+    gpus_per_worker: float = 0.0
+    cpus_per_worker: float | None = None
+    concurrency: int | None = None
+    dashboard: bool = True
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    test: str = "ttest"
+    holm: bool = False
+    publish: Path | None = None
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    trials: int = 0  # 0: no search, paper defaults
+    fraction: str | None = None  # label of the fraction the trials fine-tune at (None: the smallest requested)
+    finetune_lr: bool = False
+    finetune_batch_size: bool = False
+    max_concurrent: int | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a run needs, validated: what ``benchmark.run.execute`` runs."""
+
+    methods: tuple[MethodEntry, ...]
+    tasks: tuple[Task, ...]  # in command-line order
+    fractions: tuple[Fraction, ...]
+    seeds: tuple[int, ...]
+    folds: int
+    profile: Profile
+    data_roots: dict[str, Path]
+    extra_roots: dict[str, Path]
+    backbone: str | None
+    finetune: FinetuneSettings
+    run_name: str
+    output: Path
+    cache_dir: Path
+    check_data: bool
+    ray: RayOptions
+    report: ReportOptions
+    search: SearchOptions = SearchOptions()
+    argv: tuple[str, ...] = ()
+    pretrain_corpus: tuple[Task, ...] | None = None  # --pretrain-corpus (None: each task pretrains on its own)
