@@ -201,6 +201,16 @@ def _parse_hparams(items: list[str], method_names: set[str]) -> dict[str, dict[s
     return out
 
 
+def _current_spelling(entry: str) -> str:
+    """A method entry with a deprecated name (e.g. l1+coper_swav_resnet) as its current spelling, said once on stderr."""
+    from benchmark.methods import resolve_method_alias
+
+    current, old = resolve_method_alias(entry)
+    if old is not None:
+        print(f"note: method {old} is deprecated: use {current.strip()} (running that)", file=sys.stderr)
+    return current
+
+
 def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> RunRequest:
     from benchmark.backbones import list_backbones
     from benchmark.methods import list_methods
@@ -209,9 +219,10 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
     from tasks import get_task
     from tasks.base import task_choices, task_prefix
 
-    entries = _names(args.methods, list_methods(), "method", base=lambda entry: parse_method_entry(entry)[0])  # "dae:cmcl=false" is dae
+    methods_text = ",".join(_current_spelling(e) for e in args.methods.split(","))
+    entries = _names(methods_text, list_methods(), "method", base=lambda entry: parse_method_entry(entry)[0])  # "dae:cmcl=false" is dae
     parsed = [parse_method_entry(e) for e in entries]
-    hparams = _parse_hparams(args.hparam, {name for name, _ in parsed})
+    hparams = _parse_hparams([_current_spelling(h) for h in args.hparam], {name for name, _ in parsed})
     methods = tuple(MethodEntry(name, {**hparams.get(name, {}), **variant}) for name, variant in parsed)
     # A registered name, or a reference of a registered prefix (nnunet:PATH, synthesis:TASK:SRC->TGT): valid without
     # registration; get_task checks the reference itself (the folder, the series).

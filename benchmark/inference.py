@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from monai.inferers import sliding_window_inference
 
 if TYPE_CHECKING:
     from torch import nn
@@ -50,6 +49,8 @@ def predict_volume(model: "nn.Module", image: torch.Tensor, *, roi, protocol: "P
 
 
 def _predict(model: "nn.Module", image: torch.Tensor, *, roi, protocol: "Protocol") -> torch.Tensor:
+    from monai.inferers import sliding_window_inference  # deferred: monai.inferers loads monai.data/transforms (~0.3 GB)
+
     model.eval()
     with torch.no_grad():
         if len(roi) == 3:

@@ -79,6 +79,27 @@ class PretrainSpec:
 
 
 @dataclass(frozen=True)
+class NetworkSpec:
+    """A network a kind's evaluation needs beside the compared one (synthesis: the CoPer scoring network and the
+    real-image segmenter), planned with its Job like a pretraining: keyed, cached at ``path``, trained by the loops
+    before the cells (its time counted as pretraining, nothing reported into the trial's metric stream) and only
+    loaded by the evaluation. ``stage``: "pretrain" (the registered pretext ``method`` on ``task_ref``'s pretraining
+    volumes) or "finetune" (supervised on ``task_ref``'s training cases, selected on its validation cases)."""
+
+    role: str  # the name the kind reads it by, e.g. "coper_metric", "segmenter"
+    stage: str  # pretrain | finetune
+    method: str  # pretrain: the registered pretext method (e.g. swav); finetune: ""
+    backbone: str
+    task_ref: str  # the task whose volumes it trains on (get_task rebuilds it)
+    channels: tuple[int, int]  # (input, output) channels of the backbone
+    recipe: Recipe
+    steps: int
+    roi: tuple[int, ...]
+    key: str
+    path: str  # where the trained network is cached (shared storage on a cluster)
+
+
+@dataclass(frozen=True)
 class Job:
     method: str
     method_config: Any  # the method's frozen Config dataclass, paper defaults + overrides, resolved
@@ -111,8 +132,7 @@ class Job:
     in_channels: int = 0  # the task's input channels (a searched Config may change the pretraining network's channels)
     tuned_params: dict[str, Any] = dataclasses.field(default_factory=dict)  # chosen by a search (benchmark.plan.apply_params)
     search_budget: int = 0  # trials of that search; 0: paper defaults
-    profile: str = ""  # the run's profile name (a kind's own networks read its recipes: synthesis evaluation)
-    cache_dir: str = ""  # the run's cache folder (shared storage): a kind's own cached networks live there
+    networks: tuple[NetworkSpec, ...] = ()  # the kind's evaluation networks (planned, trained before the cells)
 
     @property
     def title(self) -> str:

@@ -19,7 +19,7 @@ from benchmark.backbones import BACKBONES
 from benchmark.datasources import TaskData
 from benchmark.errors import BenchmarkInputError
 from benchmark.job import CellSpec, CorpusPart, Job, PretrainSpec
-from benchmark.kinds import kind_of, resolve_finetune_loss, resolve_tta
+from benchmark.kinds import NetworkPlanning, kind_of, resolve_finetune_loss, resolve_tta
 from benchmark.methods import get_method
 from benchmark.profiles import Profile
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
@@ -206,9 +206,9 @@ def build_plan(
                 raise BenchmarkInputError(f"settings for method {entry.name!r} {entry.overrides}: {exc}") from None
             on_corpus = corpus_splits is not None and uses_corpus(method_cls, cfg)
             modalities = corpus_modalities(corpus) if on_corpus else task.modalities
-            na_reason = (_unsupported(method_cls, task, bb, finetune) or _data_shortfall(method_cls, cfg, n_train)
+            na_reason = (_unsupported(method_cls, task, bb, finetune) or _backbone_conflict(method_cls, cfg, bb) or _data_shortfall(method_cls, cfg, n_train)
                          or _pretraining_data_problem(method_cls, cfg, task=task, corpus=corpus if on_corpus else None, modalities=modalities,
-                                                      global_batch=profile.pretrain_recipe(method_cls, bb).batch_size * workers))
+                                                      global_batch=profile.pretrain_recipe(method_cls, bb, cfg).batch_size * workers))
             config_id = content_hash({**dataclasses.asdict(cfg), **downstream, **spatial_key}, 8)
             for (seed, fold), (train_ids, test_ids) in splits.items():
                 fit_ids, val_ids = validation[(seed, fold)]
@@ -236,13 +236,32 @@ def _entries_with_scratch(methods: list[MethodEntry], task: Task, backbone: str 
     """(entry, backbone) pairs of one task: every requested method on its paper backbone (or ``backbone``),
     then the kind's baseline (scratch; synthesis: l1) once per backbone that a runnable method uses."""
     baseline = kind_of(task).baseline_method
-    pairs = [(e, backbone or get_method(e.name).default_backbone) for e in methods if e.name != baseline]
+    pairs = [(e, backbone or _configured_backbone(e)) for e in methods if e.name != baseline]
     scratch = [e for e in methods if e.name == baseline] or [MethodEntry(baseline)]
     used = list(dict.fromkeys(bb for e, bb in pairs if _unsupported(get_method(e.name), task, bb, finetune) is None))
     if pairs or any(e.name == baseline for e in methods):
         for bb in used or [backbone or get_method(baseline).default_backbone]:
             pairs += [(s, bb) for s in scratch]
     return pairs
+
+
+def _configured_backbone(entry: MethodEntry) -> str:
+    """The backbone a method entry runs on without --backbone: its configuration's (``backbone_for``, e.g. the loss
+    network of l1+coper), else its paper's. A configuration that does not build is reported later by ``build_plan``."""
+    method_cls = get_method(entry.name)
+    try:
+        return method_cls.backbone_for(method_cls.make_config(entry.overrides))
+    except (TypeError, ValueError):
+        return method_cls.default_backbone
+
+
+def _backbone_conflict(method_cls, cfg, backbone: str) -> str | None:
+    """A method whose Config names its backbone (``backbone_from_config``) cannot run on another one (an n/a cell)."""
+    wanted = method_cls.backbone_for(cfg)
+    if method_cls.backbone_from_config and backbone != wanted:
+        return (f"{method_cls.registry_name}'s configuration names its backbone {wanted!r}; --backbone {backbone} asks for another "
+                f"(expected the Config's backbone, e.g. --methods {method_cls.registry_name}:loss_backbone={backbone})")
+    return None
 
 
 def _unsupported(method_cls, task: Task, backbone: str, finetune: FinetuneSettings) -> str | None:
@@ -330,20 +349,20 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
         label_aware=method_cls.is_label_aware(cfg), train_ids=tuple(train_ids), val_ids=tuple(val_ids), test_ids=tuple(test_ids), roi=roi,
         in_channels=len(td.task.channels),
         volume_size=tuple(profile.volume_size) if profile.volume_size else None, finetune_recipe=ft_recipe, finetune=finetune,
-        protocol=protocol, cells=cells, profile=profile.name, cache_dir=str(cache_dir),
+        protocol=protocol, cells=cells,
     )
     if na_reason is not None:
         return Job(**common, pretrain_channels=(0, 0), pretrain=None, finetune_steps=0, finetune_rounds=1, validation_every=1, na_reason=na_reason)
     channels = method_cls.backbone_channels(cfg, in_channels=len(td.task.channels))
-    pre_recipe = profile.pretrain_recipe(method_cls, backbone)
+    pre_recipe = profile.pretrain_recipe(method_cls, backbone, cfg)
     two_d = len(roi) == 2
     samples = _epoch_size(td, [*train_ids, *val_ids], two_d=two_d, volume_size=profile.volume_size)  # every non-test case
     extra = [i for i in pretrain_ids if i not in {*train_ids, *val_ids}]  # --pretrain-extra cases: epochs count them too
     pretrain = None
-    if method_cls.pretrains and corpus:
+    if method_cls.pretrains_with(cfg) and corpus:
         pretrain = _corpus_pretraining(entry, cfg, backbone, pre_recipe, corpus=corpus, modalities=modalities, seed=seed, roi=roi,
                                        channels=channels, profile=profile, cache_dir=cache_dir)
-    elif method_cls.pretrains:
+    elif method_cls.pretrains_with(cfg):
         pretrain_samples = samples + (_epoch_size(td, extra, two_d=two_d, volume_size=profile.volume_size) if extra else 0)
         steps = pre_recipe.steps_for(pretrain_samples)
         key = content_hash({
@@ -361,7 +380,13 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
     # Every label fraction gets the same optimisation budget (steps), counted on the full training
     # set: small fractions are not also penalised with fewer updates.
     steps = ft_recipe.steps_for(samples)
-    return Job(**common, pretrain_channels=tuple(channels), pretrain=pretrain, finetune_steps=steps, finetune_samples=samples,
+    # The networks the task's kind scores with (synthesis: the CoPer network and the real-image segmenter), planned here
+    # so the worker trains them like a pretraining and the evaluation only loads them.
+    networks = kind_of(td.task).planned_networks(td.task, plan=NetworkPlanning(
+        profile=profile, cache_dir=Path(cache_dir), seed=seed, train_ids=tuple(train_ids), val_ids=tuple(val_ids), data_fingerprint=td.fingerprint,
+        epoch_slices=_epoch_size(td, [*train_ids, *val_ids], two_d=True, volume_size=profile.volume_size), finetune_samples=samples,
+        protocol=protocol))
+    return Job(**common, pretrain_channels=tuple(channels), pretrain=pretrain, finetune_steps=steps, finetune_samples=samples, networks=networks,
                finetune_rounds=method_cls.finetune_rounds(cfg), validation_every=max(1, steps // protocol.validations_per_finetune))
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from benchmark.backbones import PAPER_SIZE, SMOKE_SIZE, BackboneSize
 from benchmark.errors import BenchmarkInputError
@@ -24,8 +25,11 @@ class Profile:
     smoke_pretrain: dict[str, Recipe] = field(default_factory=dict)  # per backbone; empty -> each paper's recipe
     protocol: Protocol = DEFAULT_PROTOCOL  # constants every method of a run shares (benchmark/protocol.py)
 
-    def pretrain_recipe(self, method: type[PretextTask], backbone: str) -> Recipe:
-        return self.smoke_pretrain[backbone] if self.smoke_pretrain else method.paper_recipe
+    def pretrain_recipe(self, method: type[PretextTask], backbone: str, cfg: Any = None) -> Recipe:
+        """The pretraining recipe of ``method`` (with ``cfg``: that configuration's) on ``backbone``."""
+        if self.smoke_pretrain:
+            return self.smoke_pretrain[backbone]
+        return method.recipe_for(cfg) if cfg is not None else method.paper_recipe
 
 
 SMOKE = Profile(

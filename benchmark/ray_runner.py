@@ -35,6 +35,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import ray
+from filelock import FileLock
+
+from benchmark.job import Job
+from benchmark.plan import apply_params
+from benchmark.store import write_atomic
+from benchmark.train import Hooks, run_job
 
 # Ray Train V2, and its state tracking (else the dashboard's Train view stays empty), in every process of the run.
 _TRAIN_ENV = {"RAY_TRAIN_V2_ENABLED": "1", "RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
@@ -187,9 +193,6 @@ def _train_loop(config: dict[str, Any]) -> None:
     import ray.train
     import ray.train.torch
 
-    from benchmark.job import Job
-    from benchmark.train import Hooks, run_job
-
     context = ray.train.get_context()
     torch.set_num_threads(max(1, int(config["cpus_per_worker"])))
     rank, name = context.get_world_rank(), config["name"]
@@ -212,8 +215,6 @@ def _train_loop(config: dict[str, Any]) -> None:
     if config.get("search"):  # the trial reports the final step itself, once it recorded the score (a Train Result
         best = _search_job(job, hooks)  # holds no metrics without a checkpoint: the score goes through storage)
         if hooks.is_main:
-            from benchmark.store import write_atomic
-
             write_atomic(Path(config["score_path"]), json.dumps({"best_validation_score": best, "world_size": hooks.world_size}))
         return
     try:
@@ -231,8 +232,6 @@ def _local_hooks(name: str, *, gpus_per_worker: float):
     import torch
     from ray import tune
 
-    from benchmark.train import Hooks
-
     torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
     device = torch.device("cuda") if gpus_per_worker and torch.cuda.is_available() else torch.device("cpu")
 
@@ -248,9 +247,6 @@ def _job_trial(config: dict[str, Any], *, jobs: dict[str, str], results_queue, n
                gpus_per_worker: float, storage: Path) -> None:
     """One planned Job as one Ray Tune trial: run here (one worker: a few seconds to start, no Ray Train start-up) or
     as a Ray Train DDP run named after the Job. Results go to the driver through ``results_queue`` as the Job ends."""
-    from benchmark.job import Job
-    from benchmark.train import run_job
-
     name = config["name"]
     if num_workers > 1:
         try:
@@ -343,8 +339,6 @@ def _search_job(job, hooks) -> float:
     """Pretrain (or reuse that pretext configuration's checkpoint) and fine-tune the tuning fraction with model
     selection on the validation cases, reporting the validation score as it goes (the scheduler stops poor trials
     early); no test case is loaded. Returns the best validation score."""
-    from benchmark.train import run_job
-
     report = hooks.report
 
     def report_defined(metrics: dict[str, Any]) -> None:
@@ -366,10 +360,6 @@ def evaluate_once(params: dict[str, Any], *, folder: Path, trial: str, evaluate:
     small categorical space (CSI), and it is not trained twice. A concurrent trial with the same configuration waits
     for the first (one lock per configuration, on storage every node sees); a trial stopped early or failed leaves
     no record, so its configuration can be evaluated again."""
-    from filelock import FileLock
-
-    from benchmark.store import write_atomic
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     key = params_key(params)
@@ -388,9 +378,6 @@ def _search_trial(config: dict[str, Any], *, base_job: str, budget: int, finishe
     """One search trial: the Job with the sampled parameters, evaluated here (one worker) or by a Ray Train DDP run
     named after the trial (several), unless the experiment already evaluated that configuration."""
     from ray import tune
-
-    from benchmark.job import Job
-    from benchmark.plan import apply_params
 
     params = config["tuned"]  # what the space returned (derived values included), not Optuna's raw suggestions
     job = apply_params(Job.from_json(base_job), params, search_budget=budget)

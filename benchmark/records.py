@@ -1,12 +1,58 @@
-"""Plain value types every layer may import: what a task records and the downstream settings of a run.
+"""Plain value types every layer may import: what a task records and the downstream settings of a run; and the
+one atomic file writer.
 
-A leaf module (no torch, no behaviour): the Job contract (``benchmark.job``), the planner, the task kinds
+A leaf module (no torch, standard library only): the Job contract (``benchmark.job``), the planner, the task kinds
 (``benchmark/kinds/``), the store and the report all read these, so none of them has to import the code
-that produces them.
+that produces them. It also holds the suite's one atomic writer (``atomic_path`` / ``write_atomic``): every file
+the suite writes (the store's tables, checkpoints, the report's pages, the tasks' NIfTI files) goes through a temp
+file in the same folder renamed into place, so a reader never sees half a file. It lives here because this is the
+one kernel module both ``tasks/`` and ``reports/`` may import.
 """
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+
+
+# ---- the one atomic writer ------------------------------------------------------------------------------
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a fresh temp path beside ``path`` to write to; on leaving the block it is renamed onto ``path``
+    (``os.replace``: atomic on one file system), so ``path`` holds either its old content or the whole new file.
+
+    The parent folders are created. The temp name is hidden (leading dot), unique (pid + random) and keeps the
+    file's suffixes (``.case.nii.gz.<pid>.<hex>.tmp.nii.gz``), so writers that pick the format from the name
+    (nibabel: ``.nii.gz``) write the right one. The temp file is not created here: the writer creates it, with the
+    permissions a plain ``open`` gives. If the block raises (or the rename fails) the temp file is removed, the old
+    ``path`` is left as it was, and the error propagates.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp{''.join(path.suffixes)}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
+    """Write ``data`` (text, UTF-8; or bytes) to ``path`` atomically (``atomic_path``); parent folders created."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, bytes):
+            with open(tmp, "xb") as handle:
+                handle.write(data)
+        else:
+            with open(tmp, "x", encoding="utf-8") as handle:
+                handle.write(data)
 
 
 @dataclass(frozen=True)

@@ -9,16 +9,26 @@ report is built from the tables at the end.
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
+import re
 import subprocess
 import sys
 import time
 from importlib import metadata
 from pathlib import Path
 
-from benchmark.request import ReportOptions, RunRequest
+import optuna
+import pandas as pd
+
+from benchmark.datasources import attach_unlabeled, resolve_task_data
 from benchmark.errors import BenchmarkInputError
 from benchmark.kinds import kind_of
+from benchmark.plan import apply_params, build_plan
+from benchmark.request import ReportOptions, RunRequest
+from benchmark.store import ResultStore, cell_record, result_rows, variant_label, write_atomic
+from reports import build_report as build
+from search_spaces import SearchSpace
 
 
 def _log(message: str, *, err: bool = False) -> None:
@@ -58,8 +68,6 @@ def resolve_data(request: RunRequest) -> tuple[list, list | None]:
 
 
 def _resolve(request: RunRequest, tasks: list) -> list:
-    from benchmark.datasources import attach_unlabeled, resolve_task_data
-
     task_data = []
     for task in tasks:
         td = resolve_task_data(task, data_root=request.data_roots.get(task.name), cache_dir=request.cache_dir, recheck=request.check_data)
@@ -74,9 +82,6 @@ def _resolve(request: RunRequest, tasks: list) -> list:
 
 
 def execute(request: RunRequest) -> int:
-    from benchmark.plan import build_plan
-    from benchmark.store import ResultStore, cell_record
-
     if not request.check_data:
         _log(f"run {request.run_name!r}, profile {request.profile.name}, output {request.output}")
     task_data, corpus = resolve_data(request)
@@ -129,8 +134,7 @@ def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str
     """Run ``jobs`` on Ray, recording every cell as its Job returns; the number of failed Jobs."""
     if not jobs:
         return 0
-    from benchmark import ray_runner
-    from benchmark.store import cell_record, result_rows
+    from benchmark import ray_runner  # lazy: Ray loads only when something runs (not for --report)
 
     options = request.ray
     _start(request)
@@ -175,13 +179,7 @@ def search(jobs: tuple, *, request: RunRequest, store) -> list:
     """Search each (method, variant, backbone, task) on the validation cases of its first split at the tuning
     fraction (Ray Tune + Optuna, ``benchmark.ray_runner.run_search``); write ``tuning.csv`` and
     ``best_configs.json``; return every Job with its group's best configuration (n/a Jobs unchanged)."""
-    import json
-
-    import pandas as pd
-
-    from benchmark import ray_runner
-    from benchmark.plan import apply_params
-    from benchmark.store import variant_label, write_atomic
+    from benchmark import ray_runner  # lazy: Ray loads only when something runs (not for --report)
 
     options = request.search
     groups: dict[str, list] = {}
@@ -246,8 +244,6 @@ def _split_key(key: str) -> tuple[str, str, str]:
 
 
 def _experiment_name(key: str) -> str:
-    import re
-
     return re.sub(r"[^A-Za-z0-9_.=-]+", "-", key)
 
 
@@ -276,10 +272,6 @@ class _TrialSpace:
 
 def _define_by_run(job, options):
     """The search space of a Job's method (+ the opt-in fine-tuning part), or None when it is empty."""
-    import optuna
-
-    from search_spaces import SearchSpace
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     recipe = job.finetune_recipe
     space = SearchSpace(job.method, finetune_lr=recipe.lr if options.finetune_lr else None,
@@ -289,7 +281,7 @@ def _define_by_run(job, options):
 
 
 def _start(request: RunRequest) -> None:
-    from benchmark import ray_runner
+    from benchmark import ray_runner  # lazy: Ray loads only when something runs (not for --report)
 
     options = request.ray
     # Ray Train V2 releases the workers of a run that was stopped (early-stopped search trial, Ctrl-C) through the
@@ -320,8 +312,6 @@ def _headline(result) -> str:
 
 
 def build_report(run_dirs: list[Path], *, output: Path, title: str, options: ReportOptions) -> dict[str, Path]:
-    from reports import build_report as build
-
     return build([Path(d) for d in run_dirs], out_dir=Path(output), publish_dir=options.publish, title=title, test=options.test, holm=options.holm)
 
 

@@ -1,4 +1,4 @@
-"""Results and artefacts on disk: atomic writes, content-hashed keys.
+"""Results and artefacts on disk: atomic writes (``benchmark.records.write_atomic``), content-hashed keys.
 
 * ``results.csv`` -- the tidy table, one row per metric value of one cell:
   run, method, backbone, task, fraction, n_labeled, seed, fold, case_id, metric, value, plus
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from benchmark.records import write_atomic  # noqa: F401  (the one atomic writer; re-exported: callers import it from here)
 
 if TYPE_CHECKING:  # the store reads Jobs and results by attribute; importing it stays torch-free
     from benchmark.job import CellResult, CellSpec, Job
@@ -88,14 +90,6 @@ def content_hash(payload: Any, length: int = 16) -> str:
     """Stable hash of a JSON-serialisable payload (sorted keys), used for cache keys."""
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
-
-
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def write_folder_once(root: Path, write) -> Path:

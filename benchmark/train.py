@@ -7,9 +7,8 @@ are identity locally and Ray Train's ``prepare_model`` / ``prepare_data_loader``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +22,11 @@ from torch.utils.data import DataLoader
 from benchmark.backbones import build_backbone
 from benchmark.backbones.transfer import transfer_model
 from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_corpus, load_volumes
-from benchmark.job import CellResult, Job
+from benchmark.job import CellResult, Job, NetworkSpec
 from benchmark.kinds import kind_of, resolve_tta
 from benchmark.methods import PretextTask, Recipe, get_method
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
-from benchmark.records import FinetuneSettings, MetricRow
+from benchmark.records import FinetuneSettings, MetricRow, atomic_path
 from tasks import Task, Volume, get_task
 from tasks.unlabeled import find_unlabeled_cases
 
@@ -222,11 +221,9 @@ def evaluate(model: nn.Module, task: Task, volumes: list[Volume], *, roi, device
 
 
 def save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """``torch.save`` through the one atomic writer (``benchmark.records.atomic_path``): never a half-written checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 # ---- one unit of work: pretrain once, fine-tune + evaluate every label fraction ---------------------
@@ -258,11 +255,13 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     train_volumes = kind_of(task).prepare(drop_series(train_volumes, missing), roi=job.roi)
     val_volumes = kind_of(task).prepare(drop_series(val_volumes, missing), roi=job.roi)
     test_volumes = kind_of(task).prepare(drop_series(test_volumes, missing), roi=job.roi)
+    networks, network_seconds = _evaluation_networks(job, train_volumes, val_volumes, hooks)
+    pretrain_seconds += network_seconds  # the kind's evaluation networks are pretrainings of the Job, not of a cell
     results = []
     for cell in job.cells:
         start = time.perf_counter()
         torch.manual_seed(job.seed * job.protocol.finetune_init_seed_stride + len(cell.labeled_ids))
-        model = kind_of(task).job_model(job, task=task, state=state, train=train_volumes, validation=val_volumes, hooks=hooks)
+        model = kind_of(task).job_model(job, task=task, state=state, networks=networks, hooks=hooks)
         if model is None:  # the usual case: the (pretrained) backbone, transferred, in the kind's wrapper
             network = transfer_model(method_cls, job.backbone, state=state, pretrain_channels=job.pretrain_channels, task=task,
                                      size=job.backbone_size, roi=job.roi)
@@ -288,25 +287,35 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     return results
 
 
-def _pretrained_backbone(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks) -> tuple[dict, float, bool]:
-    """(backbone state dict, pretraining seconds, reused from the cache?) of the Job's pretraining."""
-    spec = job.pretrain
-    path = Path(spec.path)
+def _load_or_train(path: Path, train: Callable[[], dict], hooks: Hooks, *, what: str) -> tuple[dict, float, bool]:
+    """(what ``train()`` saved at ``path``, seconds it took, reused from the cache?): loaded when present, else trained
+    and written there atomically by the main worker.
+
+    Two concurrent Jobs or search trials that need one key (a pretext configuration, a split's evaluation network)
+    train it once: the second waits for the first's file (a lock file on the shared cache, so it holds across nodes).
+    DDP workers of one Job train together, so only a single-worker Job takes the lock."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Two concurrent Jobs or search trials with one pretext configuration (one key) pretrain it once: the
-    # second waits for the first's checkpoint (a lock file on the shared cache, so it holds across nodes).
-    # DDP workers of one Job pretrain together, so only a single-worker Job takes the lock.
     lock = FileLock(str(path) + ".lock") if hooks.world_size == 1 else contextlib.nullcontext()
     with lock:
         if path.exists():
-            hooks.log(f"  pretraining reused from cache {path.name}")
-            return torch.load(path, map_location="cpu", weights_only=True)["backbone"], 0.0, True
-        return _pretrain_and_save(job, method_cls, task, train_volumes, hooks)
+            hooks.log(f"  {what} reused from cache {path.name}")
+            return torch.load(path, map_location="cpu", weights_only=True), 0.0, True
+        start = time.perf_counter()
+        payload = train()
+        if hooks.is_main:
+            save_atomic(payload, path)
+        return payload, time.perf_counter() - start, False
 
 
-def _pretrain_and_save(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks) -> tuple[dict, float, bool]:
-    spec, path = job.pretrain, Path(job.pretrain.path)
-    start = time.perf_counter()
+def _pretrained_backbone(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks) -> tuple[dict, float, bool]:
+    """(backbone state dict, pretraining seconds, reused from the cache?) of the Job's pretraining."""
+    payload, seconds, reused = _load_or_train(Path(job.pretrain.path), lambda: _pretrain(job, method_cls, task, train_volumes, hooks), hooks,
+                                              what="pretraining")
+    return payload["backbone"], seconds, reused
+
+
+def _pretrain(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks) -> dict:
+    spec = job.pretrain
     torch.manual_seed(job.seed)
     backbone = build_backbone(job.backbone, in_channels=job.pretrain_channels[0], out_channels=job.pretrain_channels[1], size=job.backbone_size,
                               roi=job.roi)
@@ -324,6 +333,42 @@ def _pretrain_and_save(job: Job, method_cls, task: Task, train_volumes: list[Vol
     losses = pretrain(method, volumes, recipe=spec.recipe, steps=spec.steps, roi=job.roi, seed=job.seed, hooks=hooks, protocol=job.protocol,
                       modality_ids=modality_ids)
     state = {k: v.detach().cpu() for k, v in method.backbone.state_dict().items()}
-    if hooks.is_main:
-        save_atomic({"backbone": state, "key": spec.key, "losses": losses, "job": job.to_dict()}, path)
-    return state, time.perf_counter() - start, False
+    return {"backbone": state, "key": spec.key, "losses": losses, "job": job.to_dict()}
+
+
+def _evaluation_networks(job: Job, train_volumes: list[Volume], val_volumes: list[Volume], hooks: Hooks) -> tuple[dict[str, dict], float]:
+    """(role -> trained state, seconds) of the networks the Job's kind evaluates with (``Job.networks``), each loaded from
+    its cache or trained here first. Their training reports nothing to the runtime: a search scheduler reads only the
+    compared model's validation score."""
+    quiet = dataclasses.replace(hooks, report=lambda metrics: None)
+    states, seconds = {}, 0.0
+    for spec in job.networks:
+        payload, spent, _ = _load_or_train(Path(spec.path), lambda spec=spec: _train_network(spec, job, train_volumes, val_volumes, quiet), quiet,
+                                           what=f"evaluation network {spec.role}")
+        states[spec.role], seconds = payload, seconds + spent
+    return states, seconds
+
+
+def _train_network(spec: NetworkSpec, job: Job, train_volumes: list[Volume], val_volumes: list[Volume], hooks: Hooks) -> dict:
+    """Train one planned evaluation network on the split's cases: a pretext pretraining on ``spec.task_ref``'s pretraining
+    volumes (e.g. SwAV on the target series), or supervised fine-tuning of that task with model selection on its
+    validation cases. Seeded by the Job's seed, without touching the global RNG the cells draw from."""
+    net_task = get_task(spec.task_ref)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(job.seed)
+        net = build_backbone(spec.backbone, in_channels=spec.channels[0], out_channels=spec.channels[1], size=job.backbone_size, roi=spec.roi)
+        if spec.stage == "pretrain":
+            method_cls = get_method(spec.method)
+            method = method_cls(net, method_cls.make_config(), in_channels=spec.channels[0]).to(hooks.device)
+            pool = kind_of(net_task).pretraining_volumes(net_task, [*train_volumes, *val_volumes])
+            pretrain(method, pool, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=job.seed, hooks=hooks, protocol=job.protocol)
+            return {"backbone": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
+        if spec.stage == "finetune":
+            model = net.to(hooks.device)
+            every = max(1, spec.steps // job.protocol.validations_per_finetune)
+            selection = ModelSelection(model, net_task, val_volumes, every=every, roi=spec.roi, hooks=hooks, protocol=job.protocol)
+            finetune(model, net_task, train_volumes, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=job.seed, hooks=hooks,
+                     tag=f"evaluation network {spec.role} ({net_task.name}, real images)", protocol=job.protocol, selection=selection)
+            selection.restore_best()
+            return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    raise ValueError(f"evaluation network {spec.role}: unknown stage {spec.stage!r}; expected pretrain or finetune")

@@ -30,9 +30,14 @@ METHODS = {  # paper method -> (our method, overrides, fine-tuning augmentation)
     "dae_downsample_only": ("dae", {"noise": "false", "local_masking": "false"}, "none"),
     "dae_local_mask_only": ("dae", {"noise": "false", "downsampling": "false"}, "none"),
     # CoPer Table III's loss rows -> our synthesis loss methods (benchmark/methods/synthesis_losses.py)
+    # (``l1+coper`` with its loss network as Config fields; the defaults, swav and vgg_unet, are not overrides)
     "l1": ("l1", {}, "none"),
-    **{name: (f"l1+{name}", {}, "none") for name in ("rand_vgg", "rand_resnet", "coper_swav_vgg", "coper_swav_resnet",
-                                                      "coper_simsiam_vgg", "coper_simsiam_resnet")},
+    "coper_swav_vgg": ("l1+coper", {}, "none"),
+    "coper_swav_resnet": ("l1+coper", {"loss_backbone": "resnet_unet"}, "none"),
+    "coper_simsiam_vgg": ("l1+coper", {"loss_network": "simsiam"}, "none"),
+    "coper_simsiam_resnet": ("l1+coper", {"loss_network": "simsiam", "loss_backbone": "resnet_unet"}, "none"),
+    "rand_vgg": ("l1+coper", {"loss_network": "rand"}, "none"),
+    "rand_resnet": ("l1+coper", {"loss_network": "rand", "loss_backbone": "resnet_unet"}, "none"),
 }
 # The network a paper row used where it is not the paper's main backbone (PAPERS): CoPer's synthesis losses name theirs.
 METHOD_BACKBONES = {"l1": "vgg_unet", "rand_vgg": "vgg_unet", "coper_swav_vgg": "vgg_unet", "coper_simsiam_vgg": "vgg_unet",

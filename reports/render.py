@@ -10,19 +10,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.records import write_atomic  # noqa: F401  (the one atomic writer; reports.build writes through it)
 from reports.ranking import Ranking
 from reports.stats import ALPHA
 from reports.tables import MISSING, Table, json_text
 
 MARK = {"better": "▲", "worse": "▼", "": ""}
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Temp file + rename, so a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _p(p: float) -> str:

@@ -33,7 +33,7 @@ from typing import Callable
 from benchmark.errors import BenchmarkInputError
 
 _NOT_METHODS = frozenset({"finetune"})
-PLUS = "_plus_"  # a method name's "+" in its module name (l1+rand_vgg -> search_spaces/l1_plus_rand_vgg.py)
+PLUS = "_plus_"  # a method name's "+" in its module name (l1+coper -> search_spaces/l1_plus_coper.py)
 
 
 def module_name(method: str) -> str:

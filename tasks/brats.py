@@ -14,6 +14,7 @@ import torch
 
 from benchmark.errors import BenchmarkInputError
 from tasks.base import Case, SegmentationTask, register_task
+from tasks.intensity import zscore
 from tasks.metrics import pooled_dice
 from tasks.nifti import save_nifti
 from tasks.synthetic import brats_subject
@@ -64,13 +65,7 @@ class BraTS(SegmentationTask):
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
         """Per-modality z-score over the brain foreground, background set to 0 (SI paper 5.1.1, nnU-Net)."""
-        foreground = (image != 0).any(axis=0)
-        out = np.zeros_like(image)
-        for c in range(image.shape[0]):
-            values = image[c][foreground]
-            if values.size:
-                out[c][foreground] = (values - values.mean()) / (values.std() + 1e-8)
-        return out
+        return zscore(image, (image != 0).any(axis=0))
 
     def label_to_regions(self, label: torch.Tensor) -> torch.Tensor:
         label = label[:, 0]

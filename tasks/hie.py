@@ -40,6 +40,7 @@ import torch
 
 from benchmark.errors import BenchmarkInputError
 from tasks.base import Case, SegmentationTask, register_task
+from tasks.intensity import zscore
 from tasks.metrics import lesion_size_bucket, masd, nsd
 from tasks.nifti import save_nifti
 from tasks.synthetic import hie_subject
@@ -97,13 +98,7 @@ class BONBIDHIE(SegmentationTask):
 
     def normalize(self, image: np.ndarray) -> np.ndarray:
         """z-score of ADC and Z_ADC over the brain (ADC > 0), background −6 (LADP paper, section II.B)."""
-        brain = image[0] > 0
-        out = np.full_like(image, BACKGROUND)
-        for c in range(image.shape[0]):
-            values = image[c][brain]
-            if values.size:
-                out[c][brain] = (values - values.mean()) / (values.std() + 1e-8)
-        return out
+        return zscore(image, image[0] > 0, background=BACKGROUND)
 
     def label_to_regions(self, label: torch.Tensor) -> torch.Tensor:
         return label == 1  # [B, 1, ...]

@@ -1,14 +1,13 @@
 """NIfTI reading and writing shared by every task reader (nibabel, RAS orientation)."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
 from benchmark.errors import BenchmarkInputError
+from benchmark.records import atomic_path
 
 
 def load_nifti(path: Path, *, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
@@ -39,10 +38,8 @@ def voxel_spacing(affine: np.ndarray) -> tuple[float, float, float]:
 
 
 def save_nifti(array: np.ndarray, path: Path, *, affine: np.ndarray | None = None) -> None:
-    """Write atomically (temp file + rename) so an interrupted write never leaves a truncated file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (``benchmark.records.atomic_path``: temp file + rename, parent folders created) so an
+    interrupted write never leaves a truncated file."""
     affine = np.eye(4) if affine is None else affine
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".nii.gz")
-    os.close(fd)
-    nib.save(nib.Nifti1Image(array, affine), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        nib.save(nib.Nifti1Image(array, affine), str(tmp))

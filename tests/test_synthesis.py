@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from benchmark.datasources import resolve_task_data
 from benchmark.errors import BenchmarkInputError
 from benchmark.methods import get_method
 from benchmark.perceptual.metric import CoPerLoss, random_extractor
-from benchmark.cli import parse_fractions
+from benchmark.cli import parse_fractions, parse_method_entry
 from benchmark.plan import MethodEntry, apply_params, build_plan
 from benchmark.profiles import SMOKE, TINY
 from benchmark.synthesis.evaluation import slice_quality
@@ -75,9 +76,11 @@ def test_generator_loss_weights_follow_eq5():
 def test_l1_method_has_no_perceptual_term_and_lambda2_is_ten():
     task = get_task("brats_synthesis")
     assert get_method("l1").lambda1(get_method("l1").make_config(), task) == 1.0
-    cfg = get_method("l1+coper_swav_vgg").make_config()
-    assert cfg.lambda2 == 10.0 and get_method("l1+coper_swav_vgg").lambda1(cfg, task) == 0.70
-    assert get_method("l1+rand_vgg").lambda1(get_method("l1+rand_vgg").make_config({"lambda1": 0.55}), task) == 0.55
+    coper = get_method("l1+coper")
+    cfg = coper.make_config()
+    assert cfg.lambda2 == 10.0 and coper.lambda1(cfg, task) == 0.70 and (cfg.loss_network, cfg.loss_backbone) == ("swav", "vgg_unet")
+    assert coper.lambda1(coper.make_config({"lambda1": 0.55, "loss_network": "rand"}), task) == 0.55
+    assert get_method("l1").lambda1(get_method("l1").make_config(), task) == 1.0
 
 
 def test_discriminator_gets_gradients_only_from_its_own_step():
@@ -161,26 +164,106 @@ def synthesis_data(tmp_path_factory):
 
 
 def _profile():
-    """The tiny profile (2 steps per stage) on small volumes; named "tiny" because the synthesis evaluation networks read
-    their recipes from the profile of that name (``Job.profile``)."""
+    """The tiny profile (2 steps per stage) on small volumes."""
     return dataclasses.replace(TINY, volume_size=SHAPE)
 
 
-def _plan(tmp, td, methods):
-    return build_plan(methods=[MethodEntry(m) for m in methods], task_data=[td], fractions=parse_fractions("100%"), seeds=[0],
-                      profile=_profile(), cache_dir=tmp / "cache")
+def _plan(tmp, td, methods, cache_dir=None, backbone=None):
+    return build_plan(methods=[MethodEntry(*parse_method_entry(m)) for m in methods], backbone=backbone, task_data=[td], fractions=parse_fractions("100%"), seeds=[0],
+                      profile=_profile(), cache_dir=cache_dir or tmp / "cache")
+
+
+def test_evaluation_networks_are_planned_with_the_job(synthesis_data):
+    """The CoPer scoring network and the real-image segmenter are part of the Job (keyed, cached, JSON round trip),
+    read from the planner's profile; the worker needs no profile or cache folder of its own."""
+    from benchmark.job import Job
+
+    tmp, td = synthesis_data
+    job = next(j for j in _plan(tmp, td, ["l1"]).jobs if j.method == "l1")
+    by = {n.role: n for n in job.networks}
+    assert set(by) == {"coper_metric", "segmenter"}
+    metric, segmenter = by["coper_metric"], by["segmenter"]
+    assert (metric.stage, metric.method, metric.backbone, metric.channels) == ("pretrain", "swav", "vgg_unet", (1, 1))
+    assert metric.roi == tuple(_profile().rois["vgg_unet"]) and metric.recipe == _profile().pretrain_recipe(get_method("swav"), "vgg_unet")
+    assert (segmenter.stage, segmenter.backbone, segmenter.task_ref) == ("finetune", "unet2d", "brats")
+    assert segmenter.channels == (4, get_task("brats").num_outputs) and segmenter.recipe == _profile().finetune_recipes["unet2d"]
+    assert Path(metric.path).parent == tmp / "cache" / "synthesis_eval" and metric.key in metric.path
+    assert Job.from_json(job.to_json()) == job
+    assert not hasattr(job, "profile") and not hasattr(job, "cache_dir")
+    other_seed = build_plan(methods=[MethodEntry("l1")], task_data=[td], fractions=parse_fractions("100%"), seeds=[1], profile=_profile(),
+                            cache_dir=tmp / "cache").jobs[0]
+    assert {n.key for n in other_seed.networks}.isdisjoint({n.key for n in job.networks})  # per split and seed
+
+
+def test_evaluation_networks_train_once_as_pretraining_and_report_nothing(synthesis_data, tmp_path, monkeypatch):
+    """The worker trains the planned networks before the cells (their time is pretraining time), never reports their
+    validation into the trial's metric stream, caches them at their planned paths, and a second Job only loads them."""
+    import benchmark.train as train
+
+    tmp, td = synthesis_data
+    job = next(j for j in _plan(tmp, td, ["l1"], cache_dir=tmp_path / "cache").jobs if j.method == "l1")
+    reported, trained = [], []
+    real_pretrain, real_finetune = train.pretrain, train.finetune
+    monkeypatch.setattr(train, "pretrain", lambda *a, **kw: trained.append("pretrain") or real_pretrain(*a, **kw))
+    monkeypatch.setattr(train, "finetune", lambda *a, **kw: trained.append(kw["tag"]) or real_finetune(*a, **kw))
+    (first,) = run_job(job, Hooks(log=lambda _m: None, report=reported.append))
+    assert trained[:2] == ["pretrain", "evaluation network segmenter (brats, real images)"]  # l1 itself pretrains nothing
+    assert first.pretrain_seconds > 0 and all(Path(n.path).exists() for n in job.networks)
+    cell_validations = [step for step, metric, _ in first.curve if metric == "validation_score"]
+    assert [m["step"] for m in reported] == cell_validations  # only the compared model's validation reached the runtime
+    trained.clear()
+    (second,) = run_job(job, Hooks(log=lambda _m: None))
+    assert trained == [t for t in trained if t.startswith("finetune l1")] and second.pretrain_seconds == 0.0
+    assert {r.metric for r in second.rows} >= {"coper", "lpips", "dice_synth_mean"}
 
 
 def test_plan_baseline_is_l1_and_ssl_methods_are_na(synthesis_data):
     tmp, td = synthesis_data
-    plan = _plan(tmp, td, ["swav", "l1+coper_swav_vgg", "l1+rand_resnet"])
+    plan = _plan(tmp, td, ["swav", "l1+coper", "l1+coper:loss_network=rand:loss_backbone=resnet_unet"])
     by = {(j.method, j.backbone): j for j in plan.jobs}
     assert "scratch" not in {m for m, _ in by}
     assert {("l1", "vgg_unet"), ("l1", "resnet_unet")} <= set(by)  # the baseline per loss-network backbone
     assert by[("swav", "resnet_unet")].na_reason and "generator losses" in by[("swav", "resnet_unet")].na_reason
-    job = by[("l1+coper_swav_vgg", "vgg_unet")]
+    job = by[("l1+coper", "vgg_unet")]
     assert job.pretrain is not None and job.pretrain_channels == (1, 1) and job.roi == (64, 64)
     assert by[("l1", "vgg_unet")].pretrain is None
+
+
+def test_coper_loss_network_and_backbone_are_config_fields_that_change_the_job(synthesis_data):
+    """loss_backbone picks the Job's backbone (the loss network), loss_network whether and how it pretrains: a random
+    network pretrains nothing, SwAV and SimSiam pretrain with their own recipe and configuration (different keys)."""
+    tmp, td = synthesis_data
+    variants = ["l1+coper", "l1+coper:loss_network=simsiam", "l1+coper:loss_network=rand", "l1+coper:loss_backbone=resnet_unet"]
+    jobs = {tuple(sorted(j.method_overrides.items())): j for j in _plan(tmp, td, variants).jobs if j.method == "l1+coper"}
+    swav, simsiam = jobs[()], jobs[(("loss_network", "simsiam"),)]
+    rand, resnet = jobs[(("loss_network", "rand"),)], jobs[(("loss_backbone", "resnet_unet"),)]
+    assert (swav.backbone, resnet.backbone, rand.backbone) == ("vgg_unet", "resnet_unet", "vgg_unet")
+    assert rand.pretrain is None and swav.pretrain is not None and simsiam.pretrain is not None
+    assert len({swav.pretrain.key, simsiam.pretrain.key, resnet.pretrain.key}) == 3
+    assert get_method("l1+coper").pretraining_config(simsiam.method_config)["pretext"] == "simsiam"
+    assert get_method("l1+coper").data_spec(swav.method_config) == get_method("swav").data_spec(get_method("swav").make_config())
+    with pytest.raises(ValueError, match="loss_network"):
+        get_method("l1+coper").make_config({"loss_network": "vgg"})
+
+
+def test_coper_on_another_backbone_than_its_config_is_na(synthesis_data):
+    tmp, td = synthesis_data
+    (job,) = [j for j in _plan(tmp, td, ["l1+coper"], backbone="resnet_unet").jobs if j.method == "l1+coper"]
+    assert job.na_reason and "l1+coper:loss_backbone=resnet_unet" in job.na_reason
+
+
+def test_the_six_old_method_names_are_deprecated_aliases_of_variants(capsys):
+    from benchmark.cli import build_parser, build_request
+
+    args = build_parser().parse_args(["--methods", "l1+rand_resnet,l1+coper_simsiam_vgg:lambda1=0.4,l1+coper_swav_vgg", "--tasks", "brats_synthesis",
+                                      "--hparam", "l1+coper_swav_vgg:lambda2=5"])
+    request = build_request(args, [])
+    got = [(m.name, m.overrides) for m in request.methods]
+    assert got == [("l1+coper", {"loss_network": "rand", "loss_backbone": "resnet_unet", "lambda2": 5}),
+                   ("l1+coper", {"loss_network": "simsiam", "lambda1": 0.4, "lambda2": 5}), ("l1+coper", {"lambda2": 5})]
+    err = capsys.readouterr().err
+    assert "l1+rand_resnet is deprecated: use l1+coper:loss_network=rand:loss_backbone=resnet_unet" in err
+    assert "l1+coper_swav_vgg" not in __import__("benchmark.methods", fromlist=["list_methods"]).list_methods()
 
 
 def test_l1_and_coper_are_na_on_segmentation_tasks(tmp_path):
@@ -188,12 +271,12 @@ def test_l1_and_coper_are_na_on_segmentation_tasks(tmp_path):
     from benchmark.records import FinetuneSettings
 
     brats = get_task("brats")
-    assert "image synthesis" in (_unsupported(get_method("l1+coper_swav_vgg"), brats, "vgg_unet", FinetuneSettings()) or "")
+    assert "image synthesis" in (_unsupported(get_method("l1+coper"), brats, "vgg_unet", FinetuneSettings()) or "")
 
 
 def test_lambda1_search_reuses_the_pretraining(synthesis_data):
     tmp, td = synthesis_data
-    job = next(j for j in _plan(tmp, td, ["l1+coper_swav_vgg"]).jobs if j.method == "l1+coper_swav_vgg")
+    job = next(j for j in _plan(tmp, td, ["l1+coper"]).jobs if j.method == "l1+coper")
     tuned = apply_params(job, {"lambda1": 0.4})
     assert tuned.method_config.lambda1 == 0.4 and tuned.pretrain.key == job.pretrain.key
     assert tuned.cells[0].cell_id != job.cells[0].cell_id
@@ -204,7 +287,7 @@ def test_run_job_pretrains_on_target_series_and_scores_every_metric(synthesis_da
     import benchmark.train as train
 
     tmp, td = synthesis_data
-    job = next(j for j in _plan(tmp, td, ["l1+coper_swav_vgg"]).jobs if j.method == "l1+coper_swav_vgg")
+    job = next(j for j in _plan(tmp, td, ["l1+coper"]).jobs if j.method == "l1+coper")
     seen = []
     real_pretrain = train.pretrain
     monkeypatch.setattr(train, "pretrain", lambda method, volumes, **kw: seen.append(volumes) or real_pretrain(method, volumes, **kw))

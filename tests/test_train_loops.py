@@ -283,7 +283,7 @@ def test_run_job_writes_pretrain_checkpoint(tiny_group):
     assert checkpoint["key"] == group.pretrain.key
     assert len(checkpoint["losses"]) == 2
     assert checkpoint["backbone"]["net.conv_0.conv_0.conv.weight"].shape[1] == 8  # 4 modalities x 2 mixtures
-    assert not [p for p in path.parent.iterdir() if p.suffix == ".tmp"]
+    assert not [p for p in path.parent.iterdir() if ".tmp" in p.name]  # no temp file of the atomic writer left
 
 
 def test_run_job_reuses_checkpoint(tiny_group):
@@ -417,14 +417,14 @@ def test_concurrent_jobs_with_one_pretraining_key_pretrain_it_once(tiny_group, t
     group, _, _ = tiny_group
     job = dataclasses.replace(group, pretrain=dataclasses.replace(group.pretrain, path=str(tmp_path / "shared.pt")))
     calls = []
-    real = train._pretrain_and_save
+    real = train._pretrain
 
     def slow_pretrain(*args, **kwargs):
         calls.append(threading.get_ident())
         time.sleep(1.0)  # the other thread arrives while this one holds the lock
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train, "_pretrain_and_save", slow_pretrain)
+    monkeypatch.setattr(train, "_pretrain", slow_pretrain)
     task = get_task(job.task_ref)
     cases = {c.case_id: c for c in task.find_cases(Path(job.data_root))}
     volumes = train.load_volumes(task, [cases[i] for i in job.train_ids + job.val_ids], volume_size=job.volume_size)  # every non-test case

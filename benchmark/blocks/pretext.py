@@ -146,6 +146,24 @@ class PretextTask(nn.Module):
         label-aware pretraining may sample by labels, so the default is 0 (uniform crops)."""
         return 0.0
 
+    # True: the Job's backbone comes from the Config (``backbone_for``), and another --backbone is an n/a cell.
+    backbone_from_config: ClassVar[bool] = False
+
+    @classmethod
+    def backbone_for(cls, cfg: Any) -> str:
+        """The backbone a Job of this configuration runs on when no --backbone is given (default: the paper's)."""
+        return cls.default_backbone
+
+    @classmethod
+    def pretrains_with(cls, cfg: Any) -> bool:
+        """Whether this configuration has a pretraining (default: the class's ``pretrains``)."""
+        return cls.pretrains
+
+    @classmethod
+    def recipe_for(cls, cfg: Any) -> Recipe:
+        """The paper recipe of this configuration's pretraining (default: the class's ``paper_recipe``)."""
+        return cls.paper_recipe
+
     @classmethod
     def pretraining_config(cls, cfg: Any) -> dict:
         """The configuration the pretraining cache key holds (default: the whole Config). A method whose Config also

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from benchmark.records import FINETUNE_LOSS_CHOICES, TTA_CHOICES, FinetuneSettings, MetricInfo, MetricRow
@@ -22,6 +24,7 @@ if TYPE_CHECKING:  # annotations only
     from torch import nn
     from torch.utils.data import Dataset
 
+    from benchmark.job import NetworkSpec
     from benchmark.protocol import Protocol
     from tasks.base import Case, Task, Volume
 
@@ -41,6 +44,21 @@ def get_kind(name: str) -> "TaskKind":
 def kind_of(task: "Task") -> "TaskKind":
     """The kind that runs ``task`` (its ``kind`` name looked up in the registry)."""
     return KINDS.get(task.kind)
+
+
+@dataclass(frozen=True)
+class NetworkPlanning:
+    """What the planner knows about one Job when a kind plans its evaluation networks (``planned_networks``)."""
+
+    profile: Any  # benchmark.profiles.Profile: the recipes and crop sizes of the run
+    cache_dir: Path
+    seed: int
+    train_ids: tuple[str, ...]  # the split's fine-tuning cases
+    val_ids: tuple[str, ...]  # its validation cases
+    data_fingerprint: str  # the task data's fingerprint (the cache keys change when its files do)
+    epoch_slices: int  # axial slices of the training + validation cases (2D samples per epoch)
+    finetune_samples: int  # samples per fine-tuning epoch of the Job
+    protocol: "Protocol"
 
 
 def resolve_finetune_loss(name: str, task: "Task") -> str:
@@ -118,10 +136,15 @@ class TaskKind(ABC):
         """The fine-tuned network around the (pretrained) backbone."""
         return network
 
-    def job_model(self, job: Any, *, task: "Task", state: dict | None, train: list["Volume"], validation: list["Volume"],
-                  hooks: Any) -> "nn.Module | None":
+    def planned_networks(self, task: "Task", *, plan: "NetworkPlanning") -> tuple["NetworkSpec", ...]:
+        """The networks this kind's evaluation needs beside the compared one, planned with the Job (``NetworkSpec``:
+        keyed, cached, trained by the loops before the cells, only loaded by ``job_model``); none by default."""
+        return ()
+
+    def job_model(self, job: Any, *, task: "Task", state: dict | None, networks: dict[str, dict], hooks: Any) -> "nn.Module | None":
         """A kind that builds its fine-tuned model from the whole Job returns it here (synthesis: pix2pix around
-        the Job's pretrained loss network ``state``); None (default): the transferred backbone in ``build_model``."""
+        the Job's pretrained loss network ``state``, scored by its trained ``networks`` (role -> state dict));
+        None (default): the transferred backbone in ``build_model``."""
         return None
 
     ddp_options: dict = {}  # passed to prepare_model (DDP) during fine-tuning

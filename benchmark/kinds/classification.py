@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.transforms import Resize
 from torch import nn
 
 from benchmark.errors import BenchmarkInputError
@@ -115,6 +114,8 @@ class ClassifierNet(nn.Module):
 
 def fit_to_roi(volumes: list["Volume"], roi: tuple[int, ...]) -> list["Volume"]:
     """Whole volumes resized to ``roi`` (MONAI Resize, trilinear); spacing scaled, class kept."""
+    from monai.transforms import Resize  # deferred: monai.transforms costs the planning driver ~0.3 GB of imports
+
     if len(roi) != 3:
         raise BenchmarkInputError(f"case-level classification needs a 3D crop size, got {tuple(roi)}")
     resize = Resize(spatial_size=tuple(roi), mode="trilinear")

@@ -1,7 +1,7 @@
 """Image synthesis: translate a case's source series into its target series (CoPer paper III.C, IV.B, Table III).
 
-* methods: the generator losses of ``benchmark/methods/synthesis_losses.py`` (``l1``, ``l1+rand_vgg``,
-  ``l1+coper_swav_vgg``, ...); SSL pretrainings are n/a here (nothing of theirs is compared on synthesis);
+* methods: the generator losses of ``benchmark/methods/synthesis_losses.py`` (``l1`` and ``l1+coper``
+  with its loss network as Config fields); SSL pretrainings are n/a here (nothing of theirs is compared on synthesis);
   the baseline, run once per loss-network backbone as scratch is elsewhere, is ``l1`` (a randomly
   initialised generator trained with L1 + adversarial loss: Table III's first row; "scratch" would be the
   same generator with no defined loss, so it has no meaning here);
@@ -15,6 +15,8 @@
 """
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
@@ -24,9 +26,12 @@ from benchmark.data import CropDataset
 from benchmark.inference import predict_volume
 from benchmark.kinds.base import TaskKind, register_kind
 from benchmark.methods import get_method, list_methods
-from benchmark.perceptual.metric import _cnn_extractor, random_extractor
+from benchmark.job import NetworkSpec
+from benchmark.kinds.base import NetworkPlanning
+from benchmark.perceptual.metric import cnn_extractor, random_extractor
 from benchmark.records import FinetuneSettings, MetricInfo, MetricRow
-from benchmark.synthesis.evaluation import build_evaluator, dice_on_synthetic, quality_rows, target_series_volumes, with_evaluator
+from benchmark.store import content_hash
+from benchmark.synthesis.evaluation import dice_on_synthetic, load_evaluator, quality_rows, target_series_volumes, with_evaluator
 from benchmark.synthesis.pix2pix import GanTrainer, Pix2Pix
 
 if TYPE_CHECKING:
@@ -37,6 +42,8 @@ if TYPE_CHECKING:
     from tasks.synthesis import SynthesisTask
 
 GENERATOR = "unet2d"  # MONAI BasicUNet: pix2pix's U-Net generator, the same network for every loss variant
+SEGMENTER = "unet2d"  # the real-image segmentation network of the Dice-on-synthetic column (Table III)
+METRIC_PRETEXT, METRIC_BACKBONE = "swav", "vgg_unet"  # the CoPer scoring network: SwAV-VGG (V.B)
 PROFILE_ENTRY = "pix2pix"  # the profiles' crop size and recipe of the generator (benchmark/profiles.py)
 
 
@@ -80,26 +87,59 @@ class SynthesisKind(TaskKind):
         return {"series": list(task.targets)}
 
     # ---- fine-tuning ---------------------------------------------------------------------------
-    def job_model(self, job, *, task: "SynthesisTask", state: dict | None, train: list["Volume"], validation: list["Volume"], hooks) -> "nn.Module":
+    def planned_networks(self, task: "SynthesisTask", *, plan: NetworkPlanning) -> tuple[NetworkSpec, ...]:
+        """The networks every method of a comparison is scored with, trained once per task / seed / split before the
+        cells (``benchmark.train.run_job``), then only loaded (``job_model``):
+
+        * ``coper_metric``: SwAV on vgg_unet, pretrained on the TARGET series of the split's non-test cases (IV.B), as
+          the default ``l1+coper`` loss network is (trained separately, so a run without that method still has it);
+        * ``segmenter`` (a labelled base task only): a unet2d segmentation network of the base task trained on the
+          REAL images of the split's training cases, every series, validation-selected (Table III's downstream Dice).
+        """
+        profile = plan.profile
+        base_key = {"task": task.ref, "data": plan.data_fingerprint, "seed": plan.seed, "train_ids": list(plan.train_ids),
+                    "val_ids": list(plan.val_ids), "volume_size": profile.volume_size, "backbone_size": dataclasses.asdict(profile.backbone_size),
+                    "version": 2}
+        folder = Path(plan.cache_dir) / "synthesis_eval"
+        swav = get_method(METRIC_PRETEXT)
+        recipe, roi = profile.pretrain_recipe(swav, METRIC_BACKBONE), tuple(profile.rois[METRIC_BACKBONE])
+        steps = recipe.steps_for(plan.epoch_slices * len(task.targets))  # one grey volume per target series and case
+        key = content_hash({**base_key, "what": "coper_metric", "pretext": METRIC_PRETEXT, "config": dataclasses.asdict(swav.make_config()),
+                            "recipe": dataclasses.asdict(recipe), "steps": steps, "roi": roi, "series": list(task.targets)})
+        networks = [NetworkSpec(role="coper_metric", stage="pretrain", method=METRIC_PRETEXT, backbone=METRIC_BACKBONE, task_ref=task.ref,
+                                channels=(1, 1), recipe=recipe, steps=steps, roi=roi, key=key, path=str(folder / f"coper-{key}.pt"))]
+        base = task.label_task
+        if base is not None:
+            recipe, roi = profile.finetune_recipes[SEGMENTER], tuple(profile.rois[SEGMENTER])  # as for any segmentation task
+            steps = recipe.steps_for(plan.finetune_samples)
+            key = content_hash({**base_key, "what": "segmenter", "network": SEGMENTER, "recipe": dataclasses.asdict(recipe), "steps": steps,
+                                "roi": roi, "protocol": dataclasses.asdict(plan.protocol)})
+            networks.append(NetworkSpec(role="segmenter", stage="finetune", method="", backbone=SEGMENTER, task_ref=base.ref,
+                                        channels=(len(base.channels), base.num_outputs), recipe=recipe, steps=steps, roi=roi, key=key,
+                                        path=str(folder / f"segmenter-{key}.pt")))
+        return tuple(networks)
+
+    def job_model(self, job, *, task: "SynthesisTask", state: dict | None, networks: dict[str, dict], hooks) -> "nn.Module":
         """pix2pix for one cell of ``job``: a fresh generator, the variant's frozen loss network (random, seeded,
-        or the Job's pretrained one) and eq. 5's weights; the evaluation networks are the split's (cached)."""
+        or the Job's pretrained one) and eq. 5's weights, scored by the Job's trained evaluation ``networks``."""
         method_cls = get_method(job.method)
         generator = build_backbone(GENERATOR, in_channels=len(task.sources), out_channels=len(task.targets), size=job.backbone_size, roi=job.roi)
-        loss_network = None
-        if method_cls.loss_network == "rand":  # Table III "rand.": a seeded random network, the same for every run
+        loss_network, kind = None, method_cls.loss_network_of(job.method_config)
+        if kind == "rand":  # Table III "rand.": a seeded random network, the same for every run
             loss_network = random_extractor(job.backbone, size=job.backbone_size, in_channels=1, seed=job.seed)
-        elif method_cls.loss_network != "none":
+        elif kind != "none":
             if state is None:
                 raise ValueError(f"{job.method}: no pretrained loss network in the Job (expected its pretraining)")
             net = build_backbone(job.backbone, in_channels=job.pretrain_channels[0], out_channels=job.pretrain_channels[1],
                                  size=job.backbone_size, roi=job.roi)
             net.load_state_dict(state)
-            loss_network = _cnn_extractor(net, job.backbone, job.pretrain_channels[0])
+            loss_network = cnn_extractor(net, job.backbone, job.pretrain_channels[0])
         lambda1 = method_cls.lambda1(job.method_config, task)
         model = Pix2Pix(generator, loss_network=loss_network, lambda1=lambda1, lambda2=job.method_config.lambda2,
                         discriminator_channels=job.backbone_size.unet_features[0], discriminator_lr=job.finetune_recipe.lr,
                         source_channels=len(task.sources), target_channels=len(task.targets))
-        return with_evaluator(model, build_evaluator(job, task, train=train, validation=validation, hooks=hooks))
+        specs = {n.role: n for n in job.networks}
+        return with_evaluator(model, load_evaluator(specs, networks, size=job.backbone_size, segmenter_task=task.label_task))
 
     def training_set(self, task, volumes, *, roi, length, seed, protocol: "Protocol", finetune: FinetuneSettings = FinetuneSettings()):
         """2D crops of every series (the kind splits X and Y); crops centred on foreground, as the paper drops empty slices."""

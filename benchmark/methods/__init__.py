@@ -1,5 +1,7 @@
 """SSL objectives: one file each, registered by name (explicit imports below)."""
-from benchmark.methods.base import METHODS, DataSpec, PretextTask, Recipe, get_method, list_methods, register_method  # noqa: F401
+from benchmark.methods.base import (  # noqa: F401
+    METHOD_ALIASES, METHODS, DataSpec, PretextTask, Recipe, get_method, list_methods, register_method, resolve_method_alias,
+)
 from benchmark.methods import (  # noqa: F401  (registration)
     contrastive,
     csi,

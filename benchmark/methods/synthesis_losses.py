@@ -6,16 +6,19 @@ on a frozen loss network:
 
 * ``l1``: no perceptual term (λ1 = 1): "ℓ-1 norm loss", Table III's baseline (the synthesis baseline,
   run once per loss-network backbone as scratch is for segmentation);
-* ``l1+rand_vgg`` / ``l1+rand_resnet``: a seeded, randomly initialised network ("+ rand. VGG / ResNet");
-* ``l1+coper_{swav,simsiam}_{vgg,resnet}``: the network pretrained by the suite's own SwAV / SimSiam on the
-  TARGET series only of the training cases (IV.B: "the pre-trainings were performed on specific
-  modalities to extract the perceptual representations of target modalities"), through the normal
-  pretraining cache: this class's pretraining IS the registered ``swav`` / ``simsiam`` method (looked up in
-  the registry, not imported), on one-channel volumes of the target series (``SynthesisKind.pretraining_volumes``).
+* ``l1+coper``: the CoPer loss on a loss network that its Config names (hyperparameters never live in names):
+  ``loss_network`` = ``swav`` / ``simsiam`` (the network pretrained by the suite's own SwAV / SimSiam on the
+  TARGET series only of the training cases, IV.B: "the pre-trainings were performed on specific modalities to
+  extract the perceptual representations of target modalities", through the normal pretraining cache: the
+  pretraining IS the registered method, looked up in the registry, not imported, on one-channel volumes of the
+  target series, ``SynthesisKind.pretraining_volumes``) or ``rand`` (a seeded, randomly initialised network,
+  "+ rand. VGG / ResNet": nothing pretrains); ``loss_backbone`` = ``vgg_unet`` / ``resnet_unet`` (the Job's
+  backbone). The default, SwAV-VGG, is the paper's best row.
 
-The Job's backbone is the loss network (vgg_unet / resnet_unet); the generator is the same for every
-variant (the synthesis kind's MONAI U-Net). λ1 is the only Config field and affects fine-tuning only, so it
-is left out of the pretraining cache key (``pretraining_config``): a λ1 search pretrains once.
+The six names of earlier versions (``l1+rand_vgg``, ``l1+coper_swav_resnet``, ...) are deprecated aliases of
+``l1+coper`` variants (``DEPRECATED_ALIASES``; the command line prints the new spelling). The generator is the same
+for every variant (the synthesis kind's MONAI U-Net). λ1 affects fine-tuning only, so it is left out of the
+pretraining cache key (``pretraining_config``): a λ1 search pretrains once.
 """
 from __future__ import annotations
 
@@ -27,9 +30,11 @@ from torch import nn
 
 from benchmark.blocks.groups import BACKBONES_2D, BACKBONES_3D, unsupported
 from benchmark.blocks.pretext import DataSpec, PretextTask, Recipe
-from benchmark.methods.base import get_method, register_method
+from benchmark.methods.base import get_method, register_method, register_method_alias
 
 LAMBDA2 = 10.0  # CoPer III.C: "We use the default setting λ2 = 10 [25] in all of our experiments"
+LOSS_NETWORKS = ("swav", "simsiam", "rand")  # Table III: "+ SwAV-", "+ SimSiam-", "+ rand." networks
+LOSS_BACKBONES = ("vgg_unet", "resnet_unet")  # Table III: "-VGG", "-ResNet"
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,26 @@ class SynthesisLossConfig:
             raise ValueError(f"lambda2 must be >= 0, got {self.lambda2}")
 
 
+@dataclass(frozen=True)
+class CoPerLossConfig(SynthesisLossConfig):
+    """eq. 5's weights and the CoPer loss network: how it is obtained (``loss_network``) and its backbone (``loss_backbone``)."""
+
+    loss_network: str = "swav"
+    loss_backbone: str = "vgg_unet"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.loss_network not in LOSS_NETWORKS:
+            raise ValueError(f"loss_network must be one of {', '.join(LOSS_NETWORKS)}, got {self.loss_network!r}")
+        if self.loss_backbone not in LOSS_BACKBONES:
+            raise ValueError(f"loss_backbone must be one of {', '.join(LOSS_BACKBONES)}, got {self.loss_backbone!r}")
+
+
 class SynthesisLoss(PretextTask):
-    """Base of the generator-loss methods: no pretraining, no transfer; the synthesis kind reads ``loss_network``."""
+    """Base of the generator-loss methods: no pretraining, no transfer; the synthesis kind reads ``loss_network_of``."""
 
     Config = SynthesisLossConfig
     synthesis_loss: ClassVar[bool] = True  # the synthesis kind accepts exactly these methods
-    loss_network: ClassVar[str] = "none"  # none | rand | swav | simsiam
-    network_backbone: ClassVar[str | None] = None  # the loss network's backbone (None: any, unused)
     pretrains = False
     paper = "coper_perceptual_metric"
     paper_recipe = Recipe(steps=0, batch_size=1, lr=0.0, source="no pretraining")
@@ -63,9 +81,14 @@ class SynthesisLoss(PretextTask):
     # Which tasks: the task kinds decide (``SynthesisKind`` takes only these methods; the other kinds none of them).
 
     @classmethod
+    def loss_network_of(cls, cfg: Any) -> str:
+        """How the loss network is obtained: none (pure L1), rand (seeded random) or the pretext that pretrains it."""
+        return "none"
+
+    @classmethod
     def lambda1(cls, cfg: SynthesisLossConfig, task: Any) -> float:
         """λ1 of eq. 5 for ``task``: 1 without a loss network (pure L1), else the Config's or the task's paper value."""
-        if cls.loss_network == "none":
+        if cls.loss_network_of(cfg) == "none":
             return 1.0
         return cfg.lambda1 if cfg.lambda1 is not None else task.paper_lambda1
 
@@ -73,28 +96,50 @@ class SynthesisLoss(PretextTask):
         raise RuntimeError(f"{self.registry_name} is a generator loss; it has no pretext task to run")
 
 
-class PretrainedLoss(SynthesisLoss):
-    """A loss network pretrained by the registered ``pretext`` method (SwAV / SimSiam) on the target series.
+@register_method("l1")
+class L1(SynthesisLoss):
+    """pix2pix with L1 + adversarial loss only (CoPer Table III baseline, "ℓ-1 norm loss")."""
 
-    Pretraining delegates to that method: same Config (its paper defaults), recipe, data spec and forward."""
 
-    pretrains = True
+@register_method("l1+coper")
+class L1CoPer(SynthesisLoss):
+    """L1 + CoPer loss on a SwAV / SimSiam-pretrained or random VGG / ResNet (CoPer Table III; Config: loss_network, loss_backbone)."""
+
+    Config = CoPerLossConfig
     transfer = "encoder"
     trains_whole_backbone = False  # SwAV / SimSiam read the encoder only
-    pretext: ClassVar[str]
+    backbone_from_config = True  # the Job's backbone is the Config's loss_backbone
 
     @classmethod
-    def pretext_cls(cls) -> type[PretextTask]:
-        return get_method(cls.pretext)
+    def loss_network_of(cls, cfg: CoPerLossConfig) -> str:
+        return cfg.loss_network
 
     @classmethod
-    def pretext_config(cls) -> Any:
-        return cls.pretext_cls().make_config()
+    def backbone_for(cls, cfg: CoPerLossConfig) -> str:
+        return cfg.loss_backbone
 
     @classmethod
-    def pretraining_config(cls, cfg: Any) -> dict:
-        """The pretraining cache key's configuration: the pretext's (λ1 only changes fine-tuning)."""
-        return {"pretext": cls.pretext, **dataclasses.asdict(cls.pretext_config())}
+    def pretrains_with(cls, cfg: CoPerLossConfig) -> bool:
+        """A SwAV / SimSiam loss network is pretrained (on the target series); a random one is not."""
+        return cfg.loss_network != "rand"
+
+    @classmethod
+    def pretext_cls(cls, cfg: CoPerLossConfig) -> type[PretextTask]:
+        return get_method(cfg.loss_network)
+
+    @classmethod
+    def pretext_config(cls, cfg: CoPerLossConfig) -> Any:
+        return cls.pretext_cls(cfg).make_config()
+
+    @classmethod
+    def recipe_for(cls, cfg: CoPerLossConfig) -> Recipe:
+        """The pretext method's own paper recipe (SwAV's or SimSiam's)."""
+        return cls.pretext_cls(cfg).paper_recipe if cls.pretrains_with(cfg) else cls.paper_recipe
+
+    @classmethod
+    def pretraining_config(cls, cfg: CoPerLossConfig) -> dict:
+        """The pretraining cache key's configuration: the pretext's (λ1 only changes fine-tuning; the backbone is keyed apart)."""
+        return {"pretext": cfg.loss_network, **dataclasses.asdict(cls.pretext_config(cfg))}
 
     @classmethod
     def backbone_channels(cls, cfg: Any, *, in_channels: int) -> tuple[int, int]:
@@ -102,12 +147,14 @@ class PretrainedLoss(SynthesisLoss):
         return 1, 1
 
     @classmethod
-    def data_spec(cls, cfg: Any) -> DataSpec:
-        return cls.pretext_cls().data_spec(cls.pretext_config())
+    def data_spec(cls, cfg: CoPerLossConfig) -> DataSpec:
+        return cls.pretext_cls(cfg).data_spec(cls.pretext_config(cfg)) if cls.pretrains_with(cfg) else DataSpec()
 
-    def __init__(self, backbone: nn.Module, cfg: Any, *, in_channels: int) -> None:
+    def __init__(self, backbone: nn.Module, cfg: CoPerLossConfig, *, in_channels: int) -> None:
         super().__init__(backbone, cfg, in_channels=1)
-        self.inner = self.pretext_cls()(backbone, self.pretext_config(), in_channels=1)
+        if not self.pretrains_with(cfg):
+            raise ValueError("l1+coper:loss_network=rand has no pretraining (a seeded random network)")
+        self.inner = self.pretext_cls(cfg)(backbone, self.pretext_config(cfg), in_channels=1)
 
     def configure_schedule(self, *, recipe: Recipe, steps: int) -> None:
         self.inner.configure_schedule(recipe=recipe, steps=steps)
@@ -119,75 +166,14 @@ class PretrainedLoss(SynthesisLoss):
         return self.inner({**batch, "image": image.reshape(-1, 1, *image.shape[2:])}, generator=generator)
 
 
-def _only(backbone: str) -> dict[str, str]:
-    return {b: f"the loss network of this method is {backbone!r} by its name" if b in BACKBONES_2D else
-            "the CoPer loss and the pix2pix generator work on 2D slices (CoPer VI)" for b in (*BACKBONES_2D, *BACKBONES_3D) if b != backbone}
-
-
-@register_method("l1")
-class L1(SynthesisLoss):
-    """pix2pix with L1 + adversarial loss only (CoPer Table III baseline, "ℓ-1 norm loss")."""
-
-    loss_network = "none"
-
-
-@register_method("l1+rand_vgg")
-class L1RandVGG(SynthesisLoss):
-    """L1 + CoPer loss on a seeded random VGG (CoPer Table III, "+ rand. VGG")."""
-
-    loss_network, network_backbone, default_backbone = "rand", "vgg_unet", "vgg_unet"
-    supported_backbones, unsupported_backbones = ("vgg_unet",), _only("vgg_unet")
-
-
-@register_method("l1+rand_resnet")
-class L1RandResNet(SynthesisLoss):
-    """L1 + CoPer loss on a seeded random ResNet (CoPer Table III, "+ rand. ResNet")."""
-
-    loss_network, network_backbone, default_backbone = "rand", "resnet_unet", "resnet_unet"
-    supported_backbones, unsupported_backbones = ("resnet_unet",), _only("resnet_unet")
-
-
-@register_method("l1+coper_swav_vgg")
-class L1CoPerSwAVVGG(PretrainedLoss):
-    """L1 + CoPer loss on a SwAV-pretrained VGG, pretrained on the target series (CoPer Table III, "+ SwAV-VGG")."""
-
-    loss_network = pretext = "swav"
-    network_backbone = default_backbone = "vgg_unet"
-    supported_backbones, unsupported_backbones = ("vgg_unet",), _only("vgg_unet")
-
-
-@register_method("l1+coper_swav_resnet")
-class L1CoPerSwAVResNet(PretrainedLoss):
-    """L1 + CoPer loss on a SwAV-pretrained ResNet, pretrained on the target series (CoPer Table III, "+ SwAV-ResNet")."""
-
-    loss_network = pretext = "swav"
-    network_backbone = default_backbone = "resnet_unet"
-    supported_backbones, unsupported_backbones = ("resnet_unet",), _only("resnet_unet")
-
-
-@register_method("l1+coper_simsiam_vgg")
-class L1CoPerSimSiamVGG(PretrainedLoss):
-    """L1 + CoPer loss on a SimSiam-pretrained VGG, pretrained on the target series (CoPer Table III, "+ SimSiam-VGG")."""
-
-    loss_network = pretext = "simsiam"
-    network_backbone = default_backbone = "vgg_unet"
-    supported_backbones, unsupported_backbones = ("vgg_unet",), _only("vgg_unet")
-
-
-@register_method("l1+coper_simsiam_resnet")
-class L1CoPerSimSiamResNet(PretrainedLoss):
-    """L1 + CoPer loss on a SimSiam-pretrained ResNet, pretrained on the target series (CoPer Table III, "+ SimSiam-ResNet")."""
-
-    loss_network = pretext = "simsiam"
-    network_backbone = default_backbone = "resnet_unet"
-    supported_backbones, unsupported_backbones = ("resnet_unet",), _only("resnet_unet")
-
-
-class _RecipeFromPretext:
-    """``paper_recipe`` of a pretrained loss = its pretext method's, read at access time (registry lookup)."""
-
-    def __get__(self, obj, owner) -> Recipe:
-        return get_method(owner.pretext).paper_recipe
-
-
-PretrainedLoss.paper_recipe = _RecipeFromPretext()
+# The method names of earlier versions: each is an ``l1+coper`` variant (the defaults, swav and vgg_unet, left out).
+DEPRECATED_ALIASES = {
+    "l1+rand_vgg": "l1+coper:loss_network=rand",
+    "l1+rand_resnet": "l1+coper:loss_network=rand:loss_backbone=resnet_unet",
+    "l1+coper_swav_vgg": "l1+coper",
+    "l1+coper_swav_resnet": "l1+coper:loss_backbone=resnet_unet",
+    "l1+coper_simsiam_vgg": "l1+coper:loss_network=simsiam",
+    "l1+coper_simsiam_resnet": "l1+coper:loss_network=simsiam:loss_backbone=resnet_unet",
+}
+for _old, _new in DEPRECATED_ALIASES.items():
+    register_method_alias(_old, _new)

@@ -129,7 +129,7 @@ def coper_distance(x0: torch.Tensor, x1: torch.Tensor, extractor: FeatureExtract
 
 
 # ---- networks ----------------------------------------------------------------------------------------
-def _cnn_extractor(backbone: nn.Module, name: str, in_channels: int) -> FeatureExtractor:
+def cnn_extractor(backbone: nn.Module, name: str, in_channels: int) -> FeatureExtractor:
     layers = FEATURE_LAYERS[name]
 
     def features(x: torch.Tensor) -> list[torch.Tensor]:
@@ -181,7 +181,7 @@ def random_extractor(backbone: str, *, size: BackboneSize | str = "paper", in_ch
             raise BenchmarkInputError(f"rand:{backbone}: no CoPer features for this backbone; expected one of "
                                       f"{', '.join(('rand:' + b for b in (*CNN_BACKBONES, 'vit')))}")
         net = build_backbone(backbone, in_channels=in_channels, out_channels=1, size=size, roi=(64, 64))
-    return _cnn_extractor(net, backbone, in_channels)
+    return cnn_extractor(net, backbone, in_channels)
 
 
 def resolve_size(size: BackboneSize | str | dict) -> BackboneSize:
@@ -228,7 +228,7 @@ def load_extractor(spec: str | Path, *, size: BackboneSize | str = "paper", seed
         net.load_state_dict(ckpt["backbone"], strict=True)
     except RuntimeError as exc:
         raise BenchmarkInputError(f"{path}: the weights do not fit a {name} of the size its job states ({exc})") from None
-    extractor = _cnn_extractor(net, name, in_ch)
+    extractor = cnn_extractor(net, name, in_ch)
     extractor.name = f"{job.get('method', '?')}-{name}"
     return extractor
 

@@ -7,7 +7,7 @@ Per test case, over its axial slices that hold foreground (the real target is no
   the images rescaled by the REAL target's intensity range of the case ([min, max] -> [0, 1]; data range 1);
 * ``coper``: the CoPer metric (III.B, weights one) with the paper's evaluation network: a SwAV-pretrained VGG
   (SwAV is the paper's choice for domain-specific representations, V.B) trained on the TARGET series of the
-  split's non-test cases, like the ``l1+coper_swav_vgg`` loss network (trained separately here, so that a run
+  split's non-test cases, like the default ``l1+coper`` loss network (trained separately here, so that a run
   without that method still has it);
 * ``lpips``: the LPIPS formula (Zhang et al. 2018) with the ``lpips`` package's own randomly initialised
   VGG-16 trunk and no calibrated linear layers (``pretrained=False, pnet_rand=True, lpips=False``: nothing is
@@ -16,24 +16,25 @@ Per test case, over its axial slices that hold foreground (the real target is no
   trained on REAL images (the base task's kind, all its series) applied to the case with its target series
   replaced by the synthetic one (Table III's downstream Dice; the "upper bound" is that network on the real case).
 
-The segmentation and CoPer networks are trained once per task / seed / split and cached by content hash in
-``<cache>/synthesis_eval/`` (a lock file makes concurrent jobs train them once), so every method of a
-comparison is scored by the same networks.
+The segmentation and CoPer networks are planned with each Job (``SynthesisKind.planned_networks``: keyed by content
+hash, cached in ``<cache>/synthesis_eval/``), trained by the loops before the cells like a pretraining
+(``benchmark.train.run_job``: once across concurrent Jobs, DDP-safe, their time counted as pretraining, nothing
+reported into a search trial's metric stream), and only loaded here, so every method of a comparison is scored by
+the same networks.
 """
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from benchmark.datasources import fingerprint
+from benchmark.backbones import build_backbone
 from benchmark.inference import predict_volume
-from benchmark.perceptual.metric import FeatureExtractor, coper_distance
+from benchmark.perceptual.metric import FeatureExtractor, cnn_extractor, coper_distance
 
 LPIPS_SEED = 0
 
@@ -111,100 +112,21 @@ def quality_rows(fake: torch.Tensor, real: torch.Tensor, *, evaluator: Evaluator
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
-# ---- the cached networks ----------------------------------------------------------------------------------
-def _cached(path: Path, build, *, log) -> dict:
-    """``torch.load(path)`` or ``build()`` saved there atomically, under a lock (one training across jobs)."""
-    from filelock import FileLock
-
-    from benchmark.train import save_atomic
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
-        if path.exists():
-            log(f"  synthesis evaluation network reused from cache {path.name}")
-            return torch.load(path, map_location="cpu", weights_only=True)
-        state = build()
-        save_atomic(state, path)
-        return state
-
-
-def build_evaluator(job, task, *, train: list, validation: list, hooks) -> Evaluator:
-    """The segmenter (base task, real images) and the SwAV-VGG metric network of ``job``'s split, cached."""
-    from benchmark.backbones import build_backbone
-    from benchmark.perceptual.metric import _cnn_extractor
-    from benchmark.profiles import get_profile
-    from benchmark.store import content_hash
-
-    cases = {c.case_id: c for c in task.find_cases(Path(job.data_root))}
-    base_key = {"task": task.ref, "data": fingerprint([cases[i] for i in (*job.train_ids, *job.val_ids)]), "seed": job.seed,
-                "train_ids": list(job.train_ids), "val_ids": list(job.val_ids), "volume_size": job.volume_size,
-                "backbone_size": dataclasses.asdict(job.backbone_size), "version": 1}
-    cache = Path(job.cache_dir) / "synthesis_eval"
-    profile = get_profile(job.profile)
-
-    # CoPer metric network: SwAV on vgg_unet, the target series of every non-test case (IV.B).
-    from benchmark.methods import get_method
-
-    swav = get_method("swav")
-    recipe, roi = profile.pretrain_recipe(swav, "vgg_unet"), tuple(profile.rois["vgg_unet"])
-    pool = target_series_volumes(task, [*train, *validation])
-    steps = recipe.steps_for(sum(v.image.shape[-1] for v in pool))
-    size = job.backbone_size
-    key = content_hash({**base_key, "what": "coper_metric", "pretext": "swav", "config": dataclasses.asdict(swav.make_config()),
-                        "recipe": dataclasses.asdict(recipe), "steps": steps, "roi": roi, "series": list(task.targets)})
-
-    def train_metric() -> dict:
-        from benchmark.train import pretrain
-
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(job.seed)
-            net = build_backbone("vgg_unet", in_channels=1, out_channels=1, size=size, roi=roi)
-            method = swav(net, swav.make_config(), in_channels=1).to(hooks.device)
-            pretrain(method, pool, recipe=recipe, steps=steps, roi=roi, seed=job.seed, hooks=hooks, protocol=job.protocol)
-        return {"backbone": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
-
-    metric_state = _cached(cache / f"coper-{key}.pt", train_metric, log=hooks.log)
-    metric_net = build_backbone("vgg_unet", in_channels=1, out_channels=1, size=size, roi=roi)
-    metric_net.load_state_dict(metric_state["backbone"])
-    extractor = _cnn_extractor(metric_net, "vgg_unet", 1)
-
-    segmenter = None
-    if task.label_task is not None:
-        segmenter = _segmenter(job, task.label_task, base_key=base_key, cache=cache, train=train, validation=validation, hooks=hooks)
-    return Evaluator(metric_network=extractor, lpips_net=lpips_network(), segmenter=segmenter, segmenter_roi=tuple(profile.rois["unet2d"]))
-
-
-def _segmenter(job, base_task, *, base_key: dict, cache: Path, train: list, validation: list, hooks) -> nn.Module:
-    """A ``unet2d`` segmentation network of the base task trained on the real images of the split's training
-    cases (all of them, every series), validation-selected: the same network for every method."""
-    from benchmark.backbones import build_backbone
-    from benchmark.store import content_hash
-    from benchmark.train import ModelSelection, finetune
-
-    from benchmark.profiles import get_profile
-
-    profile = get_profile(job.profile)  # the profile's segmentation recipe of unet2d, as for any segmentation task
-    recipe, roi = profile.finetune_recipes["unet2d"], tuple(profile.rois["unet2d"])
-    steps = recipe.steps_for(job.finetune_samples)
-    size, in_channels = job.backbone_size, len(base_task.channels)
-    key = content_hash({**base_key, "what": "segmenter", "network": "unet2d", "recipe": dataclasses.asdict(recipe), "steps": steps, "roi": roi,
-                        "protocol": dataclasses.asdict(job.protocol)})
-    build = lambda: build_backbone("unet2d", in_channels=in_channels, out_channels=base_task.num_outputs, size=size, roi=roi)  # noqa: E731
-
-    def train_segmenter() -> dict:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(job.seed)
-            model = build().to(hooks.device)
-            every = max(1, steps // job.protocol.validations_per_finetune)
-            selection = ModelSelection(model, base_task, validation, every=every, roi=roi, hooks=hooks, protocol=job.protocol)
-            finetune(model, base_task, train, recipe=recipe, steps=steps, roi=roi, seed=job.seed, hooks=hooks,
-                     tag=f"segmenter {base_task.name} (real images)", protocol=job.protocol, selection=selection)
-            selection.restore_best()
-        return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
-
-    model = build()
-    model.load_state_dict(_cached(cache / f"segmenter-{key}.pt", train_segmenter, log=hooks.log)["model"])
-    return model.eval().requires_grad_(False)
+# ---- the evaluation networks (planned with the Job, trained by the loops; only loaded here) -----------------------
+def load_evaluator(specs: dict, states: dict[str, dict], *, size, segmenter_task=None) -> Evaluator:
+    """The Evaluator from the Job's trained networks: ``specs`` (role -> ``benchmark.job.NetworkSpec``) and ``states``
+    (role -> what ``benchmark.train`` saved: {"backbone": ...} for the CoPer network, {"model": ...} for the segmenter)."""
+    metric = specs["coper_metric"]
+    metric_net = build_backbone(metric.backbone, in_channels=metric.channels[0], out_channels=metric.channels[1], size=size, roi=metric.roi)
+    metric_net.load_state_dict(states["coper_metric"]["backbone"])
+    extractor = cnn_extractor(metric_net, metric.backbone, metric.channels[0])
+    segmenter, segmenter_roi = None, ()
+    if segmenter_task is not None and "segmenter" in specs:
+        spec = specs["segmenter"]
+        segmenter = build_backbone(spec.backbone, in_channels=spec.channels[0], out_channels=spec.channels[1], size=size, roi=spec.roi)
+        segmenter.load_state_dict(states["segmenter"]["model"])
+        segmenter, segmenter_roi = segmenter.eval().requires_grad_(False), tuple(spec.roi)
+    return Evaluator(metric_network=extractor, lpips_net=lpips_network(), segmenter=segmenter, segmenter_roi=segmenter_roi)
 
 
 @torch.no_grad()
