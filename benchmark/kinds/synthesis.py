@@ -24,10 +24,9 @@ import torch
 from benchmark.backbones import build_backbone
 from benchmark.data import CropDataset
 from benchmark.inference import predict_volume
-from benchmark.kinds.base import TaskKind, register_kind
-from benchmark.methods import get_method, list_methods
 from benchmark.job import NetworkSpec
-from benchmark.kinds.base import NetworkPlanning
+from benchmark.kinds.base import NetworkPlanning, TaskKind, register_kind
+from benchmark.methods import get_method, list_methods
 from benchmark.perceptual.metric import cnn_extractor, random_extractor
 from benchmark.records import FinetuneSettings, MetricInfo, MetricRow
 from benchmark.store import content_hash
@@ -124,10 +123,10 @@ class SynthesisKind(TaskKind):
         or the Job's pretrained one) and eq. 5's weights, scored by the Job's trained evaluation ``networks``."""
         method_cls = get_method(job.method)
         generator = build_backbone(GENERATOR, in_channels=len(task.sources), out_channels=len(task.targets), size=job.backbone_size, roi=job.roi)
-        loss_network, kind = None, method_cls.loss_network_of(job.method_config)
-        if kind == "rand":  # Table III "rand.": a seeded random network, the same for every run
+        loss_network, source = None, method_cls.loss_network_of(job.method_config)
+        if source == "rand":  # Table III "rand.": a seeded random network, the same for every run
             loss_network = random_extractor(job.backbone, size=job.backbone_size, in_channels=1, seed=job.seed)
-        elif kind != "none":
+        elif source != "none":
             if state is None:
                 raise ValueError(f"{job.method}: no pretrained loss network in the Job (expected its pretraining)")
             net = build_backbone(job.backbone, in_channels=job.pretrain_channels[0], out_channels=job.pretrain_channels[1],
