@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import BenchmarkInputError
-from benchmark.records import FinetuneSettings
+from benchmark.records import PRECISION_CHOICES, ExecutionSettings, FinetuneSettings
 from benchmark.request import RayOptions, ReportOptions, RunRequest, SearchOptions
 
 DEFAULT_CACHE = Path(os.environ.get("MEDSSL_CACHE", Path.home() / ".cache" / "medssl-bench"))
@@ -76,10 +76,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="pretrained checkpoints and synthetic data (default: %(default)s; env MEDSSL_CACHE)")
     p.add_argument("--address", help="Ray cluster to join, e.g. 'auto' (default: start an embedded local cluster)")
     p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers per job (DDP) (default: %(default)s)")
-    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray Train worker (default: %(default)s)")
+    p.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray Train worker (default: 1 when the cluster has GPUs, else 0)")
     p.add_argument("--cpus-per-worker", type=float, help="CPUs per Ray Train worker (default: half the cluster's CPUs per job)")
     p.add_argument("--concurrency", type=int, help="Ray Train jobs at once (default: as many as the resources fit)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard with the embedded cluster")
+    p.add_argument("--prepare", action="store_true",
+                   help="only decode and pre-process the tasks' cases once into the cache (memory-mapped arrays every Job shares), then exit")
+    p.add_argument("--prepare-workers", type=int, metavar="K", help="processes preparing cases at once (default: the CPUs of this machine)")
+    p.add_argument("--loader-workers", type=int, default=0, metavar="K",
+                   help="DataLoader processes building each Job's training batches (same batches for any K) (default: %(default)s)")
+    p.add_argument("--max-steps", type=int, metavar="N",
+                   help="cap every training stage at N steps (a dry run: memory and step time; its rows are marked as not results)")
+    p.add_argument("--precision", choices=list(PRECISION_CHOICES), default="fp32",
+                   help="training precision: autocast to bf16 / fp16 (fp16 with loss scaling) (default: %(default)s)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the trained networks")
+    p.add_argument("--channels-last", action="store_true", help="2D networks in channels-last memory format on CUDA")
+    p.add_argument("--yes", action="store_true", help="start a paper-profile run whose estimate exceeds an hour on a machine without GPUs")
     p.add_argument("--tune", type=int, default=0, metavar="N",
                    help="search each method's hyperparameters (search_spaces/<method>.py) with N Ray Tune + Optuna trials per method x "
                         "backbone x task on the validation cases, then run every cell with the best configuration (default: no search)")
@@ -253,6 +265,13 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
     if args.mixup_alpha is not None and args.mixup_alpha <= 0:
         raise BenchmarkInputError(f"--mixup-alpha {args.mixup_alpha}: expected > 0")
     profile = get_profile(args.profile or ("paper" if roots else "smoke"))
+    try:
+        execution = ExecutionSettings(precision=args.precision, compile=args.compile, loader_workers=args.loader_workers,
+                                      max_steps=args.max_steps, channels_last=args.channels_last)
+    except ValueError as exc:
+        raise BenchmarkInputError(str(exc)) from None
+    if args.prepare_workers is not None and args.prepare_workers < 1:
+        raise BenchmarkInputError(f"--prepare-workers {args.prepare_workers}: expected >= 1")
     run_name = args.run_name or dt.datetime.now().strftime("run-%Y%m%d-%H%M%S")
     fractions = parse_fractions(args.fractions)
     if args.tune < 0:
@@ -279,6 +298,7 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
         report=ReportOptions(test=args.stat_test, holm=args.holm, publish=args.publish), argv=tuple(argv if argv is not None else sys.argv),
         search=SearchOptions(trials=args.tune, fraction=tune_fraction, finetune_lr=args.tune_finetune, finetune_batch_size=args.tune_batch_size,
                              max_concurrent=args.max_concurrent_trials),
+        execution=execution, prepare_only=args.prepare, prepare_workers=args.prepare_workers, confirmed=args.yes,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,10 +37,13 @@ def load_volumes(task: Task, cases: list[Case], *, volume_size: tuple[int, int, 
     raise ValueError(f"task {task.name}: unknown in-plane pre-processing {mode!r}; expected 'resize' or 'crop_pad'")
 
 
-def load_corpus(parts, *, modalities: tuple[str, ...], volume_size: tuple[int, int, int] | None) -> tuple[list[Volume], list[tuple[int, ...]]]:
+def load_corpus(parts, *, modalities: tuple[str, ...], volume_size: tuple[int, int, int] | None,
+                read: Callable[..., list[Volume]] | None = None) -> tuple[list[Volume], list[tuple[int, ...]]]:
     """The volumes of a pretraining corpus (``benchmark.job.CorpusPart``s: several tasks' non-test cases and their
     ``--pretrain-extra`` cases, each read and normalised by its own task) and, per volume, each channel's index in
-    the corpus's modality vocabulary ``modalities`` (``Task.modalities``)."""
+    the corpus's modality vocabulary ``modalities`` (``Task.modalities``). ``read(task, cases, volume_size=...)``
+    reads them (default ``load_volumes``; the loops pass the prepared, memory-mapped reader)."""
+    read = read or load_volumes
     volumes, modality_ids = [], []
     for part in parts:
         task = get_task(part.task_ref)
@@ -53,7 +57,7 @@ def load_corpus(parts, *, modalities: tuple[str, ...], volume_size: tuple[int, i
         unknown = [m for m in task.modalities if m not in modalities]
         if unknown:
             raise BenchmarkInputError(f"pretraining corpus: task {task.name}'s modalities {unknown} are not in the corpus vocabulary {list(modalities)}")
-        loaded = load_volumes(task, [cases[i] for i in part.case_ids], volume_size=volume_size)
+        loaded = read(task, [cases[i] for i in part.case_ids], volume_size=volume_size)
         volumes += loaded
         modality_ids += [tuple(modalities.index(m) for m in task.modalities)] * len(loaded)
     return volumes, modality_ids
@@ -142,26 +146,55 @@ def random_crop(
     if len(roi) == 2:
         z = _pick_slice(volume, rng, foreground)
         image, label = image[..., z], label[..., z]
+        points = np.argwhere(label[0] > 0) if foreground else None  # one slice: cheap to scan
+    else:  # the whole volume's labelled voxels (trailing zero padding moves none of them), from its index when prepared
+        points = foreground_points(volume) if foreground else None
     image, label = _pad_to(image, roi), _pad_to(label, roi)
     spatial = image.shape[1:]
-    if foreground and label.any():
-        points = np.argwhere(label[0] > 0)
+    if foreground and len(points):
         centre = points[rng.integers(len(points))]
         start = [int(np.clip(c - r // 2, 0, s - r)) for c, r, s in zip(centre, roi, spatial)]
     else:
         start = [int(rng.integers(0, s - r + 1)) for r, s in zip(roi, spatial)]
     window = tuple(slice(a, a + r) for a, r in zip(start, roi))
-    return image[(slice(None), *window)], label[(slice(None), *window)]
+    # Copies (a prepared volume's crop is a view of its memory map); labels as int64 whatever type they are stored in.
+    return np.array(image[(slice(None), *window)], dtype=np.float32), np.array(label[(slice(None), *window)], dtype=np.int64)
+
+
+# ---- where a volume's content is: from its prepared index, else scanned (the same values either way) -----------
+def body_slices(volume: Volume) -> np.ndarray:
+    """The axial slices with any non-zero voxel in any channel."""
+    if volume.index is not None and volume.index.describes(volume):
+        return volume.index.body_slices
+    return np.flatnonzero((volume.image != 0).reshape(-1, volume.image.shape[-1]).any(axis=0))
+
+
+def labelled_slices(volume: Volume) -> np.ndarray:
+    """The axial slices with any non-zero label (empty without label map)."""
+    if volume.label is None:
+        return np.zeros(0, dtype=np.int64)
+    if volume.index is not None and volume.index.describes(volume):
+        return volume.index.labelled_slices
+    return np.flatnonzero(volume.label.reshape(-1, volume.label.shape[-1]).any(axis=0))
+
+
+def foreground_points(volume: Volume) -> np.ndarray:
+    """[K, 3] coordinates of every voxel with label > 0, in C order (``np.argwhere``); [0, 3] without label map."""
+    if volume.label is None:
+        return np.zeros((0, 3), dtype=np.int64)
+    if volume.index is not None and volume.index.describes(volume):
+        return volume.index.foreground
+    return np.argwhere(volume.label > 0)
 
 
 def _pick_slice(volume: Volume, rng: np.random.Generator, foreground: bool) -> int:
     """An axial slice: a labelled one for a ``foreground`` sample (when the volume has any), else a non-empty one."""
     depth = volume.image.shape[-1]
-    if foreground and volume.label is not None:
-        labelled = np.flatnonzero(volume.label.reshape(-1, depth).any(axis=0))
+    if foreground:
+        labelled = labelled_slices(volume)
         if labelled.size:
             return int(labelled[rng.integers(labelled.size)])
-    body = np.flatnonzero((volume.image != 0).reshape(-1, depth).any(axis=0))  # skip empty slices
+    body = body_slices(volume)  # skip empty slices
     return int(body[rng.integers(body.size)]) if body.size else int(rng.integers(depth))
 
 
@@ -288,7 +321,7 @@ class SourcePoolDataset(Dataset):
         """
         volume = self.volumes[int(rng.integers(len(self.volumes)))]
         depth = volume.image.shape[-1]
-        body = np.flatnonzero((volume.image != 0).reshape(-1, depth).any(axis=0))  # as random_crop's _pick_slice
+        body = body_slices(volume)  # as random_crop's _pick_slice
         z0 = int(body[rng.integers(body.size)]) if body.size else int(rng.integers(depth))
         used = {z0}
         candidates = body.tolist() if body.size else list(range(depth))  # non-targets: non-empty slices, as the target

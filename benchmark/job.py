@@ -21,7 +21,7 @@ from typing import Any
 from benchmark.backbones import BackboneSize
 from benchmark.methods import Recipe, get_method
 from benchmark.protocol import Protocol
-from benchmark.records import FinetuneSettings, MetricRow
+from benchmark.records import ExecutionSettings, FinetuneSettings, MetricRow
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,10 @@ class CellResult:
     curve: tuple[tuple[int, str, float], ...] = ()  # (fine-tuning step, metric, value): validation score and loss
     selected_step: int | None = None  # the validation-selected checkpoint's step (None: no validation case)
     validation_score: float | None = None
+    step_seconds: dict[str, float] = dataclasses.field(default_factory=dict)  # stage -> measured seconds per optimiser step
+    # stage -> wall seconds: training loops (pretrain and network ones are the Job's, shared by its cells; 0 when cached),
+    # this cell's finetune (steps only), validation (model selection) and test evaluation
+    stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,6 +137,8 @@ class Job:
     tuned_params: dict[str, Any] = dataclasses.field(default_factory=dict)  # chosen by a search (benchmark.plan.apply_params)
     search_budget: int = 0  # trials of that search; 0: paper defaults
     networks: tuple[NetworkSpec, ...] = ()  # the kind's evaluation networks (planned, trained before the cells)
+    execution: ExecutionSettings = ExecutionSettings()  # precision, compile, loader workers, step cap (recorded per cell)
+    prepared_dir: str | None = None  # the prepared, memory-mapped cases (benchmark.prepared); None: decode the files in memory
 
     @property
     def title(self) -> str:

@@ -23,7 +23,8 @@ from benchmark.kinds import NetworkPlanning, kind_of, resolve_finetune_loss, res
 from benchmark.methods import get_method
 from benchmark.profiles import Profile
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
-from benchmark.records import FinetuneSettings
+from benchmark.prepared import prepared_dir
+from benchmark.records import ExecutionSettings, FinetuneSettings
 from benchmark.spatial_augmentation import resolve_policy
 from benchmark.store import content_hash, pretrain_checkpoint_path
 from tasks import Task
@@ -158,6 +159,7 @@ def build_plan(
     protocol: Protocol | None = None,
     corpus: list[TaskData] | None = None,
     workers: int = 1,
+    execution: ExecutionSettings = ExecutionSettings(),
 ) -> Plan:
     """Every Job of the run. ``methods``: scratch is added once per backbone that a runnable method uses
     (the fair-comparison baseline), or run alone when it is the only entry.
@@ -166,7 +168,8 @@ def build_plan(
     pretraining corpus for the methods that pretrain on single-modality samples tagged with their modality (DAE:
     its paper pretrains once on a curated CT + MRI set, then fine-tunes on each task). Such a method pretrains
     once per seed and fold on the corpus, and every task of the run fine-tunes that checkpoint. The test cases
-    of every corpus task are excluded. ``workers``: DDP workers per Job (a batch-wise loss sees their global batch)."""
+    of every corpus task are excluded. ``workers``: DDP workers per Job (a batch-wise loss sees their global batch).
+    ``execution``: how the loops run (``with_execution``); every Job reads its cases prepared under the cache."""
     protocol = protocol or profile.protocol
     corpus_splits = _corpus_splits(corpus, seeds=seeds, folds=folds) if corpus else None
     if not 0.0 <= finetune.missing_series <= 1.0:
@@ -228,7 +231,8 @@ def build_plan(
                     parts = corpus_splits[(seed, fold)] if on_corpus else ()
                     jobs.append(_job(entry, method_cls, cfg, bb, td, seed=seed, fold=fold, n_folds=folds, train_ids=fit_ids, val_ids=val_ids, test_ids=test_ids,
                                      pretrain_ids=pretrain_ids, cells=tuple(share), profile=profile, cache_dir=cache_dir, finetune=task_finetune,
-                                     protocol=protocol, na_reason=na_reason, corpus=parts, modalities=tuple(modalities) if on_corpus else ()))
+                                     protocol=protocol, na_reason=na_reason, corpus=parts, modalities=tuple(modalities) if on_corpus else (),
+                                     execution=execution))
     return Plan(jobs=tuple(jobs), profile=profile)
 
 
@@ -339,7 +343,8 @@ def _epoch_size(td: TaskData, ids: list[str], *, two_d: bool, volume_size) -> in
 
 def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, seed: int, fold: int, n_folds: int, train_ids, val_ids, test_ids,
          pretrain_ids, cells: tuple[CellSpec, ...], profile: Profile, cache_dir: Path, finetune: FinetuneSettings, protocol: Protocol,
-         na_reason: str | None, corpus: tuple[CorpusPart, ...] = (), modalities: tuple[str, ...] = ()) -> Job:
+         na_reason: str | None, corpus: tuple[CorpusPart, ...] = (), modalities: tuple[str, ...] = (),
+         execution: ExecutionSettings = ExecutionSettings()) -> Job:
     network = kind_of(td.task).finetune_network(backbone)  # synthesis: the generator's crop and recipe, whatever the loss network
     roi = tuple(profile.rois[network])
     ft_recipe = profile.finetune_recipes[network]
@@ -349,7 +354,7 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
         label_aware=method_cls.is_label_aware(cfg), train_ids=tuple(train_ids), val_ids=tuple(val_ids), test_ids=tuple(test_ids), roi=roi,
         in_channels=len(td.task.channels),
         volume_size=tuple(profile.volume_size) if profile.volume_size else None, finetune_recipe=ft_recipe, finetune=finetune,
-        protocol=protocol, cells=cells,
+        protocol=protocol, cells=cells, prepared_dir=str(prepared_dir(cache_dir)),
     )
     if na_reason is not None:
         return Job(**common, pretrain_channels=(0, 0), pretrain=None, finetune_steps=0, finetune_rounds=1, validation_every=1, na_reason=na_reason)
@@ -386,8 +391,32 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
         profile=profile, cache_dir=Path(cache_dir), seed=seed, train_ids=tuple(train_ids), val_ids=tuple(val_ids), data_fingerprint=td.fingerprint,
         epoch_slices=_epoch_size(td, [*train_ids, *val_ids], two_d=True, volume_size=profile.volume_size), finetune_samples=samples,
         protocol=protocol))
-    return Job(**common, pretrain_channels=tuple(channels), pretrain=pretrain, finetune_steps=steps, finetune_samples=samples, networks=networks,
-               finetune_rounds=method_cls.finetune_rounds(cfg), validation_every=max(1, steps // protocol.validations_per_finetune))
+    job = Job(**common, pretrain_channels=tuple(channels), pretrain=pretrain, finetune_steps=steps, finetune_samples=samples, networks=networks,
+              finetune_rounds=method_cls.finetune_rounds(cfg), validation_every=max(1, steps // protocol.validations_per_finetune))
+    return with_execution(job, execution)
+
+
+def with_execution(job: Job, execution: ExecutionSettings) -> Job:
+    """``job`` run with ``execution``: what changes the numbers changes the keys (a precision other than fp32, a
+    step cap), so a bf16 or a capped (dry-run) pretraining, evaluation network or cell is never taken for the fp32,
+    full-length one, in the cache or on resume; the keys of a default run stay those of older runs.
+
+    ``max_steps`` caps every training stage (pretraining, fine-tuning, the evaluation networks); data, crop sizes,
+    validation (always at a stage's last step) and the test evaluation stay as planned."""
+    key_extra = {**execution.numeric_key(), **({"max_steps": execution.max_steps} if execution.max_steps else {})}
+    job = dataclasses.replace(job, execution=execution)
+    if not key_extra or job.na_reason:
+        return job
+    cap = execution.max_steps or float("inf")
+
+    def rekeyed(spec):
+        key = content_hash({"base": spec.key, **key_extra})
+        return dataclasses.replace(spec, steps=int(min(spec.steps, cap)), key=key, path=str(Path(spec.path).with_name(f"{key}.pt")))
+
+    cells = tuple(dataclasses.replace(c, cell_id=f"{c.cell_id.rsplit('|', 1)[0]}|{content_hash({'base': c.cell_id.rsplit('|', 1)[-1], **key_extra}, 8)}")
+                  for c in job.cells)
+    return dataclasses.replace(job, pretrain=rekeyed(job.pretrain) if job.pretrain else None, networks=tuple(rekeyed(n) for n in job.networks),
+                               finetune_steps=int(min(job.finetune_steps, cap)), cells=cells)
 
 
 def _corpus_pretraining(entry: MethodEntry, cfg, backbone: str, recipe, *, corpus: tuple[CorpusPart, ...], modalities: tuple[str, ...], seed: int,
@@ -437,6 +466,7 @@ def apply_params(job: Job, params: dict[str, Any], *, search_budget: int = 0) ->
     config_id = content_hash({"base": job.cells[0].cell_id.rsplit("|", 1)[-1], "tuned": params}, 8)
     cells = tuple(dataclasses.replace(c, cell_id=f"{c.cell_id.rsplit('|', 1)[0]}|{config_id}") for c in job.cells)
     channels = tuple(get_method(job.method).backbone_channels(cfg, in_channels=job.in_channels))  # e.g. CSI: C x M̃ inputs
-    return dataclasses.replace(job, method_config=cfg, pretrain=pretrain, pretrain_channels=channels, finetune_recipe=ft_recipe, finetune_steps=ft_steps,
-                               validation_every=max(1, ft_steps // job.protocol.validations_per_finetune), cells=cells,
-                               tuned_params=dict(params), search_budget=search_budget)
+    tuned = dataclasses.replace(job, method_config=cfg, pretrain=pretrain, pretrain_channels=channels, finetune_recipe=ft_recipe, finetune_steps=ft_steps,
+                                validation_every=max(1, ft_steps // job.protocol.validations_per_finetune), cells=cells,
+                                tuned_params=dict(params), search_budget=search_budget)
+    return with_execution(tuned, job.execution)

@@ -74,6 +74,15 @@ def start_ray(address: str | None, *, dashboard: bool = True, connect_timeout_s:
     return f"http://{url}" if url and not url.startswith("http") else url
 
 
+def is_started() -> bool:
+    return ray.is_initialized()
+
+
+def cluster_gpus() -> float:
+    """The GPUs of the Ray cluster this process is connected to."""
+    return float(ray.cluster_resources().get("GPU", 0.0))
+
+
 def dashboard_token_hint() -> str:
     """How to open the dashboard: Ray 2.60 asks for the token it keeps in ~/.ray/auth_token."""
     token = Path.home() / ".ray" / "auth_token"

@@ -102,3 +102,38 @@ class FinetuneSettings:
 
 FINETUNE_LOSS_CHOICES = ("auto", "default", "dicefocal")
 TTA_CHOICES = ("auto", "none", "flip")
+
+
+PRECISION_CHOICES = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """How the loops run, shared by every Job of a run and recorded per cell: nothing here changes what is compared.
+
+    ``precision``: fp32, or autocast to bf16 / fp16 (fp16 with a GradScaler; a method's half-precision-unstable
+    terms, e.g. DAE's cross-modal contrastive loss, stay fp32). ``compile``: ``torch.compile`` the trained network.
+    ``loader_workers``: DataLoader worker processes building the training samples (0: in the training process;
+    every sample is seeded by its index, so the batches and the results are the same for any number).
+    ``max_steps``: a cap on every training stage (pretraining, fine-tuning, evaluation networks); a capped run is a
+    dry run (memory, step time), its rows are marked as not results. ``channels_last``: 2D convolutions on CUDA
+    in channels-last memory format."""
+
+    precision: str = "fp32"
+    compile: bool = False
+    loader_workers: int = 0
+    max_steps: int | None = None
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISION_CHOICES:
+            raise ValueError(f"--precision {self.precision!r}: expected one of {', '.join(PRECISION_CHOICES)}")
+        if self.loader_workers < 0:
+            raise ValueError(f"--loader-workers {self.loader_workers}: expected 0 or more")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps {self.max_steps}: expected at least 1")
+
+    def numeric_key(self) -> dict:
+        """What changes the numbers (cache keys and cell ids): the precision, when not fp32; empty by default so the
+        keys of fp32 runs stay those of older runs."""
+        return {"precision": self.precision} if self.precision != "fp32" else {}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmark.records import FinetuneSettings
+from benchmark.records import ExecutionSettings, FinetuneSettings
 
 if TYPE_CHECKING:  # annotations only: building a request (the command line's --help) stays torch-free
     from benchmark.plan import Fraction, MethodEntry
@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # annotations only: building a request (the command line's --
 class RayOptions:
     address: str | None = None
     num_workers: int = 1
-    gpus_per_worker: float = 0.0
+    gpus_per_worker: float | None = None  # None: one per worker when the cluster has GPUs (benchmark.run says so), else 0
     cpus_per_worker: float | None = None
     concurrency: int | None = None
     dashboard: bool = True
@@ -67,3 +67,7 @@ class RunRequest:
     search: SearchOptions = SearchOptions()
     argv: tuple[str, ...] = ()
     pretrain_corpus: tuple[Task, ...] | None = None  # --pretrain-corpus (None: each task pretrains on its own)
+    execution: ExecutionSettings = ExecutionSettings()  # precision, compile, loader workers, step cap (--max-steps)
+    prepare_only: bool = False  # --prepare: prepare the cases into the cache, then stop
+    prepare_workers: int | None = None  # processes preparing cases (None: this machine's CPUs)
+    confirmed: bool = False  # --yes: start a paper-profile run whose estimate exceeds an hour without GPUs

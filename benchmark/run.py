@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import re
 import subprocess
@@ -22,9 +23,11 @@ import optuna
 import pandas as pd
 
 from benchmark.datasources import attach_unlabeled, resolve_task_data
+from benchmark.estimate import estimate, load_step_times, record_step_times
 from benchmark.errors import BenchmarkInputError
 from benchmark.kinds import kind_of
 from benchmark.plan import apply_params, build_plan
+from benchmark.prepared import prepare_cases, prepared_dir, prepared_root
 from benchmark.request import ReportOptions, RunRequest
 from benchmark.store import ResultStore, cell_record, result_rows, variant_label, write_atomic
 from reports import build_report as build
@@ -82,15 +85,22 @@ def _resolve(request: RunRequest, tasks: list) -> list:
 
 
 def execute(request: RunRequest) -> int:
+    phases = _Phases()
     if not request.check_data:
         _log(f"run {request.run_name!r}, profile {request.profile.name}, output {request.output}")
     task_data, corpus = resolve_data(request)
+    phases.mark("data_check")
     if request.check_data:
         _log(f"data OK: {', '.join(t.name for t in request.tasks)} (nothing trained)")
         return 0
+    prepare(request, [*task_data, *(td for td in corpus or () if td not in task_data)])
+    phases.mark("data_preparation")
+    if request.prepare_only:
+        _log(f"prepared: {', '.join(td.task.name for td in task_data)} under {prepared_dir(request.cache_dir)} (nothing trained)")
+        return 0
     plan = build_plan(methods=list(request.methods), task_data=task_data, fractions=list(request.fractions), seeds=list(request.seeds),
                       profile=request.profile, cache_dir=request.cache_dir, backbone=request.backbone, finetune=request.finetune,
-                      folds=request.folds, corpus=corpus, workers=request.ray.num_workers)
+                      folds=request.folds, corpus=corpus, workers=request.ray.num_workers, execution=request.execution)
 
     store = ResultStore(request.output, request.run_name)
     versions = software_versions()
@@ -104,8 +114,10 @@ def execute(request: RunRequest) -> int:
     })
     for td in task_data:
         store.add_metric_info(td.task.name, kind_of(td.task).metric_info(td.task))
+    phases.mark("planning")
     if request.search.trials:
         plan = dataclasses.replace(plan, jobs=tuple(search(plan.jobs, request=request, store=store)))
+        phases.mark("search")
     for job in plan.jobs:
         if job.na_reason:
             for cell in job.cells:
@@ -120,14 +132,59 @@ def execute(request: RunRequest) -> int:
         else:
             pending.append(job.with_cells(todo))
 
+    if pending:
+        gpus_per_worker = _start(request)
+        phases.mark("ray_start")
+        _check_estimate(pending, request=request, gpus_per_worker=gpus_per_worker)
     failures = _run_jobs(pending, request=request, store=store, versions=versions)
+    phases.mark("jobs")
     paths = build_report([request.output], output=request.output, title=f"medssl-bench leaderboard – {request.run_name}", options=request.report)
+    phases.mark("report")
+    store.write_json("timings.json", phases.seconds)  # the driver's phases (benchmark.perf reads them)
     _log(f"results: {store.results_path}")
     _log(f"leaderboard: {paths.get('markdown')} and {paths.get('html')}")
     if failures:
         _log(f"{failures} job(s) failed; see 'failed' rows in {store.cells_path}", err=True)
         return 1
     return 0
+
+
+class _Phases:
+    """Wall seconds of the driver's phases, in order (``timings.json``)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def mark(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._last
+        self._last = now
+
+
+def prepare(request: RunRequest, task_data: list) -> None:
+    """Decode and pre-process every case of ``task_data`` (and its --pretrain-extra cases) once into the cache's prepared,
+    memory-mapped arrays (``benchmark.prepared``), ``--prepare-workers`` processes at a time; prepared cases are skipped."""
+    workers = request.prepare_workers or os.cpu_count() or 1
+    volume_size = tuple(request.profile.volume_size) if request.profile.volume_size else None
+    for td in task_data:
+        root = prepared_root(prepared_dir(request.cache_dir), td.task, volume_size=volume_size)
+        prepare_cases(td.task, [*td.cases, *td.extra_cases], root, volume_size=volume_size, workers=workers, log=_log)
+
+
+def _check_estimate(jobs: list, *, request: RunRequest, gpus_per_worker: float) -> None:
+    """Before a paper-profile run: print its training time from measured step times; without GPUs, a run estimated at
+    over an hour needs --yes."""
+    if request.profile.name != "paper" or request.execution.max_steps is not None:
+        return
+    device = "cuda" if gpus_per_worker else "cpu"
+    guess = estimate(jobs, step_times=load_step_times(request.cache_dir), device=device)
+    _log("estimate (steps x measured seconds per step, per stage):")
+    for line in guess.lines(workers=request.ray.num_workers):
+        _log(line)
+    if not gpus_per_worker and guess.seconds > 3600 and not request.confirmed:
+        raise BenchmarkInputError("this paper-profile run is estimated at over an hour of training on a cluster without GPUs: add --yes to start "
+                                  "it anyway, --max-steps 2 for a dry run that measures memory and step times, or --profile smoke")
 
 
 def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str]) -> int:
@@ -137,9 +194,10 @@ def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str
     from benchmark import ray_runner  # lazy: Ray loads only when something runs (not for --report)
 
     options = request.ray
-    _start(request)
+    gpus_per_worker = _start(request)
+    device = "cuda" if gpus_per_worker else "cpu"
     by_name = {job.name: job for job in jobs}
-    device_count = options.num_workers * (options.gpus_per_worker or 1)
+    device_count = options.num_workers * (gpus_per_worker or 1)
     state = {"failures": 0, "done": 0}
     started = time.perf_counter()
 
@@ -163,13 +221,14 @@ def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str
             if result.curve:
                 store.add_curve(cell.cell_id, result.curve)
             summary.append(f"{cell.fraction}: {_headline(result)}")
+        record_step_times(request.cache_dir, job, results, device=device)
         reused = " (pretraining reused)" if results and results[0].pretrain_reused else ""
         _log(f"{progress} {job.title}{reused}: {'; '.join(summary)}  [{time.perf_counter() - started:.0f}s]")
 
     kind = "Ray Tune trials" if options.num_workers == 1 else f"Ray Train runs of {options.num_workers} DDP workers"
     _log(f"running {len(jobs)} job(s) as {kind} ({sum(len(j.cells) for j in jobs)} cells)")
     ray_runner.run_jobs([(name, job.to_json()) for name, job in by_name.items()], num_workers=options.num_workers,
-                        gpus_per_worker=options.gpus_per_worker, cpus_per_worker=options.cpus_per_worker, concurrency=options.concurrency,
+                        gpus_per_worker=gpus_per_worker, cpus_per_worker=options.cpus_per_worker, concurrency=options.concurrency,
                         storage=request.output / "ray", on_done=on_done)
     return state["failures"]
 
@@ -199,11 +258,11 @@ def search(jobs: tuple, *, request: RunRequest, store) -> list:
                             "max_step": base.finetune_steps * base.finetune_rounds + 1, "seed": base.seed})
     rows = []
     if experiments:
-        _start(request)
+        gpus_per_worker = _start(request)
         _log(f"searching {len(experiments)} experiment(s) x {options.trials} trial(s) on the validation cases (no test case is read)")
         rows = ray_runner.run_search(experiments, trials=options.trials, seed=options.seed, max_concurrent=options.max_concurrent,
                                      num_workers=request.ray.num_workers, cpus_per_worker=request.ray.cpus_per_worker,
-                                     gpus_per_worker=request.ray.gpus_per_worker, storage=request.output / "tune")
+                                     gpus_per_worker=gpus_per_worker, storage=request.output / "tune")
     by_name = {e["name"]: e["key"] for e in experiments}
     table = pd.DataFrame([{**dict(zip(("method", "backbone", "task"), _split_key(by_name[r["experiment"]]))), "trial": r["trial"],
                            "params": json.dumps(r["params"], sort_keys=True), "validation_metric": r["validation_score"],
@@ -280,10 +339,13 @@ def _define_by_run(job, options):
     return _TrialSpace(space) if space(probe) else None
 
 
-def _start(request: RunRequest) -> None:
+def _start(request: RunRequest) -> float:
+    """Start or join Ray (once); returns the GPUs per worker: ``--gpus-per-worker``, else one when the cluster has GPUs."""
     from benchmark import ray_runner  # lazy: Ray loads only when something runs (not for --report)
 
     options = request.ray
+    if ray_runner.is_started():
+        return _gpus_per_worker(options, ray_runner.cluster_gpus(), announce=False)
     # Ray Train V2 releases the workers of a run that was stopped (early-stopped search trial, Ctrl-C) through the
     # dashboard's State API: without it their CPUs stay reserved and the next Train run waits forever
     needs_dashboard = options.num_workers > 1
@@ -296,6 +358,17 @@ def _start(request: RunRequest) -> None:
     if dashboard:
         hint = ray_runner.dashboard_token_hint()
         _log(f"Ray dashboard: {dashboard}" + (f" ({hint})" if hint else ""))
+    return _gpus_per_worker(options, ray_runner.cluster_gpus(), announce=True)
+
+
+def _gpus_per_worker(options, cluster_gpus: float, *, announce: bool) -> float:
+    if options.gpus_per_worker is not None:
+        return float(options.gpus_per_worker)
+    if cluster_gpus:
+        if announce:
+            _log(f"the cluster has {cluster_gpus:g} GPU(s): each Ray worker gets one (--gpus-per-worker to change)")
+        return 1.0
+    return 0.0
 
 
 def _headline(result) -> str:

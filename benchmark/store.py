@@ -38,7 +38,8 @@ RESULT_COLUMNS = ["run", "method", "backbone", "task", "fraction", "n_labeled", 
 CELL_COLUMNS = [
     "run", "cell_id", "method", "backbone", "task", "fraction", "n_labeled", "seed", "fold", "status", "reason", "variant",
     "label_aware", "finetune_aug", "spatial_aug", "finetune_loss", "tta", "missing_series", "config_id", "pretrain_hash", "pretrain_reused", "pretrain_seconds", "finetune_seconds",
-    "device_hours", "selected_step", "validation_score", "tuned_params", "search_budget", "versions", "config",
+    "device_hours", "selected_step", "validation_score", "tuned_params", "search_budget", "precision", "compiled", "loader_workers",
+    "max_steps", "step_seconds", "stage_seconds", "versions", "config",
 ]
 CURVE_COLUMNS = ["run", "cell_id", "step", "metric", "value"]
 METRIC_COLUMNS = ["task", "metric", "higher_is_better", "primary", "scope"]
@@ -82,6 +83,10 @@ def cell_record(job: "Job", cell: "CellSpec", *, status: str, reason: str = "", 
         "device_hours": seconds * device_count / 3600.0 if result else None,
         "selected_step": result.selected_step if result else None, "validation_score": result.validation_score if result else None,
         "tuned_params": json.dumps(job.tuned_params, sort_keys=True) if job.search_budget else "", "search_budget": job.search_budget,
+        # how the loops ran: a cell with max_steps set is a dry run (memory and step time), not a result
+        "precision": job.execution.precision, "compiled": job.execution.compile, "loader_workers": job.execution.loader_workers,
+        "max_steps": job.execution.max_steps, "step_seconds": json.dumps(result.step_seconds, sort_keys=True) if result else "",
+        "stage_seconds": json.dumps(result.stage_seconds, sort_keys=True) if result else "",
         "versions": json.dumps(versions or {}, sort_keys=True), "config": json.dumps(config, sort_keys=True, default=str),
     }
 

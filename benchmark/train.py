@@ -21,12 +21,13 @@ from torch.utils.data import DataLoader
 
 from benchmark.backbones import build_backbone
 from benchmark.backbones.transfer import transfer_model
-from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_corpus, load_volumes
+from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_corpus
 from benchmark.job import CellResult, Job, NetworkSpec
 from benchmark.kinds import kind_of, resolve_tta
 from benchmark.methods import PretextTask, Recipe, get_method
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
-from benchmark.records import FinetuneSettings, MetricRow, atomic_path
+from benchmark.prepared import read_volumes
+from benchmark.records import ExecutionSettings, FinetuneSettings, MetricRow, atomic_path
 from tasks import Task, Volume, get_task
 from tasks.unlabeled import find_unlabeled_cases
 
@@ -42,10 +43,19 @@ class Hooks:
     rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    execution: ExecutionSettings = ExecutionSettings()  # the Job's precision, compile, loader workers (run_job sets it)
+    # stage -> seconds per optimiser step, measured by the loops (the data wait included, validation excluded)
+    step_seconds: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The mixed-precision context of ``execution.precision`` on this device (fp32: none). Training steps run in
+        it; evaluation does not (metrics and synthesised images in fp32, whatever the training precision)."""
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.execution.precision)
+        return torch.autocast(device_type=self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 # ---- optimisation ----------------------------------------------------------------------------
@@ -97,34 +107,74 @@ def _optimise(
     hooks: Hooks,
     tag: str,
     on_step: Callable[[int, int, float], None] | None = None,
+    stage: str = "train",
 ) -> list[float]:
-    """``steps`` optimiser steps; ``on_step(step, steps, loss)`` after each (model selection)."""
+    """``steps`` optimiser steps; ``on_step(step, steps, loss)`` after each (model selection).
+
+    The forward pass and loss run under ``hooks.autocast()`` (``--precision``); fp16 scales the loss (GradScaler) so
+    small gradients do not flush to zero. The seconds of each step (waiting for its batch included, ``on_step``
+    excluded) are recorded under ``stage`` in ``hooks.step_seconds``."""
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total=steps, recipe=recipe))
+    scaler = torch.amp.GradScaler(hooks.device.type) if hooks.execution.precision == "fp16" else None
+    channels_last = hooks.execution.channels_last and hooks.device.type == "cuda"
     model.train()
-    losses, log_every = [], max(1, steps // 4)
+    losses, log_every, times = [], max(1, steps // 4), hooks.step_seconds.setdefault(stage, [])
+    tick = time.perf_counter()
     for step, batch in enumerate(loader):
         if step >= steps:
             break
-        batch = {k: v.to(hooks.device, non_blocking=True) for k, v in batch.items()}
-        loss = loss_fn(batch)
+        batch = {k: _to_device(v, hooks.device, channels_last=channels_last) for k, v in batch.items()}
+        with hooks.autocast():
+            loss = loss_fn(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{tag}: loss became {loss.item()} at step {step}")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         scheduler.step()
         losses.append(float(loss.detach()))
+        times.append(time.perf_counter() - tick)
         if hooks.is_main and (step + 1) % log_every == 0:
             window = losses[-log_every:]
             hooks.log(f"  {tag} step {step + 1}/{steps} loss {sum(window) / len(window):.4f}")
         if on_step is not None:
             on_step(step, steps, losses[-1])
+        tick = time.perf_counter()
     return losses
 
 
+def _to_device(value: torch.Tensor, device: torch.device, *, channels_last: bool) -> torch.Tensor:
+    """A batch tensor on the device; 4D float images in channels-last memory format when asked (2D convolutions)."""
+    value = value.to(device, non_blocking=True)
+    if channels_last and value.dim() == 4 and value.is_floating_point():
+        value = value.contiguous(memory_format=torch.channels_last)
+    return value
+
+
+def _prepare_network(network: nn.Module, hooks: Hooks) -> nn.Module:
+    """``network`` as the Job's execution settings train it: compiled in place (``nn.Module.compile``: its
+    state-dict keys stay those of the plain module, so checkpoints are the same files) and channels-last on CUDA."""
+    if hooks.execution.channels_last and hooks.device.type == "cuda":
+        network = network.to(memory_format=torch.channels_last)
+    if hooks.execution.compile:  # static shapes: inductor (torch 2.14) fails on the MONAI U-Net's dynamic ones; a new shape recompiles
+        network.compile(dynamic=False)
+    return network
+
+
 def _loader(dataset, batch_size: int, hooks: Hooks) -> DataLoader:
-    return hooks.prepare_loader(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0, drop_last=True))
+    """The stage's batches, built by ``execution.loader_workers`` DataLoader processes (0: here). Every sample is
+    drawn from its own index-seeded generator, so the batches are the same for any number of workers; the loader
+    still draws its base seed from the global torch RNG as before (the later draws of a run stay where they were)."""
+    workers = hooks.execution.loader_workers
+    return hooks.prepare_loader(DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, drop_last=True,
+                                           persistent_workers=workers > 0, pin_memory=hooks.device.type == "cuda",
+                                           prefetch_factor=4 if workers else None))
 
 
 # ---- the three stages ------------------------------------------------------------------------
@@ -143,17 +193,19 @@ def pretraining_dataset(method: PretextTask, volumes: list[Volume], *, roi, leng
 
 
 def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks,
-             protocol: Protocol = DEFAULT_PROTOCOL, modality_ids: list[tuple[int, ...]] | None = None) -> list[float]:
-    """Train ``method`` (its backbone and heads) on unlabeled ``volumes``; returns the loss curve."""
+             protocol: Protocol = DEFAULT_PROTOCOL, modality_ids: list[tuple[int, ...]] | None = None, stage: str = "pretrain") -> list[float]:
+    """Train ``method`` (its backbone and heads) on unlabeled ``volumes``; returns the loss curve (its step times go to
+    ``hooks.step_seconds[stage]``)."""
     length = steps * recipe.batch_size * hooks.world_size
     dataset = pretraining_dataset(method, volumes, roi=roi, length=length, seed=seed, protocol=protocol, modality_ids=modality_ids)
     generator = torch.Generator().manual_seed(seed * protocol.generator_seed_stride + hooks.rank)  # own corruption draws per worker
     method.configure_schedule(recipe=recipe, steps=steps)  # e.g. SwAV freezes its prototypes for the first epoch
     ddp_options = {} if method.trains_whole_backbone else {"find_unused_parameters": True}
+    _prepare_network(method.backbone, hooks)
     model = hooks.prepare_model(method, **ddp_options)
     return _optimise(
         model, _loader(dataset, recipe.batch_size, hooks), recipe, steps,
-        lambda batch: model(batch, generator=generator)["loss"], hooks=hooks, tag=f"pretrain {method.registry_name}",
+        lambda batch: model(batch, generator=generator)["loss"], hooks=hooks, tag=f"pretrain {method.registry_name}", stage=stage,
     )
 
 
@@ -169,15 +221,18 @@ class ModelSelection:
         self.best_score, self.best_step, self.best_state = float("-inf"), None, None
         self.curve: list[tuple[int, str, float]] = []
         self.offset = 0  # steps of earlier rounds (CNN-restart)
+        self.seconds = 0.0  # spent evaluating
 
     def step(self, step: int, steps: int, loss: float) -> None:
         if not self.volumes or ((step + 1) % self.every and step + 1 != steps):
             return
         at = self.offset + step + 1
+        start = time.perf_counter()
         rows = evaluate(self.model, self.task, self.volumes, roi=self.roi, device=self.hooks.device, protocol=self.protocol,
                         log=lambda _m: None, primary_only=True)
         score = kind_of(self.task).validation_score(self.task, rows)
         self.model.train()
+        self.seconds += time.perf_counter() - start
         self.curve += [(at, "validation_score", score), (at, "train_loss", loss)]
         self.hooks.report({"step": at, "validation_score": score, "train_loss": loss})
         if score > self.best_score:  # NaN never wins
@@ -194,18 +249,18 @@ class ModelSelection:
 
 def finetune(model: nn.Module, task: Task, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks, tag: str,
              settings: FinetuneSettings = FinetuneSettings(), protocol: Protocol = DEFAULT_PROTOCOL,
-             selection: ModelSelection | None = None) -> list[float]:
+             selection: ModelSelection | None = None, stage: str = "finetune") -> list[float]:
     """Supervised training of ``model`` on labelled ``volumes``: samples, loss and augmentation come
     from the task's kind (segmentation: crops, DiceCE, mixup / CarveMix; classification: whole cases, CE).
     ``selection`` evaluates on the validation cases as training goes (``ModelSelection``)."""
     kind = kind_of(task)
     dataset = kind.training_set(task, volumes, roi=roi, length=steps * recipe.batch_size * hooks.world_size, seed=seed, protocol=protocol,
                                 finetune=settings)
-    wrapped = hooks.prepare_model(model, **kind.ddp_options)
+    wrapped = hooks.prepare_model(_prepare_network(model, hooks), **kind.ddp_options)
     generator = torch.Generator().manual_seed(seed * protocol.generator_seed_stride + protocol.finetune_generator_offset + hooks.rank)
     loss_fn = kind.loss_fn(task, wrapped, finetune=settings, generator=generator)
     losses = _optimise(wrapped, _loader(dataset, recipe.batch_size, hooks), recipe, steps, loss_fn, hooks=hooks, tag=tag,
-                       on_step=selection.step if selection else None)
+                       on_step=selection.step if selection else None, stage=stage)
     if selection:
         selection.end_round(steps)
     return losses
@@ -237,11 +292,11 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     The pretrained backbone is cached at ``job.pretrain.path``: loaded if present, else trained and
     written there (atomically, by the main worker) so later cells, runs and fractions reuse it.
     """
-    hooks = hooks or Hooks()
+    hooks = dataclasses.replace(hooks or Hooks(), execution=job.execution, step_seconds={})
     task = get_task(job.task_ref)
     method_cls = get_method(job.method)
     cases = {c.case_id: c for c in task.find_cases(Path(job.data_root))}
-    load = lambda ids: load_volumes(task, [cases[i] for i in ids], volume_size=job.volume_size)  # noqa: E731
+    load = lambda ids: read_volumes(task, [cases[i] for i in ids], volume_size=job.volume_size, folder=job.prepared_dir)  # noqa: E731
     train_volumes = load(job.train_ids)
     val_volumes = load(job.val_ids)
     test_volumes = load(job.test_ids) if evaluate_test else []
@@ -260,6 +315,7 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     results = []
     for cell in job.cells:
         start = time.perf_counter()
+        hooks.step_seconds.pop("finetune", None)  # each cell's own fine-tuning steps
         torch.manual_seed(job.seed * job.protocol.finetune_init_seed_stride + len(cell.labeled_ids))
         model = kind_of(task).job_model(job, task=task, state=state, networks=networks, hooks=hooks)
         if model is None:  # the usual case: the (pretrained) backbone, transferred, in the kind's wrapper
@@ -277,14 +333,24 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
         selection.restore_best()
         if selection.best_step is not None and hooks.is_main:
             hooks.log(f"  {tag}: validation-selected step {selection.best_step} (score {selection.best_score:.4f})")
+        test_start = time.perf_counter()
         rows = evaluate(model, task, test_volumes, roi=job.roi, device=hooks.device, protocol=job.protocol, log=hooks.log,
                         tta=resolve_tta(job.finetune.tta, task)) if hooks.is_main and evaluate_test else []
+        stage_seconds = {stage: sum(t) for stage, t in hooks.step_seconds.items()}
+        stage_seconds.update(validation=selection.seconds, test=time.perf_counter() - test_start)
         results.append(CellResult(cell_id=cell.cell_id, rows=tuple(rows), finetune_seconds=time.perf_counter() - start,
+                                  step_seconds=_mean_step_seconds(hooks.step_seconds), stage_seconds=stage_seconds,
                                   pretrain_seconds=pretrain_seconds, pretrain_reused=reused,
                                   final_finetune_loss=losses[-1] if losses else float("nan"), curve=tuple(selection.curve),
                                   selected_step=selection.best_step,
                                   validation_score=selection.best_score if selection.best_step is not None else None))
     return results
+
+
+def _mean_step_seconds(step_seconds: dict[str, list[float]]) -> dict[str, float]:
+    """stage -> mean seconds per optimiser step, the first step of each stage left out where there are more (it
+    pays for the loader's start and the first allocations, not for what every later step costs)."""
+    return {stage: sum(t[1:] or t) / len(t[1:] or t) for stage, t in step_seconds.items() if t}
 
 
 def _load_or_train(path: Path, train: Callable[[], dict], hooks: Hooks, *, what: str) -> tuple[dict, float, bool]:
@@ -321,14 +387,15 @@ def _pretrain(job: Job, method_cls, task: Task, train_volumes: list[Volume], hoo
                               roi=job.roi)
     method = method_cls(backbone, job.method_config, in_channels=len(task.channels)).to(hooks.device)
     modality_ids = None
+    read = lambda task, cases, *, volume_size: read_volumes(task, cases, volume_size=volume_size, folder=job.prepared_dir)  # noqa: E731
     if spec.corpus:  # --pretrain-corpus: several tasks' non-test cases, each channel tagged with its modality
-        volumes, modality_ids = load_corpus(spec.corpus, modalities=spec.modalities, volume_size=job.volume_size)
+        volumes, modality_ids = load_corpus(spec.corpus, modalities=spec.modalities, volume_size=job.volume_size, read=read)
     else:
         wanted = set(spec.case_ids)
         volumes = [v for v in train_volumes if v.case_id in wanted]  # complete series
         if spec.extra_root:  # --pretrain-extra: unlabeled cases, pretraining only
             extra = {c.case_id: c for c in find_unlabeled_cases(task, Path(spec.extra_root))}
-            volumes += load_volumes(task, [extra[i] for i in spec.case_ids if i in extra], volume_size=job.volume_size)
+            volumes += read(task, [extra[i] for i in spec.case_ids if i in extra], volume_size=job.volume_size)
     volumes = kind_of(task).pretraining_volumes(task, volumes)  # e.g. synthesis: the target series only (CoPer IV.B)
     losses = pretrain(method, volumes, recipe=spec.recipe, steps=spec.steps, roi=job.roi, seed=job.seed, hooks=hooks, protocol=job.protocol,
                       modality_ids=modality_ids)
@@ -361,14 +428,16 @@ def _train_network(spec: NetworkSpec, job: Job, train_volumes: list[Volume], val
             method_cls = get_method(spec.method)
             method = method_cls(net, method_cls.make_config(), in_channels=spec.channels[0]).to(hooks.device)
             pool = kind_of(net_task).pretraining_volumes(net_task, [*train_volumes, *val_volumes])
-            pretrain(method, pool, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=job.seed, hooks=hooks, protocol=job.protocol)
+            pretrain(method, pool, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=job.seed, hooks=hooks, protocol=job.protocol,
+                     stage=f"network {spec.role}")
             return {"backbone": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
         if spec.stage == "finetune":
             model = net.to(hooks.device)
             every = max(1, spec.steps // job.protocol.validations_per_finetune)
             selection = ModelSelection(model, net_task, val_volumes, every=every, roi=spec.roi, hooks=hooks, protocol=job.protocol)
             finetune(model, net_task, train_volumes, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=job.seed, hooks=hooks,
-                     tag=f"evaluation network {spec.role} ({net_task.name}, real images)", protocol=job.protocol, selection=selection)
+                     tag=f"evaluation network {spec.role} ({net_task.name}, real images)", protocol=job.protocol, selection=selection,
+                     stage=f"network {spec.role}")
             selection.restore_best()
             return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     raise ValueError(f"evaluation network {spec.role}: unknown stage {spec.stage!r}; expected pretrain or finetune")

@@ -33,6 +33,8 @@ CELL_DEFAULTS = {
     "config_id": "", "pretrain_hash": "", "pretrain_reused": "", "pretrain_seconds": float("nan"),
     "finetune_seconds": float("nan"), "device_hours": float("nan"), "config": "", "variant": "", "versions": "",
     "tuned_params": "", "search_budget": float("nan"), "n_labeled": float("nan"), "seed": 0, "fold": 0,
+    # execution settings added later (older runs: fp32, uncapped)
+    "precision": "fp32", "compiled": False, "loader_workers": 0, "max_steps": "", "step_seconds": "", "stage_seconds": "",
 }
 REQUIRED = {"results.csv": ("cell_id", "metric", "value"), "cells.csv": ("cell_id", "method", "backbone", "task", "fraction"),
             "metrics.csv": ("task", "metric"), "curves.csv": ("cell_id", "step", "metric", "value")}
@@ -138,13 +140,14 @@ def normalise_cells(cells: pd.DataFrame) -> pd.DataFrame:
     for column in ("run", "reason", "config_id", "pretrain_hash", "config", "variant", "versions", "tuned_params", "finetune_aug"):
         cells[column] = cells[column].map(lambda v: "" if pd.isna(v) else str(v))
     cells["finetune_aug"] = cells["finetune_aug"].replace({"": "none", "nan": "none"})
-    for column, default in (("spatial_aug", "none"), ("finetune_loss", "default"), ("tta", "none")):
+    for column, default in (("spatial_aug", "none"), ("finetune_loss", "default"), ("tta", "none"), ("precision", "fp32")):
         cells[column] = cells[column].map(lambda v, d=default: d if pd.isna(v) or str(v) in ("", "nan") else str(v))
     cells["missing_series"] = pd.to_numeric(cells["missing_series"], errors="coerce").fillna(0.0)
     cells["label_aware"] = cells["label_aware"].map(_bool)
     cells["status"] = cells["status"].map(lambda v: "done" if pd.isna(v) or v == "" else str(v))
     for column in ("seed", "fold"):
         cells[column] = pd.to_numeric(cells[column], errors="coerce").fillna(0).astype(int)
+    cells["max_steps"] = cells["max_steps"].map(lambda v: "" if pd.isna(v) or str(v) in ("", "nan") else str(int(float(v))))
     for column in ("pretrain_seconds", "finetune_seconds", "device_hours", "search_budget", "n_labeled"):
         cells[column] = pd.to_numeric(cells[column], errors="coerce")
     cells["fraction"] = cells["fraction"].astype(str)

@@ -41,7 +41,7 @@ class Row:
     label_aware: bool
     overrides: dict
     cell_ids: list[str]
-    downstream: tuple = ()  # (spatial_aug, finetune_loss, tta): the other fine-tuning and test settings a baseline must share
+    downstream: tuple = ()  # DOWNSTREAM_COLUMNS: the other fine-tuning, test and execution settings a baseline must share
 
     @property
     def is_scratch(self) -> bool:
@@ -168,6 +168,10 @@ def overrides_of(config_json, variant: str = "") -> dict:
     return out
 
 
+# The other fine-tuning, test and execution settings a row's baseline must share (a dry run is compared with a dry run).
+DOWNSTREAM_COLUMNS = ("spatial_aug", "finetune_loss", "tta", "precision", "max_steps")
+
+
 def row_label(method: str, backbone: str, first: pd.Series) -> str:
     """"method (backbone)" plus what sets the configuration apart: fine-tuning augmentation, missing-series
     share, the hyperparameters overridden (an ablation, e.g. cmcl=False)."""
@@ -179,7 +183,17 @@ def row_label(method: str, backbone: str, first: pd.Series) -> str:
     overrides = overrides_of(first.get("config", ""), first.get("variant", ""))
     if overrides:
         name += " " + ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
+    if str(first.get("precision", "fp32")) not in ("", "nan", "fp32"):
+        name += f" {first['precision']}"
+    if dry_run_steps(first):
+        name += f" [dry run: max {dry_run_steps(first)} steps, not a result]"
     return name
+
+
+def dry_run_steps(cell: pd.Series) -> int | None:
+    """The step cap of a ``--max-steps`` cell (a dry run: memory and step time, its numbers are not results), or None."""
+    value = pd.to_numeric(pd.Series([cell.get("max_steps", "")]), errors="coerce").iloc[0]
+    return None if pd.isna(value) else int(value)
 
 
 def task_rows(cells: pd.DataFrame) -> list[Row]:
@@ -201,7 +215,7 @@ def task_rows(cells: pd.DataFrame) -> list[Row]:
                         finetune_aug=str(first["finetune_aug"]), missing_series=float(first["missing_series"]),
                         label_aware=bool(group["label_aware"].any()), overrides=overrides_of(first.get("config", ""), first.get("variant", "")),
                         cell_ids=list(group["cell_id"]),
-                        downstream=tuple(str(first.get(c, "")) for c in ("spatial_aug", "finetune_loss", "tta"))))
+                        downstream=tuple(str(first.get(c, "")) for c in DOWNSTREAM_COLUMNS)))
     ran = set(cells.loc[cells["status"] != "n/a", "backbone"])
     backbones = sorted(dict.fromkeys(r.backbone for r in rows), key=lambda b: b not in ran)  # all-n/a backbones last
     settings = list(dict.fromkeys(r.setting for r in rows))

@@ -91,7 +91,7 @@ def get_task(name: str) -> "Task":
 
 @dataclass(frozen=True)
 class Case:
-    """One patient: one NIfTI file per input channel (in ``SegmentationTask.channels`` order) and a label.
+    """One patient: one image file (NIfTI or MetaImage, tasks/nifti.py) per input channel (in ``SegmentationTask.channels`` order) and a label.
 
     ``channels_last``: ``images`` is a single 4D NIfTI [X, Y, Z, C] holding every channel (the MSD layout).
     ``target``: the case's class index for case-level classification tasks (tasks/classification.py),
@@ -105,14 +105,37 @@ class Case:
     target: int | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class VolumeIndex:
+    """Where a volume's content is, computed once when it is prepared (``benchmark.prepared``) so that samplers need
+    not scan the whole volume for every sample: the axial slices with any non-zero voxel (``body_slices``) and with
+    any label (``labelled_slices``), and every labelled voxel's [x, y, z] in C order (``foreground``, label > 0).
+
+    It describes the arrays ``image`` and ``label`` it was computed from and nothing else: a Volume whose arrays
+    were replaced (resized, a series dropped) keeps a stale index, which its readers detect by identity
+    (``describes``) and then scan the new arrays themselves."""
+
+    image: np.ndarray
+    label: np.ndarray | None
+    body_slices: np.ndarray
+    labelled_slices: np.ndarray
+    foreground: np.ndarray
+
+    def describes(self, volume: "Volume") -> bool:
+        return self.image is volume.image and self.label is volume.label
+
+
 @dataclass
 class Volume:
-    """A loaded, normalised case. image: [C, X, Y, Z] float32 (RAS); label: [X, Y, Z] int64 raw values,
-    None for a case without label map (a classification case, an unlabeled pretraining case).
+    """A loaded, normalised case. image: [C, X, Y, Z] float32 (RAS); label: [X, Y, Z] raw integer values (int64 when
+    read from the files; the smallest integer type that holds them when prepared, ``benchmark.prepared``, so readers
+    cast what they take), None for a case without label map (a classification case, an unlabeled pretraining case).
+    Prepared volumes hold memory-mapped arrays: reading a crop reads only its pages.
 
-    spacing: voxel size in mm along X, Y, Z, from the NIfTI affine (updated when resampled);
+    spacing: voxel size in mm along X, Y, Z, from the file's RAS affine (updated when resampled);
     surface-distance metrics (HD95, MASD, NSD) are in these mm.
     target: the class index of a classification case; None for segmentation.
+    index: where the content is (``VolumeIndex``), when prepared; None: readers scan the arrays.
     """
 
     case_id: str
@@ -120,6 +143,7 @@ class Volume:
     label: np.ndarray | None
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     target: int | None = None
+    index: VolumeIndex | None = None
 
 
 _MODALITY_SYNONYMS = {"t1w": "t1", "t2w": "t2", "t1gd": "t1ce", "t1c": "t1ce", "flairw": "flair"}
@@ -249,7 +273,7 @@ class SegmentationTask(Task):
         return len(self.region_names) if self.multilabel else len(self.label_values)
 
     def check_cases(self, cases: list[Case], *, root: Path) -> None:
-        """Up-front check before any training: every file reads as NIfTI, image and label grids
+        """Up-front check before any training: every file reads (NIfTI or MetaImage), image and label grids
         agree (shape and affine), intensities are finite, label values are ones the task defines."""
         if not cases:
             raise BenchmarkInputError(f"{root}: no {self.name} cases found; expected {self.layout_help()}")

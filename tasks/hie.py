@@ -2,13 +2,14 @@
 
 Layout of the public release (zenodo.org/record/8104103), one folder per map::
 
-    ROOT/1ADC_ss/MGHNICU_010-VISIT_01-ADC_ss.nii.gz                          skull-stripped ADC
-    ROOT/2Z_ADC/Zmap_MGHNICU_010-VISIT_01-ADC_smooth2mm_clipped10.nii.gz     Z_ADC (vs healthy neonates)
-    ROOT/3LABEL/MGHNICU_010-VISIT_01_lesion.nii.gz                           lesion mask (0/1)
+    ROOT/1ADC_ss/MGHNICU_010-VISIT_01-ADC_ss.mha                             skull-stripped ADC
+    ROOT/2Z_ADC/Zmap_MGHNICU_010-VISIT_01-ADC_smooth2mm_clipped10.mha        Z_ADC (vs healthy neonates)
+    ROOT/3LABEL/MGHNICU_010-VISIT_01_lesion.mha                              lesion mask (0/1)
 
-The release itself is MetaImage (``.mha``, read by SimpleITK in the challenge code). This suite
-reads NIfTI headers (nibabel cannot read ``.mha``), so the files are expected converted to
-``.nii.gz`` under the same folder and file names; ``.mha`` files stop with a message saying how.
+The release is MetaImage (``.mha``, as the challenge code reads it with SimpleITK) and is read as released, no
+conversion step: ``tasks/nifti.py`` reads ``.mha`` through SimpleITK and returns it like NIfTI (array [X, Y, Z] in
+RAS orientation, RAS affine, the same voxel spacing). A copy converted to NIfTI under the same folder and file names
+(``.nii.gz`` / ``.nii`` instead of ``.mha``) reads to the same volumes; the synthetic counterpart is written as NIfTI.
 
 Normalisation (LADP paper, section II.B): each map z-scored over the brain, "background values ...
 assigned a constant value of −6"; the brain is where the skull-stripped ADC is > 0. The paper's 2D
@@ -57,8 +58,8 @@ def _paths(root: Path, case: str, ext: str) -> tuple[Path, Path, Path]:
 
 @register_task("hie")
 class BONBIDHIE(SegmentationTask):
-    description = ("BONBID-HIE 2023 (as NIfTI): ROOT/1ADC_ss/<case>-ADC_ss.nii.gz, "
-                   "ROOT/2Z_ADC/Zmap_<case>-ADC_smooth2mm_clipped10.nii.gz, ROOT/3LABEL/<case>_lesion.nii.gz")
+    description = ("BONBID-HIE 2023 as released (.mha) or as NIfTI (.nii.gz): ROOT/1ADC_ss/<case>-ADC_ss.mha, "
+                   "ROOT/2Z_ADC/Zmap_<case>-ADC_smooth2mm_clipped10.mha, ROOT/3LABEL/<case>_lesion.mha")
     channels = ("ADC", "Z_ADC")
     label_values = (0, 1)
     region_names = ("lesion",)
@@ -81,19 +82,13 @@ class BONBIDHIE(SegmentationTask):
             match = _ADC_NAME.fullmatch(adc.name)
             if match is None:
                 continue
-            if match["ext"] == ".mha":
-                raise BenchmarkInputError(
-                    f"{adc}: MetaImage (.mha) as released; expected NIfTI under the same folder and file names, e.g. "
-                    f"python -c \"import SimpleITK as s; s.WriteImage(s.ReadImage('{adc}'), '{adc.with_suffix('.nii.gz')}')\" "
-                    f"for every file of {ADC_DIR}, {ZADC_DIR} and {LABEL_DIR}"
-                )
             adc, z_adc, label = _paths(root, match["case"], match["ext"])
             for path in (z_adc, label):
                 if not path.exists():
                     raise BenchmarkInputError(f"{adc}: case {match['case']!r} has no {path.parent.name} file; expected {path}")
             cases.append(Case(case_id=match["case"], images=(adc, z_adc), label=label))
         if not cases:
-            raise BenchmarkInputError(f"{adc_dir}: no <case>-ADC_ss.nii.gz files; expected {self.description}")
+            raise BenchmarkInputError(f"{adc_dir}: no <case>-ADC_ss.mha or .nii.gz files; expected {self.description}")
         return cases
 
     def normalize(self, image: np.ndarray) -> np.ndarray:

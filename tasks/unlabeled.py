@@ -53,7 +53,7 @@ def find_unlabeled_cases(task: Task, root: Path) -> list[Case]:
 
 
 def check_unlabeled_cases(cases: list[Case]) -> None:
-    """Every file reads as NIfTI with finite intensities, and a case's channels share one voxel grid."""
+    """Every file reads (NIfTI or MetaImage) with finite intensities, and a case's channels share one voxel grid."""
     for case in cases:
         shapes = {path: nifti_shape(path)[:3] for path in case.images}
         first = case.images[0]

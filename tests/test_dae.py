@@ -416,3 +416,14 @@ def test_dae_input_noise_std_is_sqrt_sigma_after_downsampling():
     assert (method.disrupt(x, generator=_gen(8)) - x).std().item() == pytest.approx(0.1**0.5, rel=0.02)
     method.cfg = DAEConfig(noise=False, downsample_factor=4.0, local_masking=False, cmcl=False)
     torch.testing.assert_close(method.disrupt(x, generator=_gen(8)), down_up_sample(x, factor=4.0))
+
+
+def test_cmcl_is_computed_in_fp32_under_bf16_autocast():
+    """--precision bf16: the contrastive term stays fp32 (the DAE authors disable AMP: it goes NaN in half precision)
+    and equals its fp32 value for the same features."""
+    features = torch.randn(8, 16, generator=torch.Generator().manual_seed(0))
+    modality = torch.tensor([0, 0, 1, 1, 2, 2, 0, 1])
+    plain = cross_modal_contrastive_loss(features, modality, temperature=0.07)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        mixed = cross_modal_contrastive_loss(features, modality, temperature=0.07)
+    assert mixed.dtype == torch.float32 and torch.allclose(mixed, plain)

@@ -16,12 +16,12 @@ PACKAGES = ("benchmark", "tasks", "reports", "search_spaces")
 # layer or any layer below, never above. The data layer holds what the kinds use (samples, inference, the Job's value
 # types, profiles, search spaces); science is methods, backbones and their building blocks; tasks are the datasets.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("entry", ("run_benchmark", "benchmark.cli", "benchmark.perceptual.cli", "benchmark.perceptual.__main__")),
-    ("run", ("benchmark.run", "benchmark.request")),
+    ("entry", ("run_benchmark", "benchmark.cli", "benchmark.perceptual.cli", "benchmark.perceptual.__main__", "benchmark.perf")),
+    ("run", ("benchmark.run", "benchmark.request", "benchmark.estimate")),
     ("ray_runner", ("benchmark.ray_runner",)),
     ("train/plan", ("benchmark.train", "benchmark.plan")),
     ("kinds", ("benchmark.kinds",)),
-    ("data", ("benchmark.synthesis", "benchmark.perceptual", "benchmark.inference", "benchmark.data", "benchmark.datasources",
+    ("data", ("benchmark.synthesis", "benchmark.perceptual", "benchmark.inference", "benchmark.prepared", "benchmark.data", "benchmark.datasources",
               "benchmark.job", "benchmark.profiles", "benchmark.spatial_augmentation", "benchmark.augmentations", "search_spaces")),
     ("science", ("benchmark.methods", "benchmark.backbones", "benchmark.blocks")),
     ("tasks", ("tasks",)),

@@ -389,16 +389,6 @@ def test_folder_without_the_layout_names_the_layout(name, expected, tmp_path):
     assert str(tmp_path) in str(info.value) and expected in str(info.value)
 
 
-def test_hie_mha_release_says_how_to_convert(tmp_path):
-    """The release's .mha files are named in an error that asks for NIfTI under the same names."""
-    (tmp_path / "1ADC_ss").mkdir()
-    mha = tmp_path / "1ADC_ss" / "MGHNICU_010-VISIT_01-ADC_ss.mha"
-    mha.write_bytes(b"ObjectType = Image\n")
-    with pytest.raises(BenchmarkInputError, match="NIfTI") as info:
-        get_task("hie").find_cases(tmp_path)
-    assert str(mha) in str(info.value) and "MGHNICU_010-VISIT_01-ADC_ss.nii.gz" in str(info.value)
-
-
 # ---- data sources -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 def test_synthetic_data_written_once_and_read_by_the_real_reader(name, tmp_path, monkeypatch):

@@ -67,7 +67,15 @@ def cross_modal_contrastive_loss(features: torch.Tensor, modality: torch.Tensor,
     a batch with a single modality, or no two samples of one, has no contrast: the loss is 0.
     Reading t as a divisor: eq. 3 writes exp(t), CLIP's learnable logit scale initialised to
     log(1/0.07); the text fixes t = 0.07, i.e. logits scaled by 1/0.07.
+
+    Computed in fp32 whatever the autocast context (``--precision bf16|fp16``): the DAE authors train with AMP off
+    because this term goes NaN in half precision (logits up to 1/t = 14 through exp and log-softmax).
     """
+    with torch.autocast(device_type=features.device.type, enabled=False):
+        return _cross_modal_contrastive_fp32(features.float(), modality, temperature=temperature)
+
+
+def _cross_modal_contrastive_fp32(features: torch.Tensor, modality: torch.Tensor, *, temperature: float) -> torch.Tensor:
     z = F.normalize(features, dim=1)
     logits = z @ z.T / temperature
     eye = torch.eye(len(z), dtype=torch.bool, device=z.device)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import torch
 
 from benchmark.augmentations import carvemix, mixup
@@ -73,7 +74,7 @@ class SegmentationKind(TaskKind):
         for v in volumes:
             logits = predict_volume(model, torch.from_numpy(v.image).to(device), roi=roi, protocol=protocol, tta=tta,
                                     multilabel=task.multilabel)
-            label = torch.from_numpy(v.label).to(device)[None, None]
+            label = torch.from_numpy(np.asarray(v.label, dtype=np.int64)).to(device)[None, None]  # a prepared map is stored small
             pred, true = task.logits_to_regions(logits), task.label_to_regions(label)
             metrics = task.dice(pred, true) if primary_only else task.metrics(pred, true, spacing=v.spacing, image=v.image, label=label)
             rows.extend(MetricRow(metric=name, value=value, case_id=v.case_id) for name, value in metrics.items())

@@ -137,7 +137,7 @@ def dice_on_synthetic(segmenter: nn.Module, base_task, image: np.ndarray, label:
     mixed = torch.from_numpy(image).to(device).clone()
     mixed[list(target_index)] = synthetic.to(device)
     logits = predict_volume(segmenter.to(device), mixed, roi=segmenter_roi, protocol=protocol)
-    truth = base_task.label_to_regions(torch.from_numpy(label).to(device)[None, None])
+    truth = base_task.label_to_regions(torch.from_numpy(np.asarray(label, dtype=np.int64)).to(device)[None, None])
     return {f"dice_synth_{k[len('dice_'):]}": v for k, v in base_task.dice(base_task.logits_to_regions(logits), truth).items()}
 
 

@@ -1,0 +1,194 @@
+"""Preprocess once, read lazily: the prepared, memory-mapped copy of a task's volumes.
+
+Decoding a BraTS subject's NIfTI files and giving it the paper pre-processing takes about 2 s and 0.15 GB; doing it
+in every Job and every DDP worker, for every train, validation and test case, does not survive a real dataset. So,
+as nnU-Net's preprocessed folder does, each case is decoded, reoriented, normalised and pre-processed
+(``benchmark.data.load_volumes``: the same function, so the values are the same) ONCE per (file content,
+pre-processing settings) and written as ``.npy`` arrays::
+
+    <cache>/prepared/<task>-<settings hash>/<quoted case id>-<file fingerprint>/
+        image.npy            float32 [C, X, Y, Z]
+        label.npy            the label map in the smallest integer type that holds its values (absent: no label map)
+        body_slices.npy      axial slices with any non-zero voxel      } the VolumeIndex (tasks.base): what the samplers
+        labelled_slices.npy  axial slices with any label               } would otherwise scan the whole volume for,
+        foreground.npy       [K, 3] labelled voxels (label > 0)        } for every sample
+        meta.json            case id, spacing, class, shapes, format version
+
+Each case folder is written once, atomically (``benchmark.store.write_folder_once``), so concurrent Jobs, runs and
+workers share it and never see half of it. The settings hash covers the task's reader and normalisation code,
+the pre-processing code and its settings (``volume_size``, the task's in-plane pre-processing); the file
+fingerprint covers the case's files (paths, sizes, modification times): a changed file or a changed reader gets a
+new folder. Workers open the arrays memory-mapped (``np.load(mmap_mode="c")``): a crop or a sliding window reads
+only the pages it touches, the page cache is shared by every process on the node, and a Job's own memory is that
+of its batches, not of its dataset.
+
+``prepare_cases`` fills the folders of many cases in parallel (a process pool) with progress lines;
+``open_volumes`` opens them, preparing in the worker whatever is missing (a worker on a node that does not see
+the driver's cache prepares its own copy).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import inspect
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+from urllib.parse import quote
+
+import numpy as np
+import torch
+
+import benchmark.data as preprocessing
+import tasks.intensity
+import tasks.nifti
+from benchmark.datasources import fingerprint
+from benchmark.store import write_folder_once
+from tasks import Case, Task, Volume, get_task
+from tasks.base import VolumeIndex
+
+FORMAT_VERSION = 1
+PROGRESS_EVERY_S = 10.0
+_ARRAYS = ("image", "label", "body_slices", "labelled_slices", "foreground")
+
+
+def settings_hash(task: Task, *, volume_size: tuple[int, int, int] | None) -> str:
+    """Changes when anything that shapes a prepared array does: the reader and normalisation of the task (the
+    modules of its class and of its bases in ``tasks``), the NIfTI and intensity helpers, the pre-processing
+    functions and their settings, and this module's format."""
+    modules = {cls.__module__ for cls in type(task).__mro__ if cls.__module__.split(".")[0] == "tasks"}
+    sources = [inspect.getsource(sys.modules[name]) for name in sorted(modules)]
+    sources += [inspect.getsource(m) for m in (tasks.nifti, tasks.intensity)]
+    sources += [inspect.getsource(f) for f in (preprocessing.load_volumes, preprocessing._resize, preprocessing._crop_pad_inplane)]
+    settings = json.dumps({"ref": task.ref, "channels": list(task.channels), "inplane": task.inplane, "volume_size": volume_size,
+                           "format": FORMAT_VERSION}, sort_keys=True, default=str)
+    return hashlib.sha256("\n".join([settings, *sources]).encode()).hexdigest()[:12]
+
+
+def prepared_dir(cache_dir: Path) -> Path:
+    """The folder of every task's prepared cases under a cache (a Job carries it as ``prepared_dir``)."""
+    return Path(cache_dir) / "prepared"
+
+
+def prepared_root(folder: str | Path, task: Task, *, volume_size: tuple[int, int, int] | None) -> Path:
+    """Where ``task``'s cases live in the prepared ``folder`` (``prepared_dir``) once prepared with these settings."""
+    return Path(folder) / f"{task.name}-{settings_hash(task, volume_size=volume_size)}"
+
+
+def case_folder(root: Path, case: Case) -> Path:
+    """The folder of ``case``: its id (quoted: any character is safe) and its files' fingerprint."""
+    return Path(root) / f"{quote(case.case_id, safe='')}-{fingerprint([case])}"
+
+
+def is_prepared(root: Path, case: Case) -> bool:
+    return case_folder(root, case).is_dir()
+
+
+def smallest_int_dtype(label: np.ndarray) -> np.dtype:
+    """The smallest integer type that holds every value of ``label`` (uint8 for the usual 0..255 label maps)."""
+    lo, hi = (int(label.min()), int(label.max())) if label.size else (0, 0)
+    for dtype in (np.uint8, np.int8, np.uint16, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def write_case(folder: Path, volume: Volume) -> None:
+    """Write one pre-processed volume and its index into ``folder`` (a temp folder ``write_folder_once`` renames)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "image.npy", np.ascontiguousarray(volume.image, dtype=np.float32))
+    label_dtype = None
+    if volume.label is not None:
+        label_dtype = smallest_int_dtype(volume.label)
+        np.save(folder / "label.npy", np.ascontiguousarray(volume.label.astype(label_dtype)))
+    np.save(folder / "body_slices.npy", preprocessing.body_slices(volume))
+    np.save(folder / "labelled_slices.npy", preprocessing.labelled_slices(volume))
+    points = preprocessing.foreground_points(volume)
+    np.save(folder / "foreground.npy", points.astype(np.int32 if max(volume.image.shape) < 2**31 else np.int64))
+    meta = {"case_id": volume.case_id, "spacing": list(map(float, volume.spacing)), "target": volume.target, "shape": list(volume.image.shape),
+            "label_dtype": None if label_dtype is None else label_dtype.name, "format": FORMAT_VERSION}
+    (folder / "meta.json").write_text(json.dumps(meta, sort_keys=True))
+
+
+def prepare_case(task: Task, case: Case, root: Path, *, volume_size: tuple[int, int, int] | None) -> Path:
+    """Decode and pre-process ``case`` into its folder unless it is there already; returns the folder."""
+    folder = case_folder(root, case)
+    if folder.is_dir():
+        return folder
+    return write_folder_once(folder, lambda tmp: write_case(tmp, preprocessing.load_volumes(task, [case], volume_size=volume_size)[0]))
+
+
+def open_case(folder: Path) -> Volume:
+    """The prepared volume in ``folder``, its arrays memory-mapped (copy-on-write: a reader may write to its own
+    copy of a page, never to the file) and its index attached."""
+    meta = json.loads((folder / "meta.json").read_text())
+    arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="c") if (folder / f"{name}.npy").exists() else None for name in _ARRAYS}
+    index = VolumeIndex(image=arrays["image"], label=arrays["label"], body_slices=np.asarray(arrays["body_slices"]),
+                        labelled_slices=np.asarray(arrays["labelled_slices"]), foreground=arrays["foreground"])
+    return Volume(case_id=meta["case_id"], image=arrays["image"], label=arrays["label"], spacing=tuple(meta["spacing"]),
+                  target=meta["target"], index=index)
+
+
+def open_volumes(task: Task, cases: list[Case], root: Path, *, volume_size: tuple[int, int, int] | None) -> list[Volume]:
+    """``cases`` as prepared volumes (``benchmark.data.load_volumes``'s values, memory-mapped); a case not yet
+    prepared (a worker that does not see the driver's cache, a case added since) is prepared here first."""
+    return [open_case(prepare_case(task, case, root, volume_size=volume_size)) for case in cases]
+
+
+def read_volumes(task: Task, cases: list[Case], *, volume_size: tuple[int, int, int] | None, folder: str | Path | None) -> list[Volume]:
+    """What the loops read: prepared, memory-mapped volumes from ``folder`` (``prepared_dir``), or, without one, the
+    files decoded into memory (``benchmark.data.load_volumes``; the values are the same)."""
+    if folder is None:
+        return preprocessing.load_volumes(task, cases, volume_size=volume_size)
+    return open_volumes(task, cases, prepared_root(folder, task, volume_size=volume_size), volume_size=volume_size)
+
+
+def _prepare_one(args) -> str:
+    task_ref, case, root, volume_size = args  # a pool process rebuilds the task from its reference
+    return str(prepare_case(get_task(task_ref), case, root, volume_size=volume_size))
+
+
+def prepare_cases(task: Task, cases: list[Case], root: Path, *, volume_size: tuple[int, int, int] | None, workers: int,
+                  log: Callable[[str], None] = print) -> int:
+    """Prepare every case of ``cases`` not prepared yet, ``workers`` at a time (a process pool; 1: here), with a
+    progress line every few cases; returns how many were prepared. A corrupt file stops it with the reader's
+    error (which names the file); the cases prepared before it stay."""
+    todo = [c for c in cases if not is_prepared(root, c)]
+    if not todo:
+        return 0
+    workers = max(1, min(workers, len(todo)))
+    start, done, last = time.perf_counter(), 0, [time.perf_counter()]
+    log(f"preparing {task.name}: {len(todo)} case(s) to decode and pre-process once into {root} ({workers} process(es))")
+
+    def progress() -> None:  # a line every PROGRESS_EVERY_S seconds and at the end
+        now = time.perf_counter()
+        if now - last[0] >= PROGRESS_EVERY_S or done == len(todo):
+            last[0] = now
+            eta = (now - start) / done * (len(todo) - done)
+            log(f"preparing {task.name}: {done}/{len(todo)} cases, {now - start:.0f} s" + (f", about {eta:.0f} s left" if done < len(todo) else ""))
+
+    if workers == 1:
+        for case in todo:
+            prepare_case(task, case, root, volume_size=volume_size)
+            done += 1
+            progress()
+        return done
+    # fork: the pool processes start without importing the suite again (they only read files and write arrays); each
+    # runs torch single-threaded, as DataLoader workers do: an OpenMP pool the parent already used hangs in a fork
+    context = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        futures = [pool.submit(_prepare_one, (task.ref, case, root, volume_size)) for case in todo]
+        try:
+            for future in concurrent.futures.as_completed(futures):
+                future.result()
+                done += 1
+                progress()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    return done
