@@ -253,7 +253,7 @@ def scaling(*, quick: bool) -> list[dict]:
 
 
 # ---- the report ------------------------------------------------------------------------------------------------
-def run(*, quick: bool, output: Path, loader_workers: int) -> dict:
+def run(*, quick: bool, output: Path, loader_workers: int, log=print) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         task, td = _brats_data(folder)
@@ -262,20 +262,34 @@ def run(*, quick: bool, output: Path, loader_workers: int) -> dict:
                       workers=os.cpu_count() or 1, log=lambda _m: None)
         jobs = _jobs(QUICK_METHODS if quick else ALL_METHODS, td, folder / "cache")
         steps = 3 if quick else 20
-        methods = [method_throughput(job, steps=steps, loader_workers=loader_workers) for job in jobs.values()]
+        methods = []
+        log(HEADER)
+        for job in jobs.values():  # minutes each at full size: every row is printed as soon as it is measured
+            methods.append(method_throughput(job, steps=steps, loader_workers=loader_workers))
+            log(_method_row(methods[-1]))
+        log("running the default command from an empty cache ...")
         result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                               "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-                  "quick": quick, "methods": methods, "default_command": default_command(folder, quick=quick), "scaling": scaling(quick=quick)}
+                  "quick": quick, "methods": methods, "default_command": default_command(folder, quick=quick)}
+        log(f"default command: {result['default_command']['wall_s']:.0f} s; measuring one Job as the cases double ...")
+        result["scaling"] = scaling(quick=quick)
     write_atomic(output, json.dumps(result, indent=2))
     return result
 
 
+HEADER = f"{'method':<18}{'backbone':<12}{'suite/s':>9}{'bare/s':>9}{'ratio':>7}{'loader/s':>10}{'model/s':>9}{'headroom':>9}"
+
+
+def _method_row(m: dict) -> str:
+    return (f"{m['method']:<18}{m['backbone']:<12}{m['suite_samples_per_s']:>9.1f}{m['bare_samples_per_s']:>9.1f}{m['ratio']:>7.2f}"
+            f"{m['loader_samples_per_s']:>10.1f}{m['consumption_samples_per_s']:>9.1f}{m['loader_headroom']:>9.1f}")
+
+
 def print_table(result: dict) -> None:
     print(f"machine: {result['machine']}")
-    print(f"{'method':<18}{'backbone':<12}{'suite/s':>9}{'bare/s':>9}{'ratio':>7}{'loader/s':>10}{'model/s':>9}{'headroom':>9}")
+    print(HEADER)
     for m in result["methods"]:
-        print(f"{m['method']:<18}{m['backbone']:<12}{m['suite_samples_per_s']:>9.1f}{m['bare_samples_per_s']:>9.1f}{m['ratio']:>7.2f}"
-              f"{m['loader_samples_per_s']:>10.1f}{m['consumption_samples_per_s']:>9.1f}{m['loader_headroom']:>9.1f}")
+        print(_method_row(m))
     d = result["default_command"]
     print(f"default command ({d['command']}): {d['wall_s']:.0f} s; non-training share {d['non_training_share']:.0%}")
     print("  driver: " + ", ".join(f"{k} {v:.1f} s" for k, v in d["driver_phases_s"].items()))
