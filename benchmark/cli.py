@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DataLoader processes building each Job's training batches (same batches for any K) (default: %(default)s)")
     p.add_argument("--max-steps", type=int, metavar="N",
                    help="cap every training stage at N steps (a dry run: memory and step time; its rows are marked as not results)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="every training stage writes a checkpoint every N steps and at its end, and an interrupted stage continues "
+                        "from its last one (default: every 15 minutes of a stage)")
+    p.add_argument("--max-failures", type=int, default=2, metavar="K",
+                   help="retries of a Job whose worker dies (killed, out of memory, node lost); it continues from its checkpoints "
+                        "(default: %(default)s)")
     p.add_argument("--precision", choices=list(PRECISION_CHOICES), default="fp32",
                    help="training precision: autocast to bf16 / fp16 (fp16 with loss scaling) (default: %(default)s)")
     p.add_argument("--compile", action="store_true", help="torch.compile the trained networks")
@@ -258,6 +264,8 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
     for task, _ in named:
         if task.name not in roots and task.default_data_root is not None:  # nnunet:PATH: the data are at PATH
             roots[task.name] = task.default_data_root
+    if args.max_failures < 0:
+        raise BenchmarkInputError(f"--max-failures {args.max_failures}: expected >= 0")
     if args.num_workers < 1:
         raise BenchmarkInputError(f"--num-workers {args.num_workers}: expected >= 1")
     if not 0.0 <= args.missing_series <= 1.0:
@@ -267,7 +275,7 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
     profile = get_profile(args.profile or ("paper" if roots else "smoke"))
     try:
         execution = ExecutionSettings(precision=args.precision, compile=args.compile, loader_workers=args.loader_workers,
-                                      max_steps=args.max_steps, channels_last=args.channels_last)
+                                      max_steps=args.max_steps, channels_last=args.channels_last, checkpoint_every=args.checkpoint_every)
     except ValueError as exc:
         raise BenchmarkInputError(str(exc)) from None
     if args.prepare_workers is not None and args.prepare_workers < 1:
@@ -294,7 +302,8 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
                                   missing_series=args.missing_series, spatial_aug=args.spatial_aug, loss=args.finetune_loss, tta=args.tta),
         run_name=run_name, output=args.output or Path("results") / run_name, cache_dir=args.cache_dir, check_data=args.check_data,
         ray=RayOptions(address=args.address, num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
-                       cpus_per_worker=args.cpus_per_worker, concurrency=args.concurrency, dashboard=not args.no_dashboard),
+                       cpus_per_worker=args.cpus_per_worker, concurrency=args.concurrency, dashboard=not args.no_dashboard,
+                       max_failures=args.max_failures),
         report=ReportOptions(test=args.stat_test, holm=args.holm, publish=args.publish), argv=tuple(argv if argv is not None else sys.argv),
         search=SearchOptions(trials=args.tune, fraction=tune_fraction, finetune_lr=args.tune_finetune, finetune_batch_size=args.tune_batch_size,
                              max_concurrent=args.max_concurrent_trials),

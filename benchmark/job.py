@@ -51,6 +51,8 @@ class CellResult:
     # stage -> wall seconds: training loops (pretrain and network ones are the Job's, shared by its cells; 0 when cached),
     # this cell's finetune (steps only), validation (model selection) and test evaluation
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    # stage -> the step its training continued from after an interruption (its checkpoint); absent: from step 0
+    resumed_from: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ class Job:
     networks: tuple[NetworkSpec, ...] = ()  # the kind's evaluation networks (planned, trained before the cells)
     execution: ExecutionSettings = ExecutionSettings()  # precision, compile, loader workers, step cap (recorded per cell)
     prepared_dir: str | None = None  # the prepared, memory-mapped cases (benchmark.prepared); None: decode the files in memory
+    checkpoint_dir: str | None = None  # where the training stages keep their checkpoints (benchmark.checkpoints); None: none
 
     @property
     def title(self) -> str:

@@ -354,7 +354,7 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
         label_aware=method_cls.is_label_aware(cfg), train_ids=tuple(train_ids), val_ids=tuple(val_ids), test_ids=tuple(test_ids), roi=roi,
         in_channels=len(td.task.channels),
         volume_size=tuple(profile.volume_size) if profile.volume_size else None, finetune_recipe=ft_recipe, finetune=finetune,
-        protocol=protocol, cells=cells, prepared_dir=str(prepared_dir(cache_dir)),
+        protocol=protocol, cells=cells, prepared_dir=str(prepared_dir(cache_dir)), checkpoint_dir=str(Path(cache_dir) / "checkpoints"),
     )
     if na_reason is not None:
         return Job(**common, pretrain_channels=(0, 0), pretrain=None, finetune_steps=0, finetune_rounds=1, validation_every=1, na_reason=na_reason)

@@ -25,7 +25,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import queue as queue_module
 import re
 import sys
 import threading
@@ -36,6 +35,7 @@ from typing import Any, Callable
 
 import ray
 from filelock import FileLock
+from ray.tune.stopper import Stopper
 
 from benchmark.job import Job
 from benchmark.plan import apply_params
@@ -175,11 +175,12 @@ def _unit_trainable(function: Callable, *, resources: dict[str, float], **parame
 
 
 def _train_run(name: str, loop_config: dict[str, Any], *, num_workers: int, cpus_per_worker: float, gpus_per_worker: float,
-               storage: Path) -> None:
+               storage: Path, max_failures: int = 0) -> None:
     """A Ray Train ``TorchTrainer`` of ``num_workers`` DDP workers running ``_train_loop``, named ``name`` (the Train view
     lists it), from inside a Tune trial: its reports reach the trial (the scheduler, Tune's records) through
-    ``TuneReportCallback``."""
-    from ray.train import RunConfig, ScalingConfig
+    ``TuneReportCallback``. A lost worker restarts the worker group up to ``max_failures`` times; the restarted loop
+    continues every stage from its checkpoint (``benchmark.checkpoints``)."""
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -190,7 +191,8 @@ def _train_run(name: str, loop_config: dict[str, Any], *, num_workers: int, cpus
         _train_loop,
         train_loop_config={**loop_config, "name": name, "cpus_per_worker": cpus_per_worker},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0, resources_per_worker=resources),
-        run_config=RunConfig(name=name, storage_path=str(Path(storage).resolve() / "train"), callbacks=[TuneReportCallback()]),
+        run_config=RunConfig(name=name, storage_path=str(Path(storage).resolve() / "train"), callbacks=[TuneReportCallback()],
+                             failure_config=FailureConfig(max_failures=max_failures)),
     )
     trainer.fit()
 
@@ -253,14 +255,14 @@ def _local_hooks(name: str, *, gpus_per_worker: float):
 
 # ---- planned Jobs ---------------------------------------------------------------------------------------------
 def _job_trial(config: dict[str, Any], *, jobs: dict[str, str], results_queue, num_workers: int, cpus_per_worker: float,
-               gpus_per_worker: float, storage: Path) -> None:
+               gpus_per_worker: float, storage: Path, max_failures: int = 0) -> None:
     """One planned Job as one Ray Tune trial: run here (one worker: a few seconds to start, no Ray Train start-up) or
     as a Ray Train DDP run named after the Job. Results go to the driver through ``results_queue`` as the Job ends."""
     name = config["name"]
     if num_workers > 1:
         try:
             _train_run(name, {"job": jobs[name], "queue": results_queue}, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                       gpus_per_worker=gpus_per_worker, storage=storage)
+                       gpus_per_worker=gpus_per_worker, storage=storage, max_failures=max_failures)
         except Exception as exc:  # noqa: BLE001 - a Train run that died (worker lost, ...); the other trials go on
             results_queue.put((name, None, f"{type(exc).__name__}: {exc}"))
         return
@@ -281,12 +283,15 @@ def run_jobs(
     concurrency: int | None,
     storage: Path,
     on_done: Callable[[str, list[dict[str, Any]] | None, str | None], None],
+    max_failures: int = 2,
 ) -> None:
     """Run (name, Job JSON) pairs as Ray Tune trials named after them; ``on_done(name, results, error)`` is called in
     the driver as each Job finishes. Each Job starts when resources free up (a long Job holds back nothing behind
-    it); by default as many run at once as the cluster fits."""
+    it); by default as many run at once as the cluster fits. A Job whose worker dies (killed, out of memory, node
+    lost) is retried up to ``max_failures`` times (Tune's trial retries; Ray Train's for a DDP Job) and continues from
+    its stages' checkpoints; an error the Job raises itself is recorded at once (running it again would raise it again)."""
     from ray import tune
-    from ray.util.queue import Empty, Queue
+    from ray.util.queue import Queue
 
     cluster = ray.cluster_resources()
     if cpus_per_worker is None:
@@ -300,13 +305,15 @@ def run_jobs(
     trainable = _unit_trainable(_job_trial, resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
                                                                       gpus_per_worker=gpus_per_worker),
                                 jobs=dict(jobs), results_queue=results_queue, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                                gpus_per_worker=gpus_per_worker, storage=storage)
+                                gpus_per_worker=gpus_per_worker, storage=storage, max_failures=max_failures)
     tuner = tune.Tuner(
         trainable,
         param_space={"name": tune.grid_search([name for name, _ in jobs])},
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_name_creator=lambda t: t.config["name"],
                                     trial_dirname_creator=lambda t: _dirname(t.config["name"])),
-        run_config=tune.RunConfig(name=f"jobs-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(Path(storage).resolve()), verbose=0),
+        run_config=tune.RunConfig(name=f"jobs-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(Path(storage).resolve()), verbose=0,
+                                  stop=(stopper := _StopAll()),
+                                  failure_config=tune.FailureConfig(max_failures=max_failures)),
     )
     failure: list[str] = []
 
@@ -319,19 +326,50 @@ def run_jobs(
     thread = threading.Thread(target=fit, daemon=True)
     thread.start()
     reported: set[str] = set()
-    while True:
-        try:
-            name, results, error = results_queue.get(timeout=1.0)
-        except (queue_module.Empty, Empty):  # nothing finished in the last second; any other error is real
-            if not thread.is_alive() and results_queue.empty():
-                break
-            continue
-        reported.add(name)
-        on_done(name, results, error)
+    try:
+        _collect(results_queue, thread, reported, on_done)
+    except KeyboardInterrupt:  # Ctrl-C: Tune (in its thread) stops the trials and returns before the driver exits; left
+        stopper.event.set()     # running, it would call Ray after the exit's shutdown and start a cluster again
+        thread.join(timeout=30)
+        raise
     thread.join()
     for name, _ in jobs:  # Jobs lost with a crashed trial (worker died, out of memory, ...)
         if name not in reported:
             on_done(name, None, failure[0] if failure else "the Ray Tune trial ended before this Job reported")
+
+
+class _StopAll(Stopper):
+    """A Tune stopper (``RunConfig(stop=...)``) that ends the whole experiment once ``event`` is set (Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.event.is_set()
+
+    def __getstate__(self) -> dict:  # Tune saves its run config with the experiment; the event is this process's own
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.event = threading.Event()
+
+
+def _collect(results_queue, thread: threading.Thread, reported: set[str], on_done) -> None:
+    """Hand every Job's results to ``on_done`` as they arrive, until Tune is done and the queue is empty."""
+    while True:
+        # Polled, not a blocking get: a get waiting in the queue actor when Ctrl-C stops the driver ends in an
+        # exception nobody reads, which Ray prints as a stack trace after the "interrupted" line.
+        if results_queue.empty():
+            if not thread.is_alive() and results_queue.empty():
+                return
+            time.sleep(0.5)
+            continue
+        name, results, error = results_queue.get_nowait()
+        reported.add(name)
+        on_done(name, results, error)
 
 
 def _dirname(name: str) -> str:

@@ -117,13 +117,17 @@ class ExecutionSettings:
     every sample is seeded by its index, so the batches and the results are the same for any number).
     ``max_steps``: a cap on every training stage (pretraining, fine-tuning, evaluation networks); a capped run is a
     dry run (memory, step time), its rows are marked as not results. ``channels_last``: 2D convolutions on CUDA
-    in channels-last memory format."""
+    in channels-last memory format. ``checkpoint_every``: a training stage writes its checkpoint every N steps and at
+    its end; None: every ``checkpoint_minutes`` of the stage's wall time and at its end (an interrupted stage
+    resumes from its last checkpoint with the same numbers, so neither changes what is compared)."""
 
     precision: str = "fp32"
     compile: bool = False
     loader_workers: int = 0
     max_steps: int | None = None
     channels_last: bool = False
+    checkpoint_every: int | None = None
+    checkpoint_minutes: float = 15.0
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISION_CHOICES:
@@ -132,6 +136,10 @@ class ExecutionSettings:
             raise ValueError(f"--loader-workers {self.loader_workers}: expected 0 or more")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"--max-steps {self.max_steps}: expected at least 1")
+        if self.checkpoint_every is not None and self.checkpoint_every < 1:
+            raise ValueError(f"--checkpoint-every {self.checkpoint_every}: expected at least 1 (steps)")
+        if self.checkpoint_minutes <= 0:
+            raise ValueError(f"checkpoint_minutes {self.checkpoint_minutes}: expected > 0")
 
     def numeric_key(self) -> dict:
         """What changes the numbers (cache keys and cell ids): the precision, when not fp32; empty by default so the

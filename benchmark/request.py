@@ -25,6 +25,7 @@ class RayOptions:
     cpus_per_worker: float | None = None
     concurrency: int | None = None
     dashboard: bool = True
+    max_failures: int = 2  # retries of a Job whose worker died (it continues from its checkpoints)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from benchmark.datasources import attach_unlabeled, resolve_task_data
 from benchmark.estimate import estimate, load_step_times, record_step_times
 from benchmark.errors import BenchmarkInputError
 from benchmark.kinds import kind_of
+from benchmark.output_lock import one_writer
 from benchmark.plan import apply_params, build_plan
 from benchmark.prepared import prepare_cases, prepared_dir, prepared_root
 from benchmark.request import ReportOptions, RunRequest
@@ -85,6 +86,15 @@ def _resolve(request: RunRequest, tasks: list) -> list:
 
 
 def execute(request: RunRequest) -> int:
+    """The run; it holds its output folder (one writer per folder, ``benchmark.output_lock``) unless it only checks
+    or prepares data (those write nothing there)."""
+    if request.check_data or request.prepare_only:
+        return _execute(request)
+    with one_writer(request.output, run_name=request.run_name):
+        return _execute(request)
+
+
+def _execute(request: RunRequest) -> int:
     phases = _Phases()
     if not request.check_data:
         _log(f"run {request.run_name!r}, profile {request.profile.name}, output {request.output}")
@@ -229,7 +239,7 @@ def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str
     _log(f"running {len(jobs)} job(s) as {kind} ({sum(len(j.cells) for j in jobs)} cells)")
     ray_runner.run_jobs([(name, job.to_json()) for name, job in by_name.items()], num_workers=options.num_workers,
                         gpus_per_worker=gpus_per_worker, cpus_per_worker=options.cpus_per_worker, concurrency=options.concurrency,
-                        storage=request.output / "ray", on_done=on_done)
+                        storage=request.output / "ray", on_done=on_done, max_failures=options.max_failures)
     return state["failures"]
 
 

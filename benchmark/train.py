@@ -17,10 +17,11 @@ from typing import Any, Callable
 import torch
 from filelock import FileLock
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from benchmark.backbones import build_backbone
 from benchmark.backbones.transfer import transfer_model
+from benchmark.checkpoints import StageCheckpoint, capture_rng, restore_rng
 from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_corpus
 from benchmark.job import CellResult, Job, NetworkSpec
 from benchmark.kinds import kind_of, resolve_tta
@@ -28,6 +29,7 @@ from benchmark.methods import PretextTask, Recipe, get_method
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
 from benchmark.prepared import read_volumes
 from benchmark.records import ExecutionSettings, FinetuneSettings, MetricRow, atomic_path
+from benchmark.store import content_hash
 from tasks import Task, Volume, get_task
 from tasks.unlabeled import find_unlabeled_cases
 
@@ -46,6 +48,7 @@ class Hooks:
     execution: ExecutionSettings = ExecutionSettings()  # the Job's precision, compile, loader workers (run_job sets it)
     # stage -> seconds per optimiser step, measured by the loops (the data wait included, validation excluded)
     step_seconds: dict[str, list[float]] = field(default_factory=dict)
+    resumed_from: dict[str, int] = field(default_factory=dict)  # stage -> the step it continued from (its checkpoint)
 
     @property
     def is_main(self) -> bool:
@@ -99,7 +102,7 @@ def lr_factor(step: int, *, total: int, recipe: Recipe) -> float:
 
 def _optimise(
     model: nn.Module,
-    loader: DataLoader,
+    dataset,
     recipe: Recipe,
     steps: int,
     loss_fn: Callable[[dict[str, torch.Tensor]], torch.Tensor],
@@ -108,23 +111,50 @@ def _optimise(
     tag: str,
     on_step: Callable[[int, int, float], None] | None = None,
     stage: str = "train",
+    checkpoint: StageCheckpoint | None = None,
+    generators: dict[str, torch.Generator] | None = None,
+    extra_state: tuple[Callable[[], dict], Callable[[dict], None]] | None = None,
 ) -> list[float]:
-    """``steps`` optimiser steps; ``on_step(step, steps, loss)`` after each (model selection).
+    """``steps`` optimiser steps over ``dataset``'s batches; ``on_step(step, steps, loss)`` after each (model selection).
 
     The forward pass and loss run under ``hooks.autocast()`` (``--precision``); fp16 scales the loss (GradScaler) so
     small gradients do not flush to zero. The seconds of each step (waiting for its batch included, ``on_step``
-    excluded) are recorded under ``stage`` in ``hooks.step_seconds``."""
+    excluded) are recorded under ``stage`` in ``hooks.step_seconds``.
+
+    ``checkpoint``: written as the steps go (``benchmark.checkpoints``), with the random states of ``generators`` and
+    the caller's ``extra_state`` (get, set); a stage that finds its checkpoint continues from it (the loader from that
+    step's samples, every random state restored), so it ends with the numbers of an uninterrupted stage."""
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total=steps, recipe=recipe))
     scaler = torch.amp.GradScaler(hooks.device.type) if hooks.execution.precision == "fp16" else None
     channels_last = hooks.execution.channels_last and hooks.device.type == "cuda"
-    model.train()
+    trained = getattr(model, "module", model)  # DDP's wrapped module: the checkpoint holds the plain module's keys
+    generators = generators or {}
     losses, log_every, times = [], max(1, steps // 4), hooks.step_seconds.setdefault(stage, [])
+    start, saved = 0, checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        trained.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        if scaler is not None and saved["scaler"] is not None:
+            scaler.load_state_dict(saved["scaler"])
+        if extra_state is not None:
+            extra_state[1](saved["extra"])
+        losses, start = list(saved["losses"]), int(saved["step"])
+        times[:] = saved["times"]
+        hooks.resumed_from[stage] = start
+        if hooks.is_main:
+            hooks.log(f"  {tag}: resumed from its checkpoint at step {start}/{steps}")
+    model.train()
+    iterator = None
+    if start < steps:  # samples are drawn by index: the resumed loader starts at the first sample of step ``start``
+        first = start * recipe.batch_size * hooks.world_size
+        iterator = iter(_loader(dataset if first == 0 else Subset(dataset, range(first, len(dataset))), recipe.batch_size, hooks))
+    if saved is not None:  # after the loader drew its base seed: every later draw continues where the checkpoint left it
+        restore_rng(saved["rng"], generators)
     tick = time.perf_counter()
-    for step, batch in enumerate(loader):
-        if step >= steps:
-            break
-        batch = {k: _to_device(v, hooks.device, channels_last=channels_last) for k, v in batch.items()}
+    for step in range(start, steps):
+        batch = {k: _to_device(v, hooks.device, channels_last=channels_last) for k, v in next(iterator).items()}
         with hooks.autocast():
             loss = loss_fn(batch)
         if not torch.isfinite(loss):
@@ -145,6 +175,11 @@ def _optimise(
             hooks.log(f"  {tag} step {step + 1}/{steps} loss {sum(window) / len(window):.4f}")
         if on_step is not None:
             on_step(step, steps, losses[-1])
+        if checkpoint is not None and checkpoint.due(step + 1, steps):
+            checkpoint.save({"step": step + 1, "model": trained.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+                             "losses": list(losses), "times": list(times), "extra": extra_state[0]() if extra_state else None},
+                            capture_rng(generators))
         tick = time.perf_counter()
     return losses
 
@@ -193,9 +228,10 @@ def pretraining_dataset(method: PretextTask, volumes: list[Volume], *, roi, leng
 
 
 def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks,
-             protocol: Protocol = DEFAULT_PROTOCOL, modality_ids: list[tuple[int, ...]] | None = None, stage: str = "pretrain") -> list[float]:
+             protocol: Protocol = DEFAULT_PROTOCOL, modality_ids: list[tuple[int, ...]] | None = None, stage: str = "pretrain",
+             checkpoint: StageCheckpoint | None = None) -> list[float]:
     """Train ``method`` (its backbone and heads) on unlabeled ``volumes``; returns the loss curve (its step times go to
-    ``hooks.step_seconds[stage]``)."""
+    ``hooks.step_seconds[stage]``). ``checkpoint``: saved as it goes, resumed from when present (``_optimise``)."""
     length = steps * recipe.batch_size * hooks.world_size
     dataset = pretraining_dataset(method, volumes, roi=roi, length=length, seed=seed, protocol=protocol, modality_ids=modality_ids)
     generator = torch.Generator().manual_seed(seed * protocol.generator_seed_stride + hooks.rank)  # own corruption draws per worker
@@ -204,8 +240,9 @@ def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, step
     _prepare_network(method.backbone, hooks)
     model = hooks.prepare_model(method, **ddp_options)
     return _optimise(
-        model, _loader(dataset, recipe.batch_size, hooks), recipe, steps,
+        model, dataset, recipe, steps,
         lambda batch: model(batch, generator=generator)["loss"], hooks=hooks, tag=f"pretrain {method.registry_name}", stage=stage,
+        checkpoint=checkpoint, generators={"corruption": generator},
     )
 
 
@@ -239,6 +276,15 @@ class ModelSelection:
             self.best_score, self.best_step = score, at
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a fine-tuning checkpoint keeps of the selection (``benchmark.checkpoints``)."""
+        return {"best_score": self.best_score, "best_step": self.best_step, "best_state": self.best_state, "curve": list(self.curve),
+                "offset": self.offset, "seconds": self.seconds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_score, self.best_step, self.best_state = state["best_score"], state["best_step"], state["best_state"]
+        self.curve, self.offset, self.seconds = list(state["curve"]), state["offset"], state["seconds"]
+
     def end_round(self, steps: int) -> None:
         self.offset += steps
 
@@ -249,18 +295,20 @@ class ModelSelection:
 
 def finetune(model: nn.Module, task: Task, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks, tag: str,
              settings: FinetuneSettings = FinetuneSettings(), protocol: Protocol = DEFAULT_PROTOCOL,
-             selection: ModelSelection | None = None, stage: str = "finetune") -> list[float]:
+             selection: ModelSelection | None = None, stage: str = "finetune", checkpoint: StageCheckpoint | None = None) -> list[float]:
     """Supervised training of ``model`` on labelled ``volumes``: samples, loss and augmentation come
     from the task's kind (segmentation: crops, DiceCE, mixup / CarveMix; classification: whole cases, CE).
-    ``selection`` evaluates on the validation cases as training goes (``ModelSelection``)."""
+    ``selection`` evaluates on the validation cases as training goes (``ModelSelection``); ``checkpoint`` keeps the
+    selection's state with the training state."""
     kind = kind_of(task)
     dataset = kind.training_set(task, volumes, roi=roi, length=steps * recipe.batch_size * hooks.world_size, seed=seed, protocol=protocol,
                                 finetune=settings)
     wrapped = hooks.prepare_model(_prepare_network(model, hooks), **kind.ddp_options)
     generator = torch.Generator().manual_seed(seed * protocol.generator_seed_stride + protocol.finetune_generator_offset + hooks.rank)
     loss_fn = kind.loss_fn(task, wrapped, finetune=settings, generator=generator)
-    losses = _optimise(wrapped, _loader(dataset, recipe.batch_size, hooks), recipe, steps, loss_fn, hooks=hooks, tag=tag,
-                       on_step=selection.step if selection else None, stage=stage)
+    losses = _optimise(wrapped, dataset, recipe, steps, loss_fn, hooks=hooks, tag=tag, on_step=selection.step if selection else None,
+                       stage=stage, checkpoint=checkpoint, generators={"augmentation": generator},
+                       extra_state=(selection.state_dict, selection.load_state_dict) if selection else None)
     if selection:
         selection.end_round(steps)
     return losses
@@ -292,7 +340,7 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     The pretrained backbone is cached at ``job.pretrain.path``: loaded if present, else trained and
     written there (atomically, by the main worker) so later cells, runs and fractions reuse it.
     """
-    hooks = dataclasses.replace(hooks or Hooks(), execution=job.execution, step_seconds={})
+    hooks = dataclasses.replace(hooks or Hooks(), execution=job.execution, step_seconds={}, resumed_from={})
     task = get_task(job.task_ref)
     method_cls = get_method(job.method)
     cases = {c.case_id: c for c in task.find_cases(Path(job.data_root))}
@@ -302,7 +350,7 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     test_volumes = load(job.test_ids) if evaluate_test else []
 
     state, pretrain_seconds, reused = None, 0.0, False
-    if job.pretrain is not None:
+    if job.pretrain is not None:  # a pretraining interrupted earlier continues from its checkpoint (hooks.resumed_from)
         state, pretrain_seconds, reused = _pretrained_backbone(job, method_cls, task, train_volumes + val_volumes, hooks)
 
     # Downstream data may miss series (CSM Table VII): fine-tuning and test cases alike, pretraining not.
@@ -316,6 +364,7 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     for cell in job.cells:
         start = time.perf_counter()
         hooks.step_seconds.pop("finetune", None)  # each cell's own fine-tuning steps
+        hooks.resumed_from.pop("finetune", None)
         torch.manual_seed(job.seed * job.protocol.finetune_init_seed_stride + len(cell.labeled_ids))
         model = kind_of(task).job_model(job, task=task, state=state, networks=networks, hooks=hooks)
         if model is None:  # the usual case: the (pretrained) backbone, transferred, in the kind's wrapper
@@ -326,10 +375,15 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
         labeled = [v for v in train_volumes if v.case_id in set(cell.labeled_ids)]
         tag = f"finetune {job.method}/{job.backbone} {job.task} {cell.fraction}"
         selection = ModelSelection(model, task, val_volumes, every=job.validation_every, roi=job.roi, hooks=hooks, protocol=job.protocol)
-        for round_index in range(job.finetune_rounds):  # > 1: CNN-restart, a fresh optimiser and schedule each round
+        checkpoints = [_cell_checkpoint(job, cell, r, hooks) for r in range(job.finetune_rounds)]
+        first_round = _first_round(checkpoints)  # a later round's checkpoint holds the earlier rounds' outcome
+        for round_index in range(first_round, job.finetune_rounds):  # > 1: CNN-restart, a fresh optimiser and schedule each round
             round_tag = tag + (f" round {round_index + 1}" if job.finetune_rounds > 1 else "")
             losses = finetune(model, task, labeled, recipe=job.finetune_recipe, steps=job.finetune_steps, roi=job.roi, seed=job.seed + round_index,
-                              hooks=hooks, tag=round_tag, settings=job.finetune, protocol=job.protocol, selection=selection)
+                              hooks=hooks, tag=round_tag, settings=job.finetune, protocol=job.protocol, selection=selection,
+                              checkpoint=checkpoints[round_index])
+            if round_index == first_round and "finetune" in hooks.resumed_from:
+                hooks.resumed_from["finetune"] += first_round * job.finetune_steps
         selection.restore_best()
         if selection.best_step is not None and hooks.is_main:
             hooks.log(f"  {tag}: validation-selected step {selection.best_step} (score {selection.best_score:.4f})")
@@ -342,9 +396,40 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
                                   step_seconds=_mean_step_seconds(hooks.step_seconds), stage_seconds=stage_seconds,
                                   pretrain_seconds=pretrain_seconds, pretrain_reused=reused,
                                   final_finetune_loss=losses[-1] if losses else float("nan"), curve=tuple(selection.curve),
-                                  selected_step=selection.best_step,
+                                  selected_step=selection.best_step, resumed_from=dict(hooks.resumed_from),
                                   validation_score=selection.best_score if selection.best_step is not None else None))
+    for cell in job.cells:  # the Job's results are complete: its fine-tuning checkpoints have served
+        for round_index in range(job.finetune_rounds):
+            if (checkpoint := _cell_checkpoint(job, cell, round_index, hooks)) is not None:
+                checkpoint.remove()
     return results
+
+
+# ---- checkpoints of the stages ----------------------------------------------------------------------------------
+def _stage_checkpoint(job: Job, name: str, identity: dict[str, Any], hooks: Hooks) -> StageCheckpoint | None:
+    """The checkpoint of one of ``job``'s stages, ``<job.checkpoint_dir>/<name>.pt`` (None: the Job keeps none)."""
+    if job.checkpoint_dir is None:
+        return None
+    return StageCheckpoint(Path(job.checkpoint_dir) / f"{name}.pt", identity=identity, every_steps=job.execution.checkpoint_every,
+                           every_seconds=60.0 * job.execution.checkpoint_minutes, rank=hooks.rank, world_size=hooks.world_size,
+                           log=hooks.log if hooks.is_main else (lambda _m: None))
+
+
+def _cell_checkpoint(job: Job, cell, round_index: int, hooks: Hooks) -> StageCheckpoint | None:
+    """A cell's fine-tuning checkpoint of round ``round_index``: named by the cell and everything of its Job that
+    changes its training (recipe, steps, pretraining, settings; not how the loops run), so two trials of a search
+    that share a cell id never share a file."""
+    fields = {k: v for k, v in job.to_dict().items() if k not in ("cells", "execution", "checkpoint_dir", "prepared_dir")}
+    identity = {"stage": "finetune", "cell": cell.cell_id, "job": content_hash(fields), "round": round_index}
+    return _stage_checkpoint(job, f"finetune-{content_hash(identity)}", identity, hooks)
+
+
+def _first_round(checkpoints: list[StageCheckpoint | None]) -> int:
+    """The fine-tuning round to start at: the latest one with a readable checkpoint (CNN-restart; else 0)."""
+    for round_index in range(len(checkpoints) - 1, 0, -1):
+        if checkpoints[round_index] is not None and checkpoints[round_index].load() is not None:
+            return round_index
+    return 0
 
 
 def _mean_step_seconds(step_seconds: dict[str, list[float]]) -> dict[str, float]:
@@ -353,34 +438,45 @@ def _mean_step_seconds(step_seconds: dict[str, list[float]]) -> dict[str, float]
     return {stage: sum(t[1:] or t) / len(t[1:] or t) for stage, t in step_seconds.items() if t}
 
 
-def _load_or_train(path: Path, train: Callable[[], dict], hooks: Hooks, *, what: str) -> tuple[dict, float, bool]:
+def _load_or_train(path: Path, train: Callable[[], dict], hooks: Hooks, *, what: str,
+                   checkpoint: StageCheckpoint | None = None) -> tuple[dict, float, bool]:
     """(what ``train()`` saved at ``path``, seconds it took, reused from the cache?): loaded when present, else trained
     and written there atomically by the main worker.
 
     Two concurrent Jobs or search trials that need one key (a pretext configuration, a split's evaluation network)
     train it once: the second waits for the first's file (a lock file on the shared cache, so it holds across nodes).
-    DDP workers of one Job train together, so only a single-worker Job takes the lock."""
+    DDP workers of one Job train together, so only a single-worker Job takes the lock. A cached file that does not
+    load (truncated, corrupt) is reported with its path and trained again, never trusted. Once the result is cached,
+    the stage's ``checkpoint`` has served and is removed."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path) + ".lock") if hooks.world_size == 1 else contextlib.nullcontext()
     with lock:
         if path.exists():
-            hooks.log(f"  {what} reused from cache {path.name}")
-            return torch.load(path, map_location="cpu", weights_only=True), 0.0, True
+            try:
+                payload = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - an unreadable cache entry is recomputed
+                hooks.log(f"  cached {what} {path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); training it again")
+            else:
+                hooks.log(f"  {what} reused from cache {path.name}")
+                return payload, 0.0, True
         start = time.perf_counter()
         payload = train()
         if hooks.is_main:
             save_atomic(payload, path)
+        if checkpoint is not None:
+            checkpoint.remove()
         return payload, time.perf_counter() - start, False
 
 
 def _pretrained_backbone(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks) -> tuple[dict, float, bool]:
     """(backbone state dict, pretraining seconds, reused from the cache?) of the Job's pretraining."""
-    payload, seconds, reused = _load_or_train(Path(job.pretrain.path), lambda: _pretrain(job, method_cls, task, train_volumes, hooks), hooks,
-                                              what="pretraining")
+    checkpoint = _stage_checkpoint(job, f"pretrain-{job.pretrain.key}", {"stage": "pretrain", "key": job.pretrain.key}, hooks)
+    payload, seconds, reused = _load_or_train(Path(job.pretrain.path), lambda: _pretrain(job, method_cls, task, train_volumes, hooks, checkpoint),
+                                              hooks, what="pretraining", checkpoint=checkpoint)
     return payload["backbone"], seconds, reused
 
 
-def _pretrain(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks) -> dict:
+def _pretrain(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks, checkpoint: StageCheckpoint | None) -> dict:
     spec = job.pretrain
     torch.manual_seed(job.seed)
     backbone = build_backbone(job.backbone, in_channels=job.pretrain_channels[0], out_channels=job.pretrain_channels[1], size=job.backbone_size,
@@ -398,7 +494,7 @@ def _pretrain(job: Job, method_cls, task: Task, train_volumes: list[Volume], hoo
             volumes += read(task, [extra[i] for i in spec.case_ids if i in extra], volume_size=job.volume_size)
     volumes = kind_of(task).pretraining_volumes(task, volumes)  # e.g. synthesis: the target series only (CoPer IV.B)
     losses = pretrain(method, volumes, recipe=spec.recipe, steps=spec.steps, roi=job.roi, seed=job.seed, hooks=hooks, protocol=job.protocol,
-                      modality_ids=modality_ids)
+                      modality_ids=modality_ids, checkpoint=checkpoint)
     state = {k: v.detach().cpu() for k, v in method.backbone.state_dict().items()}
     return {"backbone": state, "key": spec.key, "losses": losses, "job": job.to_dict()}
 
@@ -410,13 +506,15 @@ def _evaluation_networks(job: Job, train_volumes: list[Volume], val_volumes: lis
     quiet = dataclasses.replace(hooks, report=lambda metrics: None)
     states, seconds = {}, 0.0
     for spec in job.networks:
-        payload, spent, _ = _load_or_train(Path(spec.path), lambda spec=spec: _train_network(spec, job, train_volumes, val_volumes, quiet), quiet,
-                                           what=f"evaluation network {spec.role}")
+        checkpoint = _stage_checkpoint(job, f"network-{spec.key}", {"stage": "network", "role": spec.role, "key": spec.key}, quiet)
+        payload, spent, _ = _load_or_train(Path(spec.path), lambda spec=spec, c=checkpoint: _train_network(spec, job, train_volumes, val_volumes, quiet, c),
+                                           quiet, what=f"evaluation network {spec.role}", checkpoint=checkpoint)
         states[spec.role], seconds = payload, seconds + spent
     return states, seconds
 
 
-def _train_network(spec: NetworkSpec, job: Job, train_volumes: list[Volume], val_volumes: list[Volume], hooks: Hooks) -> dict:
+def _train_network(spec: NetworkSpec, job: Job, train_volumes: list[Volume], val_volumes: list[Volume], hooks: Hooks,
+                   checkpoint: StageCheckpoint | None = None) -> dict:
     """Train one planned evaluation network on the split's cases: a pretext pretraining on ``spec.task_ref``'s pretraining
     volumes (e.g. SwAV on the target series), or supervised fine-tuning of that task with model selection on its
     validation cases. Seeded by the Job's seed, without touching the global RNG the cells draw from."""
@@ -429,7 +527,7 @@ def _train_network(spec: NetworkSpec, job: Job, train_volumes: list[Volume], val
             method = method_cls(net, method_cls.make_config(), in_channels=spec.channels[0]).to(hooks.device)
             pool = kind_of(net_task).pretraining_volumes(net_task, [*train_volumes, *val_volumes])
             pretrain(method, pool, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=job.seed, hooks=hooks, protocol=job.protocol,
-                     stage=f"network {spec.role}")
+                     stage=f"network {spec.role}", checkpoint=checkpoint)
             return {"backbone": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
         if spec.stage == "finetune":
             model = net.to(hooks.device)
@@ -437,7 +535,7 @@ def _train_network(spec: NetworkSpec, job: Job, train_volumes: list[Volume], val
             selection = ModelSelection(model, net_task, val_volumes, every=every, roi=spec.roi, hooks=hooks, protocol=job.protocol)
             finetune(model, net_task, train_volumes, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=job.seed, hooks=hooks,
                      tag=f"evaluation network {spec.role} ({net_task.name}, real images)", protocol=job.protocol, selection=selection,
-                     stage=f"network {spec.role}")
+                     stage=f"network {spec.role}", checkpoint=checkpoint)
             selection.restore_best()
             return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
     raise ValueError(f"evaluation network {spec.role}: unknown stage {spec.stage!r}; expected pretrain or finetune")
