@@ -33,23 +33,25 @@ import torch.distributed as dist
 from benchmark.records import atomic_path
 
 FORMAT_VERSION = 1
+TIME_CHECK_STEPS = 10  # a time-based interval is checked every this many steps (a collective under DDP)
 
 
-def capture_rng(generators: dict[str, torch.Generator]) -> dict[str, Any]:
-    """This process's random states and ``generators``' (what a resumed stage must draw from next)."""
+def capture_rng(generators: dict[str, torch.Generator], device: torch.device | None = None) -> dict[str, Any]:
+    """This process's random states and ``generators``' (what a resumed stage must draw from next). On CUDA only the
+    worker's own ``device``: a retried worker may see other GPUs (another node, another local rank)."""
     state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state(),
              "generators": {name: g.get_state() for name, g in generators.items()}}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def restore_rng(state: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+def restore_rng(state: dict[str, Any], generators: dict[str, torch.Generator], device: torch.device | None = None) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if "cuda" in state and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
     for name, generator in generators.items():
         generator.set_state(state["generators"][name])
 
@@ -69,6 +71,10 @@ class StageCheckpoint:
         self.path, self.identity = Path(path), identity
         self.every_steps, self.every_seconds = every_steps, every_seconds
         self.rank, self.world_size, self.log = rank, world_size, log
+        self._last_save = time.monotonic()
+
+    def start(self) -> None:
+        """The stage's steps begin: the time interval counts from here (not from waiting for a lock or a cache)."""
         self._last_save = time.monotonic()
 
     # ---- reading -----------------------------------------------------------------------------------------------
@@ -96,11 +102,14 @@ class StageCheckpoint:
     # ---- writing -----------------------------------------------------------------------------------------------
     def due(self, steps_done: int, steps: int) -> bool:
         """Whether to write after ``steps_done`` of ``steps`` steps: at the last step, every ``every_steps`` steps,
-        or (no step interval) when ``every_seconds`` passed since the last write; the same answer on every rank."""
+        or (no step interval) when ``every_seconds`` passed since the last write, looked at every
+        ``TIME_CHECK_STEPS`` steps (under DDP that look is a broadcast); the same answer on every rank."""
         if steps_done >= steps:
             return True
         if self.every_steps is not None:
             return steps_done % self.every_steps == 0
+        if steps_done % TIME_CHECK_STEPS:
+            return False
         due = time.monotonic() - self._last_save >= self.every_seconds
         if _distributed():  # rank 0's clock decides, so every rank reaches the gather below together
             flag = [due]

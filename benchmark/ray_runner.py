@@ -230,6 +230,8 @@ def _train_loop(config: dict[str, Any]) -> None:
         return
     try:
         results = run_job(job, hooks)
+    except torch.distributed.DistError:  # a peer worker was lost: Ray Train restarts the group (FailureConfig), which resumes
+        raise
     except Exception as exc:  # noqa: BLE001 - recorded as this Job's failure; the other Jobs go on
         if hooks.is_main:
             config["queue"].put((name, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
@@ -313,7 +315,8 @@ def run_jobs(
                                     trial_dirname_creator=lambda t: _dirname(t.config["name"])),
         run_config=tune.RunConfig(name=f"jobs-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(Path(storage).resolve()), verbose=0,
                                   stop=(stopper := _StopAll()),
-                                  failure_config=tune.FailureConfig(max_failures=max_failures)),
+                                  # a DDP Job is retried by Ray Train (its workers); retrying its trial too would multiply the attempts
+                                  failure_config=tune.FailureConfig(max_failures=0 if num_workers > 1 else max_failures)),
     )
     failure: list[str] = []
 
@@ -330,7 +333,8 @@ def run_jobs(
         _collect(results_queue, thread, reported, on_done)
     except KeyboardInterrupt:  # Ctrl-C: Tune (in its thread) stops the trials and returns before the driver exits; left
         stopper.event.set()     # running, it would call Ray after the exit's shutdown and start a cluster again
-        thread.join(timeout=30)
+        while thread.is_alive():  # a second Ctrl-C ends the wait
+            thread.join(timeout=1.0)
         raise
     thread.join()
     for name, _ in jobs:  # Jobs lost with a crashed trial (worker died, out of memory, ...)
@@ -368,6 +372,8 @@ def _collect(results_queue, thread: threading.Thread, reported: set[str], on_don
             time.sleep(0.5)
             continue
         name, results, error = results_queue.get_nowait()
+        if name in reported:  # a retried DDP Job whose first attempt's rank 0 had already reported
+            continue
         reported.add(name)
         on_done(name, results, error)
 

@@ -151,7 +151,9 @@ def _optimise(
         first = start * recipe.batch_size * hooks.world_size
         iterator = iter(_loader(dataset if first == 0 else Subset(dataset, range(first, len(dataset))), recipe.batch_size, hooks))
     if saved is not None:  # after the loader drew its base seed: every later draw continues where the checkpoint left it
-        restore_rng(saved["rng"], generators)
+        restore_rng(saved["rng"], generators, hooks.device)
+    if checkpoint is not None:
+        checkpoint.start()
     tick = time.perf_counter()
     for step in range(start, steps):
         batch = {k: _to_device(v, hooks.device, channels_last=channels_last) for k, v in next(iterator).items()}
@@ -179,7 +181,7 @@ def _optimise(
             checkpoint.save({"step": step + 1, "model": trained.state_dict(), "optimizer": optimizer.state_dict(),
                              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
                              "losses": list(losses), "times": list(times), "extra": extra_state[0]() if extra_state else None},
-                            capture_rng(generators))
+                            capture_rng(generators, hooks.device))
         tick = time.perf_counter()
     return losses
 

@@ -153,11 +153,15 @@ def test_due_by_steps_by_time_and_at_the_end(tmp_path, monkeypatch):
     clock = [100.0]
     monkeypatch.setattr("benchmark.checkpoints.time.monotonic", lambda: clock[0])
     by_time = StageCheckpoint(tmp_path / "t.pt", identity={}, every_steps=None, every_seconds=60)
-    assert not by_time.due(1, 10)
+    assert not by_time.due(10, 100)
     clock[0] += 61
-    assert by_time.due(2, 10)
-    by_time.save({"step": 2}, {})
-    assert not by_time.due(3, 10) and by_time.due(10, 10)
+    assert not by_time.due(15, 100)  # the clock is looked at every TIME_CHECK_STEPS (10) steps only
+    assert by_time.due(20, 100)
+    by_time.save({"step": 20}, {})
+    assert not by_time.due(30, 100) and by_time.due(100, 100)
+    by_time.start()  # the stage's steps begin: the interval counts from here
+    clock[0] += 59
+    assert not by_time.due(40, 100)
 
 
 def test_rng_capture_and_restore_round_trip():
