@@ -337,6 +337,7 @@ def run_jobs(
             thread.join(timeout=1.0)
         raise
     thread.join()
+    results_queue.shutdown(force=True)  # every trial has ended: its actor would otherwise outlive the call (one per run_jobs)
     for name, _ in jobs:  # Jobs lost with a crashed trial (worker died, out of memory, ...)
         if name not in reported:
             on_done(name, None, failure[0] if failure else "the Ray Tune trial ended before this Job reported")
