@@ -362,7 +362,7 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     test_volumes = kind_of(task).prepare(drop_series(test_volumes, missing), roi=job.roi)
     networks, network_seconds = _evaluation_networks(job, train_volumes, val_volumes, hooks)
     pretrain_seconds += network_seconds  # the kind's evaluation networks are pretrainings of the Job, not of a cell
-    results = []
+    results, served = [], []  # served: the cells' fine-tuning checkpoints, removed once every cell has its result
     for cell in job.cells:
         start = time.perf_counter()
         hooks.step_seconds.pop("finetune", None)  # each cell's own fine-tuning steps
@@ -378,6 +378,7 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
         tag = f"finetune {job.method}/{job.backbone} {job.task} {cell.fraction}"
         selection = ModelSelection(model, task, val_volumes, every=job.validation_every, roi=job.roi, hooks=hooks, protocol=job.protocol)
         checkpoints = [_cell_checkpoint(job, cell, r, hooks) for r in range(job.finetune_rounds)]
+        served += [c for c in checkpoints if c is not None]
         first_round = _first_round(checkpoints)  # a later round's checkpoint holds the earlier rounds' outcome
         for round_index in range(first_round, job.finetune_rounds):  # > 1: CNN-restart, a fresh optimiser and schedule each round
             round_tag = tag + (f" round {round_index + 1}" if job.finetune_rounds > 1 else "")
@@ -400,10 +401,8 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
                                   final_finetune_loss=losses[-1] if losses else float("nan"), curve=tuple(selection.curve),
                                   selected_step=selection.best_step, resumed_from=dict(hooks.resumed_from),
                                   validation_score=selection.best_score if selection.best_step is not None else None))
-    for cell in job.cells:  # the Job's results are complete: its fine-tuning checkpoints have served
-        for round_index in range(job.finetune_rounds):
-            if (checkpoint := _cell_checkpoint(job, cell, round_index, hooks)) is not None:
-                checkpoint.remove()
+    for checkpoint in served:  # the Job's results are complete
+        checkpoint.remove()
     return results
 
 
