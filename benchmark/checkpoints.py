@@ -15,22 +15,23 @@ draws from or updates:
   the loss curve, the step times, and the caller's extra state (model selection: best score, step and weights,
   the validation curve).
 
-Rank 0 writes; every rank reads. A file that cannot be read (truncated, corrupt, another stage's) is reported with
-its path and ignored: the stage starts over, it is never trusted. This module knows nothing about Ray: the run layer
-retries a lost worker, and the retried stage finds its file here (paths on storage every worker sees).
+Rank 0 writes; every rank reads, and the ranks continue from the same step or all start over (rank 0's file
+decides). A file that cannot be read (truncated, corrupt, another stage's) is reported with its path and ignored:
+the stage starts over, it is never trusted. The file is a path or a storage URI (``benchmark.storage``: every
+worker of a cluster sees it). This module knows nothing about Ray: the run layer retries a lost worker, and the
+retried stage finds its file here.
 """
 from __future__ import annotations
 
 import random
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
-from benchmark.records import atomic_path
+from benchmark import storage
 
 FORMAT_VERSION = 1
 TIME_CHECK_STEPS = 10  # a time-based interval is checked every this many steps (a collective under DDP)
@@ -60,15 +61,24 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def rank0_decides(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (a broadcast under DDP; the value itself otherwise)."""
+    if not _distributed():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 class StageCheckpoint:
     """One stage's checkpoint file and when to write it (see the module docstring).
 
     ``identity``: what the stage is (its cache key, its cell id and round); a file whose identity differs is not
     this stage's and is ignored. ``log``: where "resumed from" and "unreadable" lines go."""
 
-    def __init__(self, path: str | Path, *, identity: dict[str, Any], every_steps: int | None, every_seconds: float,
+    def __init__(self, path: str, *, identity: dict[str, Any], every_steps: int | None, every_seconds: float,
                  rank: int = 0, world_size: int = 1, log: Callable[[str], None] = print):
-        self.path, self.identity = Path(path), identity
+        self.path, self.identity = str(path), identity
         self.every_steps, self.every_seconds = every_steps, every_seconds
         self.rank, self.world_size, self.log = rank, world_size, log
         self._last_save = time.monotonic()
@@ -80,11 +90,25 @@ class StageCheckpoint:
     # ---- reading -----------------------------------------------------------------------------------------------
     def load(self) -> dict[str, Any] | None:
         """The saved state for this rank (its own random states under ``"rng"``), or None: no file, or one that is
-        unreadable or not this stage's (reported, then ignored)."""
-        if not self.path.exists():
+        unreadable or not this stage's (reported, then ignored). Under DDP every rank gets the state of rank 0's
+        step, or all get None."""
+        state = self._read()
+        step = rank0_decides(None if state is None else state["step"])
+        if state is not None and state["step"] != step:  # this rank read another version of the file than rank 0
+            self.log(f"  checkpoint {self.path}: rank {self.rank} read step {state['step']}, rank 0 step {step}; the stage starts over")
+            state = None
+        if _distributed():  # all continue or all start over
+            flags = [None] * dist.get_world_size()
+            dist.all_gather_object(flags, state is not None)
+            if not all(flags):
+                return None
+        return state
+
+    def _read(self) -> dict[str, Any] | None:
+        if not storage.exists(self.path):
             return None
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=False)
+            state = storage.load_torch(self.path, map_location="cpu", weights_only=False)
             if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
                 raise ValueError(f"not a checkpoint of format {FORMAT_VERSION}")
         except Exception as exc:  # noqa: BLE001 - truncated, corrupt or foreign: start over, never trust it
@@ -124,10 +148,9 @@ class StageCheckpoint:
             ranks = [None] * dist.get_world_size()
             dist.all_gather_object(ranks, rng)
         if self.rank == 0:
-            with atomic_path(self.path) as tmp:
-                torch.save({"format": FORMAT_VERSION, "identity": self.identity, **state, "rng": ranks}, tmp)
+            storage.save_torch({"format": FORMAT_VERSION, "identity": self.identity, **state, "rng": ranks}, self.path)
         self._last_save = time.monotonic()
 
     def remove(self) -> None:
         if self.rank == 0:
-            self.path.unlink(missing_ok=True)
+            storage.delete(self.path)

@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, help="output folder (default: ./results/<run-name>)")
     p.add_argument("--run-name", help="run name; reusing one resumes that run, skipping finished cells (default: a timestamp)")
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="pretrained checkpoints and synthetic data (default: %(default)s; env MEDSSL_CACHE)")
+    p.add_argument("--storage", metavar="URI",
+                   help="where everything workers write and other processes read lives (prepared cases, pretraining cache, "
+                        "checkpoints, Ray Train/Tune storage, search records): a path every node sees, or s3://bucket/prefix, "
+                        "gs://..., any pyarrow / fsspec file system; nodes then need no shared disk (default: the cache folder)")
     p.add_argument("--address", help="Ray cluster to join, e.g. 'auto' (default: start an embedded local cluster)")
     p.add_argument("--num-workers", type=int, default=1, help="Ray Train workers per job (DDP) (default: %(default)s)")
     p.add_argument("--gpus-per-worker", type=float, help="GPUs per Ray Train worker (default: 1 when the cluster has GPUs, else 0)")
@@ -308,7 +312,21 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
         search=SearchOptions(trials=args.tune, fraction=tune_fraction, finetune_lr=args.tune_finetune, finetune_batch_size=args.tune_batch_size,
                              max_concurrent=args.max_concurrent_trials),
         execution=execution, prepare_only=args.prepare, prepare_workers=args.prepare_workers, confirmed=args.yes,
+        storage=_parse_storage(args.storage),
     )
+
+
+def _parse_storage(value: str | None) -> str | None:
+    """``--storage``: a path (made absolute) or a URI whose file system exists (pyarrow's or fsspec's)."""
+    if value is None:
+        return None
+    from benchmark import storage
+
+    try:
+        storage.resolve(value)
+    except (ValueError, OSError) as exc:
+        raise BenchmarkInputError(f"--storage {value!r}: {exc}") from None
+    return storage.normalise(value)
 
 
 def print_registries() -> None:

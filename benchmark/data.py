@@ -6,6 +6,7 @@ for the same index in any process; under DDP a DistributedSampler splits the ind
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -41,26 +42,31 @@ def load_corpus(parts, *, modalities: tuple[str, ...], volume_size: tuple[int, i
                 read: Callable[..., list[Volume]] | None = None) -> tuple[list[Volume], list[tuple[int, ...]]]:
     """The volumes of a pretraining corpus (``benchmark.job.CorpusPart``s: several tasks' non-test cases and their
     ``--pretrain-extra`` cases, each read and normalised by its own task) and, per volume, each channel's index in
-    the corpus's modality vocabulary ``modalities`` (``Task.modalities``). ``read(task, cases, volume_size=...)``
-    reads them (default ``load_volumes``; the loops pass the prepared, memory-mapped reader)."""
-    read = read or load_volumes
+    the corpus's modality vocabulary ``modalities`` (``Task.modalities``). ``read(task, case_ids, data_root=...,
+    extra_root=...)`` reads them (default: the files decoded here; the loops pass the Job's prepared reader)."""
+    read = read or partial(_read_files, volume_size=volume_size)
     volumes, modality_ids = [], []
     for part in parts:
         task = get_task(part.task_ref)
-        cases = {c.case_id: c for c in task.find_cases(Path(part.data_root))}
-        if part.extra_root:
-            cases.update({c.case_id: c for c in find_unlabeled_cases(task, Path(part.extra_root))})
-        missing = [i for i in part.case_ids if i not in cases]
-        if missing:
-            raise BenchmarkInputError(f"pretraining corpus: task {task.name} at {part.data_root} has no case(s) {missing[:5]}; "
-                                      "the data changed since the run was planned")
         unknown = [m for m in task.modalities if m not in modalities]
         if unknown:
             raise BenchmarkInputError(f"pretraining corpus: task {task.name}'s modalities {unknown} are not in the corpus vocabulary {list(modalities)}")
-        loaded = read(task, [cases[i] for i in part.case_ids], volume_size=volume_size)
+        loaded = read(task, part.case_ids, data_root=part.data_root, extra_root=part.extra_root)
         volumes += loaded
         modality_ids += [tuple(modalities.index(m) for m in task.modalities)] * len(loaded)
     return volumes, modality_ids
+
+
+def _read_files(task, case_ids, *, data_root: str, extra_root: str | None, volume_size) -> list[Volume]:
+    """``case_ids`` of ``task`` decoded from the data folder (and the ``--pretrain-extra`` folder)."""
+    cases = {c.case_id: c for c in task.find_cases(Path(data_root))}
+    if extra_root:
+        cases.update({c.case_id: c for c in find_unlabeled_cases(task, Path(extra_root))})
+    missing = [i for i in case_ids if i not in cases]
+    if missing:
+        raise BenchmarkInputError(f"pretraining corpus: task {task.name} at {data_root} has no case(s) {missing[:5]}; "
+                                  "the data changed since the run was planned")
+    return load_volumes(task, [cases[i] for i in case_ids], volume_size=volume_size)
 
 
 def _resize(v: Volume, size: tuple[int, int, int]) -> Volume:

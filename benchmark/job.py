@@ -53,6 +53,7 @@ class CellResult:
     stage_seconds: dict[str, float] = dataclasses.field(default_factory=dict)
     # stage -> the step its training continued from after an interruption (its checkpoint); absent: from step 0
     resumed_from: dict[str, int] = dataclasses.field(default_factory=dict)
+    node: str = ""  # the Ray node the Job ran on (its rank 0 under DDP); "" outside Ray
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,9 @@ class Job:
     execution: ExecutionSettings = ExecutionSettings()  # precision, compile, loader workers, step cap (recorded per cell)
     prepared_dir: str | None = None  # the prepared, memory-mapped cases (benchmark.prepared); None: decode the files in memory
     checkpoint_dir: str | None = None  # where the training stages keep their checkpoints (benchmark.checkpoints); None: none
+    # "<task ref>|<case id>" -> its folder under prepared_dir (benchmark.prepared.case_locations): a worker reads its cases
+    # from there without seeing the data folders (a storage URI on a cluster)
+    prepared_cases: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def title(self) -> str:

@@ -23,10 +23,11 @@ from benchmark.kinds import NetworkPlanning, kind_of, resolve_finetune_loss, res
 from benchmark.methods import get_method
 from benchmark.profiles import Profile
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
-from benchmark.prepared import prepared_dir
+from benchmark import storage as storage_uri
+from benchmark.prepared import case_key, case_locations
 from benchmark.records import ExecutionSettings, FinetuneSettings
 from benchmark.spatial_augmentation import resolve_policy
-from benchmark.store import content_hash, pretrain_checkpoint_path
+from benchmark.store import content_hash
 from tasks import Task
 from tasks.nifti import nifti_shape
 
@@ -160,6 +161,7 @@ def build_plan(
     corpus: list[TaskData] | None = None,
     workers: int = 1,
     execution: ExecutionSettings = ExecutionSettings(),
+    storage: str | None = None,
 ) -> Plan:
     """Every Job of the run. ``methods``: scratch is added once per backbone that a runnable method uses
     (the fair-comparison baseline), or run alone when it is the only entry.
@@ -169,8 +171,15 @@ def build_plan(
     its paper pretrains once on a curated CT + MRI set, then fine-tunes on each task). Such a method pretrains
     once per seed and fold on the corpus, and every task of the run fine-tunes that checkpoint. The test cases
     of every corpus task are excluded. ``workers``: DDP workers per Job (a batch-wise loss sees their global batch).
-    ``execution``: how the loops run (``with_execution``); every Job reads its cases prepared under the cache."""
+    ``execution``: how the loops run (``with_execution``). ``storage`` (``benchmark.storage``; default: ``cache_dir``):
+    where the Jobs' prepared cases, pretraining and evaluation-network cache and checkpoints live; every Job names
+    its cases' prepared folders there, so its worker needs no data folder."""
     protocol = protocol or profile.protocol
+    storage = storage_uri.normalise(storage or cache_dir)
+    volume_size = tuple(profile.volume_size) if profile.volume_size else None
+    locations: dict[str, str] = {}
+    for td in [*task_data, *(corpus or ())]:
+        locations.update(case_locations(td.task, [*td.cases, *td.extra_cases], volume_size=volume_size))
     corpus_splits = _corpus_splits(corpus, seeds=seeds, folds=folds) if corpus else None
     if not 0.0 <= finetune.missing_series <= 1.0:
         raise BenchmarkInputError(f"--missing-series {finetune.missing_series}: expected a share of cases in [0, 1]")
@@ -230,9 +239,9 @@ def build_plan(
                     pretrain_ids = list(share[0].labeled_ids) if per_fraction else train_ids + [c.case_id for c in td.extra_cases]
                     parts = corpus_splits[(seed, fold)] if on_corpus else ()
                     jobs.append(_job(entry, method_cls, cfg, bb, td, seed=seed, fold=fold, n_folds=folds, train_ids=fit_ids, val_ids=val_ids, test_ids=test_ids,
-                                     pretrain_ids=pretrain_ids, cells=tuple(share), profile=profile, cache_dir=cache_dir, finetune=task_finetune,
+                                     pretrain_ids=pretrain_ids, cells=tuple(share), profile=profile, storage=storage, finetune=task_finetune,
                                      protocol=protocol, na_reason=na_reason, corpus=parts, modalities=tuple(modalities) if on_corpus else (),
-                                     execution=execution))
+                                     execution=execution, locations=locations))
     return Plan(jobs=tuple(jobs), profile=profile)
 
 
@@ -342,9 +351,9 @@ def _epoch_size(td: TaskData, ids: list[str], *, two_d: bool, volume_size) -> in
 
 
 def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, seed: int, fold: int, n_folds: int, train_ids, val_ids, test_ids,
-         pretrain_ids, cells: tuple[CellSpec, ...], profile: Profile, cache_dir: Path, finetune: FinetuneSettings, protocol: Protocol,
+         pretrain_ids, cells: tuple[CellSpec, ...], profile: Profile, storage: str, finetune: FinetuneSettings, protocol: Protocol,
          na_reason: str | None, corpus: tuple[CorpusPart, ...] = (), modalities: tuple[str, ...] = (),
-         execution: ExecutionSettings = ExecutionSettings()) -> Job:
+         execution: ExecutionSettings = ExecutionSettings(), locations: dict[str, str] | None = None) -> Job:
     network = kind_of(td.task).finetune_network(backbone)  # synthesis: the generator's crop and recipe, whatever the loss network
     roi = tuple(profile.rois[network])
     ft_recipe = profile.finetune_recipes[network]
@@ -354,7 +363,8 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
         label_aware=method_cls.is_label_aware(cfg), train_ids=tuple(train_ids), val_ids=tuple(val_ids), test_ids=tuple(test_ids), roi=roi,
         in_channels=len(td.task.channels),
         volume_size=tuple(profile.volume_size) if profile.volume_size else None, finetune_recipe=ft_recipe, finetune=finetune,
-        protocol=protocol, cells=cells, prepared_dir=str(prepared_dir(cache_dir)), checkpoint_dir=str(Path(cache_dir) / "checkpoints"),
+        protocol=protocol, cells=cells, prepared_dir=storage_uri.join(storage, "prepared"), checkpoint_dir=storage_uri.join(storage, "checkpoints"),
+        prepared_cases=_job_locations(locations or {}, td, [*train_ids, *val_ids, *test_ids, *pretrain_ids], corpus),
     )
     if na_reason is not None:
         return Job(**common, pretrain_channels=(0, 0), pretrain=None, finetune_steps=0, finetune_rounds=1, validation_every=1, na_reason=na_reason)
@@ -366,7 +376,7 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
     pretrain = None
     if method_cls.pretrains_with(cfg) and corpus:
         pretrain = _corpus_pretraining(entry, cfg, backbone, pre_recipe, corpus=corpus, modalities=modalities, seed=seed, roi=roi,
-                                       channels=channels, profile=profile, cache_dir=cache_dir)
+                                       channels=channels, profile=profile, storage=storage)
     elif method_cls.pretrains_with(cfg):
         pretrain_samples = samples + (_epoch_size(td, extra, two_d=two_d, volume_size=profile.volume_size) if extra else 0)
         steps = pre_recipe.steps_for(pretrain_samples)
@@ -380,7 +390,7 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
             **kind_of(td.task).pretrain_key(td.task),  # e.g. synthesis: the target series pretrained on
         })
         pretrain = PretrainSpec(recipe=pre_recipe, steps=steps, case_ids=tuple(pretrain_ids), key=key,
-                                path=str(pretrain_checkpoint_path(cache_dir, key)),
+                                path=storage_uri.join(storage, "pretrained", f"{key}.pt"),
                                 extra_root=str(td.extra_root) if td.extra_root and extra else None, samples=pretrain_samples)
     # Every label fraction gets the same optimisation budget (steps), counted on the full training
     # set: small fractions are not also penalised with fewer updates.
@@ -388,12 +398,19 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
     # The networks the task's kind scores with (synthesis: the CoPer network and the real-image segmenter), planned here
     # so the worker trains them like a pretraining and the evaluation only loads them.
     networks = kind_of(td.task).planned_networks(td.task, plan=NetworkPlanning(
-        profile=profile, cache_dir=Path(cache_dir), seed=seed, train_ids=tuple(train_ids), val_ids=tuple(val_ids), data_fingerprint=td.fingerprint,
+        profile=profile, storage=storage, seed=seed, train_ids=tuple(train_ids), val_ids=tuple(val_ids), data_fingerprint=td.fingerprint,
         epoch_slices=_epoch_size(td, [*train_ids, *val_ids], two_d=True, volume_size=profile.volume_size), finetune_samples=samples,
         protocol=protocol))
     job = Job(**common, pretrain_channels=tuple(channels), pretrain=pretrain, finetune_steps=steps, finetune_samples=samples, networks=networks,
               finetune_rounds=method_cls.finetune_rounds(cfg), validation_every=max(1, steps // protocol.validations_per_finetune))
     return with_execution(job, execution)
+
+
+def _job_locations(locations: dict[str, str], td: TaskData, case_ids: list[str], corpus: tuple[CorpusPart, ...]) -> dict[str, str]:
+    """The prepared folders of the cases a Job reads: its task's, and its pretraining corpus's."""
+    keys = [case_key(td.task.ref, i) for i in case_ids]
+    keys += [case_key(part.task_ref, i) for part in corpus for i in part.case_ids]
+    return {k: locations[k] for k in keys if k in locations}
 
 
 def with_execution(job: Job, execution: ExecutionSettings) -> Job:
@@ -411,7 +428,7 @@ def with_execution(job: Job, execution: ExecutionSettings) -> Job:
 
     def rekeyed(spec):
         key = content_hash({"base": spec.key, **key_extra})
-        return dataclasses.replace(spec, steps=int(min(spec.steps, cap)), key=key, path=str(Path(spec.path).with_name(f"{key}.pt")))
+        return dataclasses.replace(spec, steps=int(min(spec.steps, cap)), key=key, path=storage_uri.sibling(spec.path, f"{key}.pt"))
 
     cells = tuple(dataclasses.replace(c, cell_id=f"{c.cell_id.rsplit('|', 1)[0]}|{content_hash({'base': c.cell_id.rsplit('|', 1)[-1], **key_extra}, 8)}")
                   for c in job.cells)
@@ -420,7 +437,7 @@ def with_execution(job: Job, execution: ExecutionSettings) -> Job:
 
 
 def _corpus_pretraining(entry: MethodEntry, cfg, backbone: str, recipe, *, corpus: tuple[CorpusPart, ...], modalities: tuple[str, ...], seed: int,
-                        roi, channels, profile: Profile, cache_dir: Path) -> PretrainSpec:
+                        roi, channels, profile: Profile, storage: str) -> PretrainSpec:
     """The pretraining on a shared corpus: its key names the corpus (tasks, data fingerprints via the case ids and
     roots, extras) and not the fine-tuning task, so every task of the run reuses one checkpoint."""
     # One sample per volume and epoch: the corpus methods (DAE) are 3D (a 2D one would count slices, as _epoch_size does).
@@ -432,7 +449,7 @@ def _corpus_pretraining(entry: MethodEntry, cfg, backbone: str, recipe, *, corpu
         "backbone_size": dataclasses.asdict(profile.backbone_size), "modalities": list(modalities),
         "corpus": [dataclasses.asdict(p) for p in corpus], "version": 1,
     })
-    return PretrainSpec(recipe=recipe, steps=steps, case_ids=(), key=key, path=str(pretrain_checkpoint_path(cache_dir, key)), samples=samples,
+    return PretrainSpec(recipe=recipe, steps=steps, case_ids=(), key=key, path=storage_uri.join(storage, "pretrained", f"{key}.pt"), samples=samples,
                         corpus=corpus, modalities=modalities)
 
 
@@ -461,7 +478,7 @@ def apply_params(job: Job, params: dict[str, Any], *, search_budget: int = 0) ->
     if pretrain is not None and (pretext or pre):
         steps = pre_recipe.steps_for(pretrain.samples)
         key = content_hash({"base": pretrain.key, "pretext": pretext, "recipe": _recipe_key(pre_recipe), "steps": steps})
-        pretrain = dataclasses.replace(pretrain, recipe=pre_recipe, steps=steps, key=key, path=str(Path(pretrain.path).with_name(f"{key}.pt")))
+        pretrain = dataclasses.replace(pretrain, recipe=pre_recipe, steps=steps, key=key, path=storage_uri.sibling(pretrain.path, f"{key}.pt"))
     ft_steps = ft_recipe.steps_for(job.finetune_samples) if ft_recipe.steps is None else ft_recipe.steps
     config_id = content_hash({"base": job.cells[0].cell_id.rsplit("|", 1)[-1], "tuned": params}, 8)
     cells = tuple(dataclasses.replace(c, cell_id=f"{c.cell_id.rsplit('|', 1)[0]}|{config_id}") for c in job.cells)

@@ -23,8 +23,17 @@ only the pages it touches, the page cache is shared by every process on the node
 of its batches, not of its dataset.
 
 ``prepare_cases`` fills the folders of many cases in parallel (a process pool) with progress lines;
-``open_volumes`` opens them, preparing in the worker whatever is missing (a worker on a node that does not see
-the driver's cache prepares its own copy).
+``open_volumes`` opens them, preparing in the worker whatever is missing.
+
+On a storage that is not a local path (``--storage s3://...``, ``benchmark.storage``) the driver prepares into its
+local cache and ``publish_cases`` copies every case folder to ``<storage>/prepared/`` (``meta.json`` last, so a
+folder with its ``meta.json`` is complete). A Job carries each of its cases' folder names (``case_locations``), so a
+worker reads them without seeing the data folders: ``read_cases`` copies a case folder once into its node's own
+cache (``benchmark.storage.node_cache_dir``) and memory-maps that copy.
+
+A prepared copy is never trusted blindly: opening it reads ``meta.json`` and maps every array, which fails on a
+truncated or missing file (numpy checks the file holds the header's shape); such a copy is reported with its path,
+removed, and prepared (or copied) again.
 """
 from __future__ import annotations
 
@@ -33,6 +42,7 @@ import hashlib
 import inspect
 import json
 import multiprocessing
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -45,6 +55,7 @@ import torch
 import benchmark.data as preprocessing
 import tasks.intensity
 import tasks.nifti
+from benchmark import storage
 from benchmark.datasources import fingerprint
 from benchmark.store import write_folder_once
 from tasks import Case, Task, Volume, get_task
@@ -133,10 +144,37 @@ def open_case(folder: Path) -> Volume:
                   target=meta["target"], index=index)
 
 
-def open_volumes(task: Task, cases: list[Case], root: Path, *, volume_size: tuple[int, int, int] | None) -> list[Volume]:
+class CorruptPreparedCase(Exception):
+    """A prepared case folder that does not open (a truncated or missing array, an unreadable ``meta.json``)."""
+
+
+def open_checked(folder: Path) -> Volume:
+    """``open_case``, raising ``CorruptPreparedCase`` (naming the folder) when the copy does not open."""
+    try:
+        return open_case(folder)
+    except (OSError, ValueError, KeyError, EOFError) as exc:  # numpy: "mmap length is greater than file size", bad header
+        raise CorruptPreparedCase(f"prepared case {folder} is unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _warn(message: str) -> None:
+    print(f"[medssl-bench] {message}", file=sys.stderr, flush=True)
+
+
+def open_volumes(task: Task, cases: list[Case], root: Path, *, volume_size: tuple[int, int, int] | None,
+                 log: Callable[[str], None] = _warn) -> list[Volume]:
     """``cases`` as prepared volumes (``benchmark.data.load_volumes``'s values, memory-mapped); a case not yet
-    prepared (a worker that does not see the driver's cache, a case added since) is prepared here first."""
-    return [open_case(prepare_case(task, case, root, volume_size=volume_size)) for case in cases]
+    prepared (a case added since the driver prepared) is prepared here first, and a corrupt copy is reported,
+    removed and prepared again."""
+    volumes = []
+    for case in cases:
+        folder = prepare_case(task, case, root, volume_size=volume_size)
+        try:
+            volumes.append(open_checked(folder))
+        except CorruptPreparedCase as exc:
+            log(f"{exc}; preparing it again from {case.images[0]}")
+            shutil.rmtree(folder, ignore_errors=True)
+            volumes.append(open_checked(prepare_case(task, case, root, volume_size=volume_size)))
+    return volumes
 
 
 def read_volumes(task: Task, cases: list[Case], *, volume_size: tuple[int, int, int] | None, folder: str | Path | None) -> list[Volume]:
@@ -144,7 +182,124 @@ def read_volumes(task: Task, cases: list[Case], *, volume_size: tuple[int, int, 
     files decoded into memory (``benchmark.data.load_volumes``; the values are the same)."""
     if folder is None:
         return preprocessing.load_volumes(task, cases, volume_size=volume_size)
-    return open_volumes(task, cases, prepared_root(folder, task, volume_size=volume_size), volume_size=volume_size)
+    local = storage.local_path(folder)
+    if local is None:
+        return [_open_remote(task, case, folder, volume_size=volume_size) for case in cases]
+    return open_volumes(task, cases, prepared_root(local, task, volume_size=volume_size), volume_size=volume_size)
+
+
+# ---- prepared cases on a storage URI ------------------------------------------------------------------------
+def case_key(task_ref: str, case_id: str) -> str:
+    """The key of a case in a Job's ``prepared_cases``: cases of several tasks meet in a pretraining corpus."""
+    return f"{task_ref}|{case_id}"
+
+
+def case_locations(task: Task, cases: list[Case], *, volume_size: tuple[int, int, int] | None) -> dict[str, str]:
+    """case key -> its folder under a prepared folder (``<task>-<settings hash>/<case>-<fingerprint>``), as the
+    driver computes it from the files; a worker reads it without seeing them."""
+    root, out = prepared_root(Path("."), task, volume_size=volume_size), {}
+    for case in cases:
+        try:
+            out[case_key(task.ref, case.case_id)] = f"{root.name}/{case_folder(root, case).name}"
+        except OSError:  # a file that is not there: no location (a worker reading it reports it by its path)
+            continue
+    return out
+
+
+def publish_cases(task: Task, cases: list[Case], local_root: Path, folder: str, *, volume_size: tuple[int, int, int] | None,
+                  workers: int = 8, log: Callable[[str], None] = print) -> int:
+    """Copy the locally prepared folders of ``cases`` (under ``local_root``) to the storage's prepared ``folder``, those
+    not there yet (``meta.json`` last: a folder with it is complete), ``workers`` uploads at a time; returns how many."""
+    remote_root = storage.join(folder, prepared_root(Path("."), task, volume_size=volume_size).name)
+    todo = [c for c in cases if not storage.exists(storage.join(remote_root, case_folder(local_root, c).name, "meta.json"))]
+    if not todo:
+        return 0
+    start = time.perf_counter()
+    log(f"copying {len(todo)} prepared {task.name} case(s) to {remote_root}")
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(lambda c: storage.upload_folder(case_folder(local_root, c), storage.join(remote_root, case_folder(local_root, c).name),
+                                                      last="meta.json"), todo))
+    log(f"copied {len(todo)} {task.name} case(s) in {time.perf_counter() - start:.0f} s")
+    return len(todo)
+
+
+def read_cases(task: Task, case_ids: list[str], *, folder: str | None, locations: dict[str, str], volume_size: tuple[int, int, int] | None,
+               find_cases: Callable[[], dict[str, Case]], log: Callable[[str], None] = _warn) -> list[Volume]:
+    """The volumes of ``case_ids``, in order, as a worker reads them: each case from its prepared folder named in
+    ``locations`` (``case_locations``; a remote folder is copied once to this node's cache), no data folder needed;
+    a case without a location, or whose copy is missing or unreadable, from the data files (``find_cases()``:
+    case id -> Case, called only then), prepared (and published) here."""
+    if folder is None:
+        cases = find_cases()
+        return preprocessing.load_volumes(task, [cases[i] for i in case_ids], volume_size=volume_size)
+    volumes, cases = [], None
+    for case_id in case_ids:
+        where = locations.get(case_key(task.ref, case_id))
+        volume = _open_stored(storage.join(folder, *where.split("/")), log=log) if where else None
+        if volume is None:
+            cases = cases if cases is not None else find_cases()
+            if case_id not in cases:
+                raise FileNotFoundError(f"case {case_id!r} of task {task.name}: no prepared copy under {folder} and no such case in its data "
+                                        "folder on this node (share the data folders, or prepare on the storage: --storage with --prepare)")
+            volume = read_volumes(task, [cases[case_id]], volume_size=volume_size, folder=folder)[0]
+        volumes.append(volume)
+    return volumes
+
+
+def _open_stored(location: str, *, log: Callable[[str], None]) -> Volume | None:
+    """The prepared case at ``location`` (a folder on the storage), or None when it is not there or is unreadable (a
+    local corrupt copy is removed, so it is prepared again)."""
+    local = storage.local_path(location)
+    if local is None:
+        return _open_mirror(location, log=log)
+    if not local.is_dir():
+        return None
+    try:
+        return open_checked(local)
+    except CorruptPreparedCase as exc:
+        log(f"{exc}; preparing it again")
+        shutil.rmtree(local, ignore_errors=True)
+        return None
+
+
+def _mirror_folder(location: str) -> Path:
+    """Where this node keeps its copy of the remote case folder ``location``: named by its last two parts
+    (task-settings hash / case-fingerprint: content-addressed, so one copy serves every run)."""
+    task_root, case = location.partition("?")[0].rstrip("/").split("/")[-2:]
+    return storage.node_cache_dir() / "prepared" / task_root / case
+
+
+def _open_mirror(location: str, *, log: Callable[[str], None]) -> Volume | None:
+    mirror = _mirror_folder(location)
+    if mirror.is_dir():
+        try:
+            return open_checked(mirror)
+        except CorruptPreparedCase as exc:
+            log(f"{exc}; copying it again from {location}")
+            shutil.rmtree(mirror, ignore_errors=True)
+    if not storage.exists(storage.join(location, "meta.json")):  # absent, or its copy never completed
+        return None
+    write_folder_once(mirror, lambda tmp: storage.download_folder(location, tmp))
+    try:
+        return open_checked(mirror)
+    except CorruptPreparedCase as exc:
+        log(f"{exc} (copied from {location}); preparing it again")
+        shutil.rmtree(mirror, ignore_errors=True)
+        return None
+
+
+def _open_remote(task: Task, case: Case, folder: str, *, volume_size: tuple[int, int, int] | None) -> Volume:
+    """A case prepared on the remote ``folder``: copied from there, or prepared here and published there first."""
+    location = storage.join(folder, *case_locations(task, [case], volume_size=volume_size)[case_key(task.ref, case.case_id)].split("/"))
+    volume = _open_mirror(location, log=_warn)
+    if volume is not None:
+        return volume
+    mirror = _mirror_folder(location)
+    shutil.rmtree(mirror, ignore_errors=True)
+    local_root = mirror.parent
+    prepare_case(task, case, local_root, volume_size=volume_size)
+    storage.upload_folder(case_folder(local_root, case), location, last="meta.json")
+    return open_checked(case_folder(local_root, case))
 
 
 def _prepare_one(args) -> str:

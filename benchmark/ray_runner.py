@@ -34,13 +34,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import ray
-from filelock import FileLock
 from ray.tune.stopper import Stopper
 
+from benchmark import storage as storage_uri
 from benchmark.job import Job
 from benchmark.plan import apply_params
-from benchmark.store import write_atomic
-from benchmark.train import Hooks, run_job
+from benchmark.train import Hooks, local_claim, run_job
 
 # Ray Train V2, and its state tracking (else the dashboard's Train view stays empty), in every process of the run.
 _TRAIN_ENV = {"RAY_TRAIN_V2_ENABLED": "1", "RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
@@ -117,6 +116,80 @@ def _log(message: str) -> None:
     sys.stdout.flush()
 
 
+# ---- who builds a shared cache entry: a lease of the driver's --------------------------------------------------
+LEASE_SECONDS = 60.0  # a holder renews its lease every third of this; a dead holder's lease lapses after it
+
+
+class LeaseBook:
+    """The run's one record of who builds which shared entry (a pretraining two Jobs share, a split's evaluation
+    network, a search configuration): an actor of the driver, so every node asks the same place and no two can
+    disagree, whatever their disks share. A lease is renewed while its holder works and lapses when the holder dies
+    (kill -9, node lost), so the next asker takes over; the same holder (a retried Job) gets its lease back at once."""
+
+    def __init__(self) -> None:
+        self.leases: dict[str, tuple[str, float]] = {}
+
+    def acquire(self, key: str, holder: str, seconds: float) -> bool:
+        now = time.monotonic()
+        current = self.leases.get(key)
+        if current is None or current[0] == holder or current[1] < now:
+            self.leases[key] = (holder, now + seconds)
+            return True
+        return False
+
+    def renew(self, key: str, holder: str, seconds: float) -> None:
+        if self.leases.get(key, ("",))[0] == holder:
+            self.leases[key] = (holder, time.monotonic() + seconds)
+
+    def release(self, key: str, holder: str) -> None:
+        if self.leases.get(key, ("",))[0] == holder:
+            del self.leases[key]
+
+
+KeyLeases = ray.remote(num_cpus=0)(LeaseBook)  # the book as an actor of the driver (``KeyLeases.remote()``)
+
+
+class _Lease:
+    """``with _Lease(leases, key, holder):`` waits for the lease of ``key``, keeps it renewed, and releases it."""
+
+    def __init__(self, leases, key: str, holder: str, *, seconds: float = LEASE_SECONDS, poll_s: float = 1.0) -> None:
+        self.leases, self.key, self.holder, self.seconds, self.poll_s = leases, key, holder, seconds, poll_s
+        self._done = threading.Event()
+
+    def __enter__(self) -> "_Lease":
+        while not ray.get(self.leases.acquire.remote(self.key, self.holder, self.seconds)):
+            time.sleep(self.poll_s)
+        threading.Thread(target=self._renew, daemon=True).start()
+        return self
+
+    def _renew(self) -> None:
+        while not self._done.wait(self.seconds / 3):
+            self.leases.renew.remote(self.key, self.holder, self.seconds)
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        ray.get(self.leases.release.remote(self.key, self.holder))
+
+
+def _claim(leases, holder: str) -> Callable[[str], _Lease]:
+    """``Hooks.claim`` of a unit: the driver's lease of a cache entry, held by the unit named ``holder``."""
+    return lambda location: _Lease(leases, location, holder)
+
+
+def _node() -> str:
+    """This Ray node as ``cells.csv`` records it: its IP and the start of its node id (nodes may share an IP)."""
+    context = ray.get_runtime_context()
+    return f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}"
+
+
+def _ray_storage(location: str) -> dict[str, Any]:
+    """``storage_path`` (and ``storage_filesystem`` for a URI) of Ray Train / Tune for the storage ``location``."""
+    if storage_uri.local_path(location) is not None:
+        return {"storage_path": str(storage_uri.local_path(location))}
+    filesystem, path = storage_uri.resolve(location)
+    return {"storage_path": path, "storage_filesystem": filesystem}
+
+
 # ---- resources --------------------------------------------------------------------------------------------
 def trial_resources(*, num_workers: int, cpus_per_worker: float, gpus_per_worker: float) -> dict[str, float]:
     """What one Tune trial (a Job or a search trial) holds. One worker: the worker's CPUs / GPUs, the trial trains
@@ -175,7 +248,7 @@ def _unit_trainable(function: Callable, *, resources: dict[str, float], **parame
 
 
 def _train_run(name: str, loop_config: dict[str, Any], *, num_workers: int, cpus_per_worker: float, gpus_per_worker: float,
-               storage: Path, max_failures: int = 0) -> None:
+               storage: str, max_failures: int = 0) -> None:
     """A Ray Train ``TorchTrainer`` of ``num_workers`` DDP workers running ``_train_loop``, named ``name`` (the Train view
     lists it), from inside a Tune trial: its reports reach the trial (the scheduler, Tune's records) through
     ``TuneReportCallback``. A lost worker restarts the worker group up to ``max_failures`` times; the restarted loop
@@ -191,7 +264,7 @@ def _train_run(name: str, loop_config: dict[str, Any], *, num_workers: int, cpus
         _train_loop,
         train_loop_config={**loop_config, "name": name, "cpus_per_worker": cpus_per_worker},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=gpus_per_worker > 0, resources_per_worker=resources),
-        run_config=RunConfig(name=name, storage_path=str(Path(storage).resolve() / "train"), callbacks=[TuneReportCallback()],
+        run_config=RunConfig(name=name, **_ray_storage(storage_uri.join(storage, "train")), callbacks=[TuneReportCallback()],
                              failure_config=FailureConfig(max_failures=max_failures)),
     )
     trainer.fit()
@@ -221,12 +294,14 @@ def _train_loop(config: dict[str, Any]) -> None:
         rank=rank,
         world_size=context.get_world_size(),
         device=ray.train.torch.get_device(),
+        claim=_claim(config["leases"], name),
+        node=_node(),
     )
     job = Job.from_json(config["job"])
     if config.get("search"):  # the trial reports the final step itself, once it recorded the score (a Train Result
         best = _search_job(job, hooks)  # holds no metrics without a checkpoint: the score goes through storage)
         if hooks.is_main:
-            write_atomic(Path(config["score_path"]), json.dumps({"best_validation_score": best, "world_size": hooks.world_size}))
+            storage_uri.write_bytes(config["score_path"], json.dumps({"best_validation_score": best, "world_size": hooks.world_size}).encode())
         return
     try:
         results = run_job(job, hooks)
@@ -240,8 +315,9 @@ def _train_loop(config: dict[str, Any]) -> None:
         config["queue"].put((name, results, None))
 
 
-def _local_hooks(name: str, *, gpus_per_worker: float):
-    """Hooks of a one-worker trial: live metrics to Tune and to the dashboard's gauges."""
+def _local_hooks(name: str, *, gpus_per_worker: float, leases):
+    """Hooks of a one-worker trial: live metrics to Tune and to the dashboard's gauges; shared cache entries under
+    the driver's ``leases``."""
     import torch
     from ray import tune
 
@@ -252,24 +328,24 @@ def _local_hooks(name: str, *, gpus_per_worker: float):
         _publish(name, metrics)
         tune.report(metrics)
 
-    return Hooks(log=_log, report=report, device=device)
+    return Hooks(log=_log, report=report, device=device, claim=_claim(leases, name), node=_node())
 
 
 # ---- planned Jobs ---------------------------------------------------------------------------------------------
-def _job_trial(config: dict[str, Any], *, jobs: dict[str, str], results_queue, num_workers: int, cpus_per_worker: float,
-               gpus_per_worker: float, storage: Path, max_failures: int = 0) -> None:
+def _job_trial(config: dict[str, Any], *, jobs: dict[str, str], results_queue, leases, num_workers: int, cpus_per_worker: float,
+               gpus_per_worker: float, storage: str, max_failures: int = 0) -> None:
     """One planned Job as one Ray Tune trial: run here (one worker: a few seconds to start, no Ray Train start-up) or
     as a Ray Train DDP run named after the Job. Results go to the driver through ``results_queue`` as the Job ends."""
     name = config["name"]
     if num_workers > 1:
         try:
-            _train_run(name, {"job": jobs[name], "queue": results_queue}, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+            _train_run(name, {"job": jobs[name], "queue": results_queue, "leases": leases}, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
                        gpus_per_worker=gpus_per_worker, storage=storage, max_failures=max_failures)
         except Exception as exc:  # noqa: BLE001 - a Train run that died (worker lost, ...); the other trials go on
             results_queue.put((name, None, f"{type(exc).__name__}: {exc}"))
         return
     try:
-        results = run_job(Job.from_json(jobs[name]), _local_hooks(name, gpus_per_worker=gpus_per_worker))
+        results = run_job(Job.from_json(jobs[name]), _local_hooks(name, gpus_per_worker=gpus_per_worker, leases=leases))
     except Exception as exc:  # noqa: BLE001 - the driver records the Job as failed and the other trials go on
         results_queue.put((name, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
         return
@@ -283,7 +359,7 @@ def run_jobs(
     gpus_per_worker: float,
     cpus_per_worker: float | None,
     concurrency: int | None,
-    storage: Path,
+    storage: str,
     on_done: Callable[[str, list[dict[str, Any]] | None, str | None], None],
     max_failures: int = 2,
 ) -> None:
@@ -303,18 +379,19 @@ def run_jobs(
                                           gpus_per_worker=gpus_per_worker)
     concurrency = max(1, min(concurrency, len(jobs)))
 
-    results_queue = Queue()
+    results_queue, leases = Queue(), KeyLeases.remote()
+    _INTERRUPTED.clear()
     trainable = _unit_trainable(_job_trial, resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
                                                                       gpus_per_worker=gpus_per_worker),
-                                jobs=dict(jobs), results_queue=results_queue, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+                                jobs=dict(jobs), results_queue=results_queue, leases=leases, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
                                 gpus_per_worker=gpus_per_worker, storage=storage, max_failures=max_failures)
     tuner = tune.Tuner(
         trainable,
         param_space={"name": tune.grid_search([name for name, _ in jobs])},
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency, trial_name_creator=lambda t: t.config["name"],
                                     trial_dirname_creator=lambda t: _dirname(t.config["name"])),
-        run_config=tune.RunConfig(name=f"jobs-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(Path(storage).resolve()), verbose=0,
-                                  stop=(stopper := _StopAll()),
+        run_config=tune.RunConfig(name=f"jobs-{time.strftime('%Y%m%d-%H%M%S')}", **_ray_storage(storage), verbose=0,
+                                  stop=_StopAll(),
                                   # a DDP Job is retried by Ray Train (its workers); retrying its trial too would multiply the attempts
                                   failure_config=tune.FailureConfig(max_failures=0 if num_workers > 1 else max_failures)),
     )
@@ -332,34 +409,30 @@ def run_jobs(
     try:
         _collect(results_queue, thread, reported, on_done)
     except KeyboardInterrupt:  # Ctrl-C: Tune (in its thread) stops the trials and returns before the driver exits; left
-        stopper.event.set()     # running, it would call Ray after the exit's shutdown and start a cluster again
+        _INTERRUPTED.set()      # running, it would call Ray after the exit's shutdown and start a cluster again
         while thread.is_alive():  # a second Ctrl-C ends the wait
             thread.join(timeout=1.0)
         raise
     thread.join()
     results_queue.shutdown(force=True)  # every trial has ended: its actor would otherwise outlive the call (one per run_jobs)
+    ray.kill(leases)
     for name, _ in jobs:  # Jobs lost with a crashed trial (worker died, out of memory, ...)
         if name not in reported:
             on_done(name, None, failure[0] if failure else "the Ray Tune trial ended before this Job reported")
 
 
-class _StopAll(Stopper):
-    """A Tune stopper (``RunConfig(stop=...)``) that ends the whole experiment once ``event`` is set (Ctrl-C)."""
+_INTERRUPTED = threading.Event()  # set by the driver on Ctrl-C: every experiment of this process stops (Tune saves it)
 
-    def __init__(self) -> None:
-        self.event = threading.Event()
+
+class _StopAll(Stopper):
+    """A Tune stopper (``RunConfig(stop=...)``) that ends the whole experiment once ``_INTERRUPTED`` is set (Ctrl-C).
+    It holds no state: a restored experiment's copy (Tune saves its run config) reads the same event."""
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return False
 
     def stop_all(self) -> bool:
-        return self.event.is_set()
-
-    def __getstate__(self) -> dict:  # Tune saves its run config with the experiment; the event is this process's own
-        return {}
-
-    def __setstate__(self, state: dict) -> None:
-        self.event = threading.Event()
+        return _INTERRUPTED.is_set()
 
 
 def _collect(results_queue, thread: threading.Thread, reported: set[str], on_done) -> None:
@@ -408,27 +481,27 @@ def params_key(params: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def evaluate_once(params: dict[str, Any], *, folder: Path, trial: str, evaluate: Callable[[], float]) -> tuple[float, str | None]:
+def evaluate_once(params: dict[str, Any], *, folder: str | Path, trial: str, evaluate: Callable[[], float],
+                  claim: Callable[[str], Any] = local_claim) -> tuple[float, str | None]:
     """``(validation score, None)`` after ``evaluate()``, or ``(its score, that trial)`` when a trial of this experiment
     already finished the same configuration: TPE's random start-up trials can propose a configuration twice on a
     small categorical space (CSI), and it is not trained twice. A concurrent trial with the same configuration waits
-    for the first (one lock per configuration, on storage every node sees); a trial stopped early or failed leaves
-    no record, so its configuration can be evaluated again."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    key = params_key(params)
-    record = folder / f"{key}.json"
-    with FileLock(str(folder / f"{key}.lock")):
-        if record.exists():
-            finished = json.loads(record.read_text())
+    for the first (``claim`` of the configuration's record: the driver's lease under Ray); the records live in
+    ``folder`` on the storage (a path or URI); a trial stopped early or failed leaves no record, so its
+    configuration can be evaluated again."""
+    record = storage_uri.join(folder, f"{params_key(params)}.json")
+    with claim(record):
+        if storage_uri.exists(record):
+            finished = json.loads(storage_uri.read_bytes(record))
             return float(finished["validation_score"]), str(finished["trial"])
         score = evaluate()
-        write_atomic(record, json.dumps({"trial": trial, "params": params, "validation_score": score}, sort_keys=True, default=str))
+        storage_uri.write_bytes(record, json.dumps({"trial": trial, "params": params, "validation_score": score}, sort_keys=True,
+                                                   default=str).encode())
         return score, None
 
 
-def _search_trial(config: dict[str, Any], *, base_job: str, budget: int, finished: str, num_workers: int, cpus_per_worker: float,
-                  gpus_per_worker: float, storage: Path) -> None:
+def _search_trial(config: dict[str, Any], *, base_job: str, budget: int, finished: str, leases, num_workers: int, cpus_per_worker: float,
+                  gpus_per_worker: float, storage: str) -> None:
     """One search trial: the Job with the sampled parameters, evaluated here (one worker) or by a Ray Train DDP run
     named after the trial (several), unless the experiment already evaluated that configuration."""
     from ray import tune
@@ -442,15 +515,15 @@ def _search_trial(config: dict[str, Any], *, base_job: str, budget: int, finishe
 
     def evaluate() -> float:
         if num_workers == 1:
-            return _search_job(job, _local_hooks(name, gpus_per_worker=gpus_per_worker))
-        score_path = Path(finished) / f"{trial}.score.json"
-        _train_run(name, {"job": job.to_json(), "search": True, "score_path": str(score_path)}, num_workers=num_workers,
+            return _search_job(job, _local_hooks(name, gpus_per_worker=gpus_per_worker, leases=leases))
+        score_path = storage_uri.join(finished, f"{trial}.score.json")
+        _train_run(name, {"job": job.to_json(), "search": True, "score_path": score_path, "leases": leases}, num_workers=num_workers,
                    cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage)
-        last = json.loads(score_path.read_text())
+        last = json.loads(storage_uri.read_bytes(score_path))
         world["size"] = int(last["world_size"])
         return float(last["best_validation_score"])
 
-    score, repeats = evaluate_once(params, folder=Path(finished), trial=trial, evaluate=evaluate)
+    score, repeats = evaluate_once(params, folder=finished, trial=trial, evaluate=evaluate, claim=_claim(leases, name))
     final = {"step": job.finetune_steps * job.finetune_rounds + 1, "validation_score": score, "best_validation_score": score, "done": True,
              "world_size": world["size"]}
     if repeats is not None and repeats != trial:  # (== trial: this trial, restarted after an interruption that came after its evaluation)
@@ -469,59 +542,75 @@ def run_search(
     num_workers: int,
     cpus_per_worker: float | None,
     gpus_per_worker: float,
-    storage: Path,
+    storage: str,
 ) -> list[dict[str, Any]]:
     """One Ray Tune experiment per entry of ``experiments`` ({"name", "job": base Job JSON, "space": define-by-run
-    function returning {"tuned": the parameters to apply}, "max_step", "seed"}): Optuna TPE (seeded) proposes
-    ``trials`` configurations, ASHA stops poor ones early on the validation score; each trial trains with
-    ``num_workers`` workers (several: DDP through Ray Train). An interrupted experiment continues from its folder
-    under ``storage`` (finished trials are not repeated); an interruption (Ctrl-C) raises KeyboardInterrupt once Tune
-    has saved the experiment. Returns one row per trial: experiment, trial, params, validation_score, status (done,
-    stopped early, error, duplicate), duplicate_of (the trial it repeats), seconds (and ``suggested``: Optuna's raw
-    suggestions the parameters were derived from)."""
+    function returning {"tuned": the parameters to apply}, "max_step", "seed"}), one after another, each with its own
+    seeded Optuna TPE proposing ``trials`` configurations and its own ASHA scheduler stopping poor ones early on the
+    validation score;
+    each trial trains with ``num_workers`` workers (several: DDP through Ray Train). An interrupted experiment
+    continues from its folder under ``storage`` (a path or URI; finished trials are not repeated); an interruption
+    (Ctrl-C) raises KeyboardInterrupt once Tune has saved the experiments. Returns one row per trial, experiment by
+    experiment: experiment, trial, params, validation_score, status (done, stopped early, error, duplicate),
+    duplicate_of (the trial it repeats), seconds (and ``suggested``: Optuna's raw suggestions the parameters were
+    derived from)."""
+    cluster = ray.cluster_resources()
+    if cpus_per_worker is None:
+        cpus_per_worker = 1.0 if num_workers == 1 else default_cpus_per_worker(cluster=cluster, num_workers=num_workers,
+                                                                                 gpus_per_worker=gpus_per_worker)
+    if max_concurrent is None and num_workers > 1:  # Tune cannot see a DDP trial's workers
+        max_concurrent = default_concurrency(cluster=cluster, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+                                             gpus_per_worker=gpus_per_worker)
+    leases = KeyLeases.remote()
+    _INTERRUPTED.clear()
+    rows: list[dict[str, Any]] = []
+    try:
+        # One experiment after another: Ray Tune's trainable registry and controller state are process-global, so two
+        # Tuners fitting at once in one driver mix their trainables (measured: the second experiment's trials ran the
+        # first's Job); all experiments in one Tune run is the way to fill the cluster (not done yet)
+        for exp in experiments:
+            grid = _search_tuner(exp, trials=trials, seed=seed, max_concurrent=max_concurrent, num_workers=num_workers,
+                                 cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage, leases=leases).fit()
+            if grid.num_terminated + grid.num_errors < trials:  # Tune stops on Ctrl-C, saves the experiment and returns
+                _log(f"[medssl-bench] search {exp['name']} interrupted after {grid.num_terminated} of {trials} trial(s); run the same "
+                     "command again to continue it (finished trials are kept)")
+                raise KeyboardInterrupt
+            rows.extend(_trial_rows(exp["name"], grid))
+    finally:
+        ray.kill(leases)
+    return rows
+
+
+def _search_tuner(exp: dict[str, Any], *, trials: int, seed: int, max_concurrent: int | None, num_workers: int, cpus_per_worker: float,
+                  gpus_per_worker: float, storage: str, leases):
+    """The Tuner of one search experiment: restored from its folder when interrupted earlier (its saved run config
+    keeps its ``_StopAll``)."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
     import optuna
 
-    cluster = ray.cluster_resources()
-    if cpus_per_worker is None:
-        cpus_per_worker = 1.0 if num_workers == 1 else default_cpus_per_worker(cluster=cluster, num_workers=num_workers,
-                                                                                 gpus_per_worker=gpus_per_worker)
-    if max_concurrent is None and num_workers > 1:
-        max_concurrent = default_concurrency(cluster=cluster, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                                             gpus_per_worker=gpus_per_worker)
-    rows: list[dict[str, Any]] = []
-    for exp in experiments:
-        path = Path(storage).resolve() / exp["name"]
-        trainable = _unit_trainable(_search_trial, resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                                                                             gpus_per_worker=gpus_per_worker),
-                                    base_job=exp["job"], budget=trials, finished=str(path.with_name(path.name + ".finished")),
-                                    num_workers=num_workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
-                                    storage=storage)
-        if tune.Tuner.can_restore(str(path)):
-            _log(f"[medssl-bench] search {exp['name']}: continuing the interrupted experiment in {path}")
-            tuner = tune.Tuner.restore(str(path), trainable=trainable, resume_errored=True)
-        else:
-            searcher = OptunaSearch(space=exp["space"], metric="validation_score", mode="max",
-                                    sampler=optuna.samplers.TPESampler(seed=seed))
-            scheduler = ASHAScheduler(time_attr="step", max_t=exp["max_step"], grace_period=max(1, exp["max_step"] // 4))
-            prefix = f"{exp['name']}-s{exp.get('seed', 0)}-trial"
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(metric="validation_score", mode="max", search_alg=searcher, scheduler=scheduler,
-                                            num_samples=trials, max_concurrent_trials=max_concurrent,
-                                            trial_name_creator=lambda t, p=prefix: p + _trial_number(t),
-                                            trial_dirname_creator=lambda t: t.trial_id),
-                run_config=tune.RunConfig(name=exp["name"], storage_path=str(Path(storage).resolve()), verbose=0),
-            )
-        grid = tuner.fit()
-        if grid.num_terminated + grid.num_errors < trials:  # Tune stops on Ctrl-C, saves the experiment and returns
-            _log(f"[medssl-bench] search {exp['name']} interrupted after {grid.num_terminated} of {trials} trial(s); run the same "
-                 "command again to continue it (finished trials are kept)")
-            raise KeyboardInterrupt
-        rows.extend(_trial_rows(exp["name"], grid))
-    return rows
+    where = _ray_storage(storage)
+    path = storage_uri.join(storage, exp["name"])
+    trainable = _unit_trainable(_search_trial, resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+                                                                         gpus_per_worker=gpus_per_worker),
+                                base_job=exp["job"], budget=trials, finished=storage_uri.join(storage, exp["name"] + ".finished"), leases=leases,
+                                num_workers=num_workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage)
+    restore_at, filesystem = f"{where['storage_path']}/{exp['name']}", where.get("storage_filesystem")
+    if tune.Tuner.can_restore(restore_at, storage_filesystem=filesystem):
+        _log(f"[medssl-bench] search {exp['name']}: continuing the interrupted experiment in {path}")
+        return tune.Tuner.restore(restore_at, trainable=trainable, resume_errored=True, storage_filesystem=filesystem)
+    searcher = OptunaSearch(space=exp["space"], metric="validation_score", mode="max", sampler=optuna.samplers.TPESampler(seed=seed))
+    scheduler = ASHAScheduler(time_attr="step", max_t=exp["max_step"], grace_period=max(1, exp["max_step"] // 4))
+    prefix = f"{exp['name']}-s{exp.get('seed', 0)}-trial"
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(metric="validation_score", mode="max", search_alg=searcher, scheduler=scheduler,
+                                    num_samples=trials, max_concurrent_trials=max_concurrent,
+                                    trial_name_creator=lambda t, p=prefix: p + _trial_number(t),
+                                    trial_dirname_creator=lambda t: t.trial_id),
+        run_config=tune.RunConfig(name=exp["name"], **where, verbose=0, stop=_StopAll()),
+    )
 
 
 def _trial_number(trial) -> str:

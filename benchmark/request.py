@@ -72,3 +72,10 @@ class RunRequest:
     prepare_only: bool = False  # --prepare: prepare the cases into the cache, then stop
     prepare_workers: int | None = None  # processes preparing cases (None: this machine's CPUs)
     confirmed: bool = False  # --yes: start a paper-profile run whose estimate exceeds an hour without GPUs
+    storage: str | None = None  # --storage: what workers write and others read (benchmark.storage); None: the cache folder
+
+    @property
+    def storage_root(self) -> str:
+        """Where the prepared cases, the pretraining cache and the checkpoints live (``--storage``, else the cache)."""
+        return self.storage or str(self.cache_dir)
+

@@ -22,13 +22,14 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from benchmark import storage
 from benchmark.datasources import attach_unlabeled, resolve_task_data
 from benchmark.estimate import estimate, load_step_times, record_step_times
 from benchmark.errors import BenchmarkInputError
 from benchmark.kinds import kind_of
 from benchmark.output_lock import one_writer
 from benchmark.plan import apply_params, build_plan
-from benchmark.prepared import prepare_cases, prepared_dir, prepared_root
+from benchmark.prepared import prepare_cases, prepared_dir, prepared_root, publish_cases
 from benchmark.request import ReportOptions, RunRequest
 from benchmark.store import ResultStore, cell_record, result_rows, variant_label, write_atomic
 from reports import build_report as build
@@ -110,7 +111,8 @@ def _execute(request: RunRequest) -> int:
         return 0
     plan = build_plan(methods=list(request.methods), task_data=task_data, fractions=list(request.fractions), seeds=list(request.seeds),
                       profile=request.profile, cache_dir=request.cache_dir, backbone=request.backbone, finetune=request.finetune,
-                      folds=request.folds, corpus=corpus, workers=request.ray.num_workers, execution=request.execution)
+                      folds=request.folds, corpus=corpus, workers=request.ray.num_workers, execution=request.execution,
+                      storage=request.storage_root)
 
     store = ResultStore(request.output, request.run_name)
     versions = software_versions()
@@ -180,6 +182,17 @@ def prepare(request: RunRequest, task_data: list) -> None:
     for td in task_data:
         root = prepared_root(prepared_dir(request.cache_dir), td.task, volume_size=volume_size)
         prepare_cases(td.task, [*td.cases, *td.extra_cases], root, volume_size=volume_size, workers=workers, log=_log)
+        if storage.normalise(request.storage_root) != storage.normalise(request.cache_dir):  # --storage: the workers read them there
+            publish_cases(td.task, [*td.cases, *td.extra_cases], root, storage.join(request.storage_root, "prepared"), volume_size=volume_size,
+                          log=_log)
+
+
+def ray_storage(request: RunRequest, what: str) -> str:
+    """Where Ray Train / Tune keep ``what`` ("ray": the Jobs, "tune": the searches and their records): the output folder,
+    or with ``--storage`` the run's folder there (every node writes into it; the driver alone writes the output folder)."""
+    if request.storage is None:
+        return str(request.output / what)
+    return storage.join(request.storage, "runs", request.run_name, what)
 
 
 def _check_estimate(jobs: list, *, request: RunRequest, gpus_per_worker: float) -> None:
@@ -239,7 +252,7 @@ def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str
     _log(f"running {len(jobs)} job(s) as {kind} ({sum(len(j.cells) for j in jobs)} cells)")
     ray_runner.run_jobs([(name, job.to_json()) for name, job in by_name.items()], num_workers=options.num_workers,
                         gpus_per_worker=gpus_per_worker, cpus_per_worker=options.cpus_per_worker, concurrency=options.concurrency,
-                        storage=request.output / "ray", on_done=on_done, max_failures=options.max_failures)
+                        storage=ray_storage(request, "ray"), on_done=on_done, max_failures=options.max_failures)
     return state["failures"]
 
 
@@ -272,7 +285,7 @@ def search(jobs: tuple, *, request: RunRequest, store) -> list:
         _log(f"searching {len(experiments)} experiment(s) x {options.trials} trial(s) on the validation cases (no test case is read)")
         rows = ray_runner.run_search(experiments, trials=options.trials, seed=options.seed, max_concurrent=options.max_concurrent,
                                      num_workers=request.ray.num_workers, cpus_per_worker=request.ray.cpus_per_worker,
-                                     gpus_per_worker=gpus_per_worker, storage=request.output / "tune")
+                                     gpus_per_worker=gpus_per_worker, storage=ray_storage(request, "tune"))
     by_name = {e["name"]: e["key"] for e in experiments}
     table = pd.DataFrame([{**dict(zip(("method", "backbone", "task"), _split_key(by_name[r["experiment"]]))), "trial": r["trial"],
                            "params": json.dumps(r["params"], sort_keys=True), "validation_metric": r["validation_score"],

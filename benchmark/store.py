@@ -38,7 +38,7 @@ RESULT_COLUMNS = ["run", "method", "backbone", "task", "fraction", "n_labeled", 
 CELL_COLUMNS = [
     "run", "cell_id", "method", "backbone", "task", "fraction", "n_labeled", "seed", "fold", "status", "reason", "variant",
     "label_aware", "finetune_aug", "spatial_aug", "finetune_loss", "tta", "missing_series", "config_id", "pretrain_hash", "pretrain_reused", "pretrain_seconds", "finetune_seconds",
-    "pretrain_resumed_from", "finetune_resumed_from", "device_hours", "selected_step", "validation_score", "tuned_params", "search_budget", "precision", "compiled", "loader_workers",
+    "pretrain_resumed_from", "finetune_resumed_from", "node", "device_hours", "selected_step", "validation_score", "tuned_params", "search_budget", "precision", "compiled", "loader_workers",
     "max_steps", "step_seconds", "stage_seconds", "versions", "config",
 ]
 CURVE_COLUMNS = ["run", "cell_id", "step", "metric", "value"]
@@ -83,6 +83,7 @@ def cell_record(job: "Job", cell: "CellSpec", *, status: str, reason: str = "", 
         # the step an interrupted stage continued from (its checkpoint; 0: it ran from the start)
         "pretrain_resumed_from": result.resumed_from.get("pretrain", 0) if result else None,
         "finetune_resumed_from": result.resumed_from.get("finetune", 0) if result else None,
+        "node": result.node if result else "",
         "device_hours": seconds * device_count / 3600.0 if result else None,
         "selected_step": result.selected_step if result else None, "validation_score": result.validation_score if result else None,
         "tuned_params": json.dumps(job.tuned_params, sort_keys=True) if job.search_budget else "", "search_budget": job.search_budget,
@@ -185,6 +186,3 @@ class ResultStore:
         write_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str))
         return path
 
-
-def pretrain_checkpoint_path(cache_dir: Path, key: str) -> Path:
-    return Path(cache_dir) / "pretrained" / f"{key}.pt"

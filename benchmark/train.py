@@ -19,18 +19,19 @@ from filelock import FileLock
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from benchmark import storage
 from benchmark.backbones import build_backbone
 from benchmark.backbones.transfer import transfer_model
-from benchmark.checkpoints import StageCheckpoint, capture_rng, restore_rng
+from benchmark.checkpoints import StageCheckpoint, capture_rng, rank0_decides, restore_rng
 from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_corpus
 from benchmark.job import CellResult, Job, NetworkSpec
 from benchmark.kinds import kind_of, resolve_tta
 from benchmark.methods import PretextTask, Recipe, get_method
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
-from benchmark.prepared import read_volumes
-from benchmark.records import ExecutionSettings, FinetuneSettings, MetricRow, atomic_path
+from benchmark.prepared import read_cases
+from benchmark.records import ExecutionSettings, FinetuneSettings, MetricRow
 from benchmark.store import content_hash
-from tasks import Task, Volume, get_task
+from tasks import Case, Task, Volume, get_task
 from tasks.unlabeled import find_unlabeled_cases
 
 
@@ -49,6 +50,10 @@ class Hooks:
     # stage -> seconds per optimiser step, measured by the loops (the data wait included, validation excluded)
     step_seconds: dict[str, list[float]] = field(default_factory=dict)
     resumed_from: dict[str, int] = field(default_factory=dict)  # stage -> the step it continued from (its checkpoint)
+    # claim(location): a context in which this process alone builds the cache entry at ``location`` (a pretraining or
+    # evaluation network two Jobs share). Default: a lock file beside a local entry; under Ray the driver's lease actor
+    node: str = ""  # where the loops run (the Ray node; recorded with every cell)
+    claim: Callable[[str], contextlib.AbstractContextManager] = field(default=lambda location: local_claim(location))
 
     @property
     def is_main(self) -> bool:
@@ -59,6 +64,16 @@ class Hooks:
         it; evaluation does not (metrics and synthesised images in fp32, whatever the training precision)."""
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.execution.precision)
         return torch.autocast(device_type=self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def local_claim(location: str) -> contextlib.AbstractContextManager:
+    """A lock file beside a local cache entry (processes of one machine, or of nodes sharing that disk); none for a
+    remote one (outside Ray there is no one to share it with: the run layer passes its lease instead)."""
+    path = storage.local_path(location)
+    if path is None:
+        return contextlib.nullcontext()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path) + ".lock")
 
 
 # ---- optimisation ----------------------------------------------------------------------------
@@ -325,10 +340,20 @@ def evaluate(model: nn.Module, task: Task, volumes: list[Volume], *, roi, device
     return kind_of(task).evaluate(model, task, volumes, roi=roi, device=device, protocol=protocol, log=log, primary_only=primary_only, **extra)
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` through the one atomic writer (``benchmark.records.atomic_path``): never a half-written checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+def job_reader(job: Job) -> Callable[..., list[Volume]]:
+    """``read(task, case_ids, data_root=..., extra_root=None)``: the Job's cases, from their prepared folders on the
+    storage (no data folder needed: ``job.prepared_cases``) or, for a case without one, from the data files."""
+    def read(task: Task, case_ids, *, data_root: str, extra_root: str | None = None) -> list[Volume]:
+        def find() -> dict[str, Case]:
+            cases = {c.case_id: c for c in task.find_cases(Path(data_root))} if data_root and Path(data_root).is_dir() else {}
+            if extra_root:
+                cases.update({c.case_id: c for c in find_unlabeled_cases(task, Path(extra_root))})
+            return cases
+
+        return read_cases(task, list(case_ids), folder=job.prepared_dir, locations=job.prepared_cases, volume_size=job.volume_size,
+                          find_cases=find)
+
+    return read
 
 
 # ---- one unit of work: pretrain once, fine-tune + evaluate every label fraction ---------------------
@@ -345,8 +370,8 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     hooks = dataclasses.replace(hooks or Hooks(), execution=job.execution, step_seconds={}, resumed_from={})
     task = get_task(job.task_ref)
     method_cls = get_method(job.method)
-    cases = {c.case_id: c for c in task.find_cases(Path(job.data_root))}
-    load = lambda ids: read_volumes(task, [cases[i] for i in ids], volume_size=job.volume_size, folder=job.prepared_dir)  # noqa: E731
+    read = job_reader(job)
+    load = lambda ids: read(task, ids, data_root=job.data_root)  # noqa: E731
     train_volumes = load(job.train_ids)
     val_volumes = load(job.val_ids)
     test_volumes = load(job.test_ids) if evaluate_test else []
@@ -399,7 +424,7 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
                                   step_seconds=_mean_step_seconds(hooks.step_seconds), stage_seconds=stage_seconds,
                                   pretrain_seconds=pretrain_seconds, pretrain_reused=reused,
                                   final_finetune_loss=losses[-1] if losses else float("nan"), curve=tuple(selection.curve),
-                                  selected_step=selection.best_step, resumed_from=dict(hooks.resumed_from),
+                                  selected_step=selection.best_step, resumed_from=dict(hooks.resumed_from), node=hooks.node,
                                   validation_score=selection.best_score if selection.best_step is not None else None))
     for checkpoint in served:  # the Job's results are complete
         checkpoint.remove()
@@ -411,7 +436,7 @@ def _stage_checkpoint(job: Job, name: str, identity: dict[str, Any], hooks: Hook
     """The checkpoint of one of ``job``'s stages, ``<job.checkpoint_dir>/<name>.pt`` (None: the Job keeps none)."""
     if job.checkpoint_dir is None:
         return None
-    return StageCheckpoint(Path(job.checkpoint_dir) / f"{name}.pt", identity=identity, every_steps=job.execution.checkpoint_every,
+    return StageCheckpoint(storage.join(job.checkpoint_dir, f"{name}.pt"), identity=identity, every_steps=job.execution.checkpoint_every,
                            every_seconds=60.0 * job.execution.checkpoint_minutes, rank=hooks.rank, world_size=hooks.world_size,
                            log=hooks.log if hooks.is_main else (lambda _m: None))
 
@@ -439,40 +464,49 @@ def _mean_step_seconds(step_seconds: dict[str, list[float]]) -> dict[str, float]
     return {stage: sum(t[1:] or t) / len(t[1:] or t) for stage, t in step_seconds.items() if t}
 
 
-def _load_or_train(path: Path, train: Callable[[], dict], hooks: Hooks, *, what: str,
+def _load_or_train(location: str, train: Callable[[], dict], hooks: Hooks, *, what: str,
                    checkpoint: StageCheckpoint | None = None) -> tuple[dict, float, bool]:
-    """(what ``train()`` saved at ``path``, seconds it took, reused from the cache?): loaded when present, else trained
-    and written there atomically by the main worker.
+    """(what ``train()`` saved at ``location``, seconds it took, reused from the cache?): loaded when present, else
+    trained and written there atomically by the main worker (``location``: a path or a storage URI).
 
     Two concurrent Jobs or search trials that need one key (a pretext configuration, a split's evaluation network)
-    train it once: the second waits for the first's file (a lock file on the shared cache, so it holds across nodes).
-    DDP workers of one Job train together, so only a single-worker Job takes the lock. A cached file that does not
-    load (truncated, corrupt) is reported with its path and trained again, never trusted. Once the result is cached,
-    the stage's ``checkpoint`` has served and is removed."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path) + ".lock") if hooks.world_size == 1 else contextlib.nullcontext()
-    with lock:
-        if path.exists():
-            try:
-                payload = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as exc:  # noqa: BLE001 - an unreadable cache entry is recomputed
-                hooks.log(f"  cached {what} {path} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); training it again")
-            else:
-                hooks.log(f"  {what} reused from cache {path.name}")
-                return payload, 0.0, True
+    train it once: the second waits for the first's file under ``hooks.claim`` (under Ray: a lease of the run's
+    driver, so it holds across nodes without a shared disk). DDP workers of one Job train together: rank 0 claims,
+    looks, and tells the others what it found. A cached file that does not load (truncated, corrupt) is reported
+    with its path and trained again, never trusted. Once the result is cached, the stage's ``checkpoint`` has served
+    and is removed."""
+    with hooks.claim(location) if hooks.is_main else contextlib.nullcontext():
+        payload = _cached(location, hooks, what=what) if hooks.is_main else None
+        if rank0_decides(payload is not None):
+            if payload is None:  # another rank: rank 0 found it, so it is there
+                payload = storage.load_torch(location, map_location="cpu", weights_only=True)
+            if hooks.is_main:
+                hooks.log(f"  {what} reused from cache {location.rsplit('/', 1)[-1]}")
+            return payload, 0.0, True
         start = time.perf_counter()
         payload = train()
         if hooks.is_main:
-            save_atomic(payload, path)
+            storage.save_torch(payload, location)
         if checkpoint is not None:
             checkpoint.remove()
         return payload, time.perf_counter() - start, False
 
 
+def _cached(location: str, hooks: Hooks, *, what: str) -> dict | None:
+    """The cache entry at ``location``, or None: absent, or unreadable (reported; it is trained again)."""
+    if not storage.exists(location):
+        return None
+    try:
+        return storage.load_torch(location, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - an unreadable cache entry is recomputed
+        hooks.log(f"  cached {what} {location} is unreadable ({type(exc).__name__}: {str(exc)[:200]}); training it again")
+        return None
+
+
 def _pretrained_backbone(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks) -> tuple[dict, float, bool]:
     """(backbone state dict, pretraining seconds, reused from the cache?) of the Job's pretraining."""
     checkpoint = _stage_checkpoint(job, f"pretrain-{job.pretrain.key}", {"stage": "pretrain", "key": job.pretrain.key}, hooks)
-    payload, seconds, reused = _load_or_train(Path(job.pretrain.path), lambda: _pretrain(job, method_cls, task, train_volumes, hooks, checkpoint),
+    payload, seconds, reused = _load_or_train(job.pretrain.path, lambda: _pretrain(job, method_cls, task, train_volumes, hooks, checkpoint),
                                               hooks, what="pretraining", checkpoint=checkpoint)
     return payload["backbone"], seconds, reused
 
@@ -484,15 +518,15 @@ def _pretrain(job: Job, method_cls, task: Task, train_volumes: list[Volume], hoo
                               roi=job.roi)
     method = method_cls(backbone, job.method_config, in_channels=len(task.channels)).to(hooks.device)
     modality_ids = None
-    read = lambda task, cases, *, volume_size: read_volumes(task, cases, volume_size=volume_size, folder=job.prepared_dir)  # noqa: E731
+    read = job_reader(job)
     if spec.corpus:  # --pretrain-corpus: several tasks' non-test cases, each channel tagged with its modality
         volumes, modality_ids = load_corpus(spec.corpus, modalities=spec.modalities, volume_size=job.volume_size, read=read)
     else:
         wanted = set(spec.case_ids)
         volumes = [v for v in train_volumes if v.case_id in wanted]  # complete series
         if spec.extra_root:  # --pretrain-extra: unlabeled cases, pretraining only
-            extra = {c.case_id: c for c in find_unlabeled_cases(task, Path(spec.extra_root))}
-            volumes += read(task, [extra[i] for i in spec.case_ids if i in extra], volume_size=job.volume_size)
+            have = {v.case_id for v in train_volumes}
+            volumes += read(task, [i for i in spec.case_ids if i not in have], data_root="", extra_root=spec.extra_root)
     volumes = kind_of(task).pretraining_volumes(task, volumes)  # e.g. synthesis: the target series only (CoPer IV.B)
     losses = pretrain(method, volumes, recipe=spec.recipe, steps=spec.steps, roi=job.roi, seed=job.seed, hooks=hooks, protocol=job.protocol,
                       modality_ids=modality_ids, checkpoint=checkpoint)
@@ -508,7 +542,7 @@ def _evaluation_networks(job: Job, train_volumes: list[Volume], val_volumes: lis
     states, seconds = {}, 0.0
     for spec in job.networks:
         checkpoint = _stage_checkpoint(job, f"network-{spec.key}", {"stage": "network", "role": spec.role, "key": spec.key}, quiet)
-        payload, spent, _ = _load_or_train(Path(spec.path), lambda spec=spec, c=checkpoint: _train_network(spec, job, train_volumes, val_volumes, quiet, c),
+        payload, spent, _ = _load_or_train(spec.path, lambda spec=spec, c=checkpoint: _train_network(spec, job, train_volumes, val_volumes, quiet, c),
                                            quiet, what=f"evaluation network {spec.role}", checkpoint=checkpoint)
         states[spec.role], seconds = payload, seconds + spent
     return states, seconds

@@ -54,9 +54,9 @@ def _kill_at_save(monkeypatch, number: int) -> list[Path]:
 
     def save(self, state, rng):
         real(self, state, rng)
-        written.append(self.path)
+        written.append(Path(self.path))
         if len(written) == number:
-            raise Killed(f"killed after checkpoint {self.path.name} at step {state['step']}")
+            raise Killed(f"killed after checkpoint {Path(self.path).name} at step {state['step']}")
 
     monkeypatch.setattr(StageCheckpoint, "save", save)
     return written

@@ -16,7 +16,7 @@ from benchmark.job import Job
 from benchmark.datasources import TaskData
 from benchmark.plan import MethodEntry, build_plan, labeled_subset, split_cases
 from benchmark.profiles import SMOKE
-from benchmark.store import CELL_COLUMNS, RESULT_COLUMNS, ResultStore, content_hash, pretrain_checkpoint_path
+from benchmark.store import CELL_COLUMNS, RESULT_COLUMNS, ResultStore, content_hash
 from tasks import Case, get_task
 from benchmark.kinds import kind_of
 
@@ -200,7 +200,7 @@ def test_job_round_trips_through_json_and_points_into_cache(tmp_path):
         assert again == job and type(again.method_config) is type(job.method_config)
         assert isinstance(again.roi, tuple) and isinstance(again.cells[0].labeled_ids, tuple)
     csi = _group(plan, "csi")
-    assert csi.pretrain.path == str(pretrain_checkpoint_path(tmp_path / "cache", csi.pretrain.key))
+    assert csi.pretrain.path == str((tmp_path / "cache").resolve() / "pretrained" / f"{csi.pretrain.key}.pt")
     assert csi.roi == tuple(SMOKE.rois["unet2d"]) and csi.pretrain.steps > 0 and csi.finetune_steps > 0
     assert _group(plan, "scratch", "unet2d").pretrain is None
     dae = _group(plan, "dae")

@@ -398,9 +398,9 @@ def test_search_trial_never_loads_a_test_case(tiny_group, monkeypatch):
     import benchmark.train as train
 
     group, _, _ = tiny_group
-    real_read = train.read_volumes
+    real_read = train.read_cases
     loaded = []
-    monkeypatch.setattr(train, "read_volumes", lambda task, cases, **kw: loaded.extend(c.case_id for c in cases) or real_read(task, cases, **kw))
+    monkeypatch.setattr(train, "read_cases", lambda task, case_ids, **kw: loaded.extend(case_ids) or real_read(task, case_ids, **kw))
     results = run_job(group, Hooks(log=lambda _msg: None), evaluate_test=False)
     assert not set(loaded) & set(group.test_ids) and set(group.val_ids) <= set(loaded)
     assert all(not r.rows and r.curve and r.selected_step for r in results)
@@ -426,9 +426,7 @@ def test_concurrent_jobs_with_one_pretraining_key_pretrain_it_once(tiny_group, t
 
     monkeypatch.setattr(train, "_pretrain", slow_pretrain)
     task = get_task(job.task_ref)
-    cases = {c.case_id: c for c in task.find_cases(Path(job.data_root))}
-    volumes = train.read_volumes(task, [cases[i] for i in job.train_ids + job.val_ids], volume_size=job.volume_size,
-                                 folder=job.prepared_dir)  # every non-test case
+    volumes = train.job_reader(job)(task, job.train_ids + job.val_ids, data_root=job.data_root)  # every non-test case
     method_cls = get_method(job.method)
     out = []
     threads = [threading.Thread(target=lambda: out.append(train._pretrained_backbone(job, method_cls, task, volumes, Hooks(log=lambda _m: None))))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from benchmark.records import FINETUNE_LOSS_CHOICES, TTA_CHOICES, FinetuneSettings, MetricInfo, MetricRow
@@ -51,7 +50,7 @@ class NetworkPlanning:
     """What the planner knows about one Job when a kind plans its evaluation networks (``planned_networks``)."""
 
     profile: Any  # benchmark.profiles.Profile: the recipes and crop sizes of the run
-    cache_dir: Path
+    storage: str  # where trained networks are cached (benchmark.storage: a path or URI)
     seed: int
     train_ids: tuple[str, ...]  # the split's fine-tuning cases
     val_ids: tuple[str, ...]  # its validation cases

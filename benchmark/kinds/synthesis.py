@@ -16,11 +16,11 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from benchmark import storage
 from benchmark.backbones import build_backbone
 from benchmark.data import CropDataset
 from benchmark.inference import predict_volume
@@ -99,14 +99,14 @@ class SynthesisKind(TaskKind):
         base_key = {"task": task.ref, "data": plan.data_fingerprint, "seed": plan.seed, "train_ids": list(plan.train_ids),
                     "val_ids": list(plan.val_ids), "volume_size": profile.volume_size, "backbone_size": dataclasses.asdict(profile.backbone_size),
                     "version": 2}
-        folder = Path(plan.cache_dir) / "synthesis_eval"
+        folder = storage.join(plan.storage, "synthesis_eval")
         swav = get_method(METRIC_PRETEXT)
         recipe, roi = profile.pretrain_recipe(swav, METRIC_BACKBONE), tuple(profile.rois[METRIC_BACKBONE])
         steps = recipe.steps_for(plan.epoch_slices * len(task.targets))  # one grey volume per target series and case
         key = content_hash({**base_key, "what": "coper_metric", "pretext": METRIC_PRETEXT, "config": dataclasses.asdict(swav.make_config()),
                             "recipe": dataclasses.asdict(recipe), "steps": steps, "roi": roi, "series": list(task.targets)})
         networks = [NetworkSpec(role="coper_metric", stage="pretrain", method=METRIC_PRETEXT, backbone=METRIC_BACKBONE, task_ref=task.ref,
-                                channels=(1, 1), recipe=recipe, steps=steps, roi=roi, key=key, path=str(folder / f"coper-{key}.pt"))]
+                                channels=(1, 1), recipe=recipe, steps=steps, roi=roi, key=key, path=storage.join(folder, f"coper-{key}.pt"))]
         base = task.label_task
         if base is not None:
             recipe, roi = profile.finetune_recipes[SEGMENTER], tuple(profile.rois[SEGMENTER])  # as for any segmentation task
@@ -115,7 +115,7 @@ class SynthesisKind(TaskKind):
                                 "roi": roi, "protocol": dataclasses.asdict(plan.protocol)})
             networks.append(NetworkSpec(role="segmenter", stage="finetune", method="", backbone=SEGMENTER, task_ref=base.ref,
                                         channels=(len(base.channels), base.num_outputs), recipe=recipe, steps=steps, roi=roi, key=key,
-                                        path=str(folder / f"segmenter-{key}.pt")))
+                                        path=storage.join(folder, f"segmenter-{key}.pt")))
         return tuple(networks)
 
     def job_model(self, job, *, task: "SynthesisTask", state: dict | None, networks: dict[str, dict], hooks) -> "nn.Module":
