@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -137,6 +138,10 @@ class LeaseBook:
             return True
         return False
 
+    def acquire_any(self, keys: list[str], holder: str, seconds: float) -> str | None:
+        """The first of ``keys`` free (or already ``holder``'s), now leased to ``holder``; None when all are held."""
+        return next((key for key in keys if self.acquire(key, holder, seconds)), None)
+
     def renew(self, key: str, holder: str, seconds: float) -> None:
         if self.leases.get(key, ("",))[0] == holder:
             self.leases[key] = (holder, time.monotonic() + seconds)
@@ -150,15 +155,18 @@ KeyLeases = ray.remote(num_cpus=0)(LeaseBook)  # the book as an actor of the dri
 
 
 class _Lease:
-    """``with _Lease(leases, key, holder):`` waits for the lease of ``key``, keeps it renewed, and releases it."""
+    """``with _Lease(leases, key, holder):`` waits for the lease of ``key`` (or, given several keys, of any one of
+    them: a slot of a pool), keeps it renewed, and releases it."""
 
-    def __init__(self, leases, key: str, holder: str, *, seconds: float = LEASE_SECONDS, poll_s: float = 1.0) -> None:
-        self.leases, self.key, self.holder, self.seconds, self.poll_s = leases, key, holder, seconds, poll_s
+    def __init__(self, leases, key: str | list[str], holder: str, *, seconds: float = LEASE_SECONDS, poll_s: float = 1.0) -> None:
+        self.keys = [key] if isinstance(key, str) else list(key)
+        self.leases, self.key, self.holder, self.seconds, self.poll_s = leases, self.keys[0], holder, seconds, poll_s
         self._done = threading.Event()
 
     def __enter__(self) -> "_Lease":
-        while not ray.get(self.leases.acquire.remote(self.key, self.holder, self.seconds)):
+        while (key := ray.get(self.leases.acquire_any.remote(self.keys, self.holder, self.seconds))) is None:
             time.sleep(self.poll_s)
+        self.key = key
         threading.Thread(target=self._renew, daemon=True).start()
         return self
 
@@ -232,9 +240,12 @@ def _publish(unit: str, metrics: dict[str, Any]) -> None:
         gauge.set(float(value), tags={"unit": unit})
 
 
-def _unit_trainable(function: Callable, *, resources: dict[str, float], **parameters) -> type:
-    """``function`` as a Tune trainable whose actor's repr is its trial's name: the dashboard's Actors view (and the
-    Tasks view, '<name>.train') lists every unit by name instead of one anonymous class per run."""
+def _unit_trainable(function: Callable, *, name: str, resources: dict[str, float], **parameters) -> type:
+    """``function`` as a Tune trainable named ``name`` whose actor's repr is its trial's name: the dashboard's Actors
+    view (and the Tasks view, '<name>.train') lists every unit by name instead of one anonymous class per run.
+    Tune registers trainables by class name in a registry global to the Ray job, so Tuners fitting at once in one
+    driver (the searches) need a name each: with one shared name, the last registered trainable ran every Tuner's
+    trials (measured: the second experiment's trials ran the first's Job)."""
     from ray import tune
     from ray.tune.trainable.function_trainable import wrap_function
 
@@ -244,7 +255,18 @@ def _unit_trainable(function: Callable, *, resources: dict[str, float], **parame
         def __repr__(self) -> str:  # Ray records it once the actor is built, when the trial's name is known
             return self.trial_name
 
+    # "<name>_MedsslUnit": the dashboard's Actors view filters every unit of every experiment by the common suffix
+    MedsslUnit.__name__ = MedsslUnit.__qualname__ = f"{_dirname(name)}_MedsslUnit"
     return MedsslUnit
+
+
+def _registered(trainable: type) -> str:
+    """``trainable`` registered with Tune here, its name returned for the Tuner: Tune's registry is not thread-safe
+    (two Tuners registering in their ``fit`` threads at once: "dictionary changed size during iteration")."""
+    from ray.tune import register_trainable
+
+    register_trainable(trainable.__name__, trainable, warn=False)
+    return trainable.__name__
 
 
 def _train_run(name: str, loop_config: dict[str, Any], *, num_workers: int, cpus_per_worker: float, gpus_per_worker: float,
@@ -381,7 +403,7 @@ def run_jobs(
 
     results_queue, leases = Queue(), KeyLeases.remote()
     _INTERRUPTED.clear()
-    trainable = _unit_trainable(_job_trial, resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+    trainable = _unit_trainable(_job_trial, name="jobs", resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
                                                                       gpus_per_worker=gpus_per_worker),
                                 jobs=dict(jobs), results_queue=results_queue, leases=leases, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
                                 gpus_per_worker=gpus_per_worker, storage=storage, max_failures=max_failures)
@@ -411,7 +433,7 @@ def run_jobs(
     except KeyboardInterrupt:  # Ctrl-C: Tune (in its thread) stops the trials and returns before the driver exits; left
         _INTERRUPTED.set()      # running, it would call Ray after the exit's shutdown and start a cluster again
         while thread.is_alive():  # a second Ctrl-C ends the wait
-            thread.join(timeout=1.0)
+            time.sleep(0.5)  # (not join: see _fit_together)
         raise
     thread.join()
     results_queue.shutdown(force=True)  # every trial has ended: its actor would otherwise outlive the call (one per run_jobs)
@@ -425,8 +447,10 @@ _INTERRUPTED = threading.Event()  # set by the driver on Ctrl-C: every experimen
 
 
 class _StopAll(Stopper):
-    """A Tune stopper (``RunConfig(stop=...)``) that ends the whole experiment once ``_INTERRUPTED`` is set (Ctrl-C).
-    It holds no state: a restored experiment's copy (Tune saves its run config) reads the same event."""
+    """A Tune stopper (``RunConfig(stop=...)``) that ends ``run_jobs``' experiment once ``_INTERRUPTED`` is set
+    (Ctrl-C). Its experiment is never restored (the next run plans the unfinished Jobs afresh and their stages resume
+    from their checkpoints), so that ``stop_all`` marks the trials terminated does no harm there; the searches, which
+    are restored, stop through ``_fit_together`` instead."""
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return False
@@ -501,9 +525,10 @@ def evaluate_once(params: dict[str, Any], *, folder: str | Path, trial: str, eva
 
 
 def _search_trial(config: dict[str, Any], *, base_job: str, budget: int, finished: str, leases, num_workers: int, cpus_per_worker: float,
-                  gpus_per_worker: float, storage: str) -> None:
+                  gpus_per_worker: float, storage: str, train_slots: int = 0) -> None:
     """One search trial: the Job with the sampled parameters, evaluated here (one worker) or by a Ray Train DDP run
-    named after the trial (several), unless the experiment already evaluated that configuration."""
+    named after the trial (several) once one of the run's ``train_slots`` is free (the experiments of a run share
+    them: no Train run waits for workers another holds), unless the experiment already evaluated that configuration."""
     from ray import tune
 
     params = config["tuned"]  # what the space returned (derived values included), not Optuna's raw suggestions
@@ -517,8 +542,9 @@ def _search_trial(config: dict[str, Any], *, base_job: str, budget: int, finishe
         if num_workers == 1:
             return _search_job(job, _local_hooks(name, gpus_per_worker=gpus_per_worker, leases=leases))
         score_path = storage_uri.join(finished, f"{trial}.score.json")
-        _train_run(name, {"job": job.to_json(), "search": True, "score_path": score_path, "leases": leases}, num_workers=num_workers,
-                   cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage)
+        with _Lease(leases, [f"train-slot-{slot}" for slot in range(max(1, train_slots))], name):
+            _train_run(name, {"job": job.to_json(), "search": True, "score_path": score_path, "leases": leases}, num_workers=num_workers,
+                       cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage)
         last = json.loads(storage_uri.read_bytes(score_path))
         world["size"] = int(last["world_size"])
         return float(last["best_validation_score"])
@@ -545,9 +571,9 @@ def run_search(
     storage: str,
 ) -> list[dict[str, Any]]:
     """One Ray Tune experiment per entry of ``experiments`` ({"name", "job": base Job JSON, "space": define-by-run
-    function returning {"tuned": the parameters to apply}, "max_step", "seed"}), one after another, each with its own
-    seeded Optuna TPE proposing ``trials`` configurations and its own ASHA scheduler stopping poor ones early on the
-    validation score;
+    function returning {"tuned": the parameters to apply}, "max_step", "seed"}), all at once on the cluster, each with
+    its own seeded Optuna TPE proposing ``trials`` configurations (at most ``max_concurrent`` running) and its own ASHA
+    scheduler stopping poor ones early on the validation score;
     each trial trains with ``num_workers`` workers (several: DDP through Ray Train). An interrupted experiment
     continues from its folder under ``storage`` (a path or URI; finished trials are not repeated); an interruption
     (Ctrl-C) raises KeyboardInterrupt once Tune has saved the experiments. Returns one row per trial, experiment by
@@ -558,33 +584,78 @@ def run_search(
     if cpus_per_worker is None:
         cpus_per_worker = 1.0 if num_workers == 1 else default_cpus_per_worker(cluster=cluster, num_workers=num_workers,
                                                                                  gpus_per_worker=gpus_per_worker)
-    if max_concurrent is None and num_workers > 1:  # Tune cannot see a DDP trial's workers
-        max_concurrent = default_concurrency(cluster=cluster, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                                             gpus_per_worker=gpus_per_worker)
+    train_slots = 0
+    if num_workers > 1:  # Tune cannot see a DDP trial's workers: the experiments share this many Train runs at once
+        train_slots = default_concurrency(cluster=cluster, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+                                          gpus_per_worker=gpus_per_worker)
+        max_concurrent = max_concurrent or train_slots
     leases = KeyLeases.remote()
     _INTERRUPTED.clear()
-    rows: list[dict[str, Any]] = []
     try:
-        # One experiment after another: Ray Tune's trainable registry and controller state are process-global, so two
-        # Tuners fitting at once in one driver mix their trainables (measured: the second experiment's trials ran the
-        # first's Job); all experiments in one Tune run is the way to fill the cluster (not done yet)
-        for exp in experiments:
-            grid = _search_tuner(exp, trials=trials, seed=seed, max_concurrent=max_concurrent, num_workers=num_workers,
-                                 cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage, leases=leases).fit()
-            if grid.num_terminated + grid.num_errors < trials:  # Tune stops on Ctrl-C, saves the experiment and returns
-                _log(f"[medssl-bench] search {exp['name']} interrupted after {grid.num_terminated} of {trials} trial(s); run the same "
-                     "command again to continue it (finished trials are kept)")
-                raise KeyboardInterrupt
-            rows.extend(_trial_rows(exp["name"], grid))
+        tuners = [_search_tuner(exp, trials=trials, seed=seed, max_concurrent=max_concurrent, num_workers=num_workers,
+                                cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage, leases=leases,
+                                train_slots=train_slots)
+                  for exp in experiments]
+        grids = _fit_together(tuners)
     finally:
         ray.kill(leases)
-    return rows
+    unfinished = [f"{exp['name']} ({grid.num_terminated}/{trials})" for exp, grid in zip(experiments, grids)
+                  if grid.num_terminated + grid.num_errors < trials]
+    if unfinished:  # Ctrl-C: every Tuner stopped, saved its experiment and returned
+        _log(f"[medssl-bench] search interrupted with {len(unfinished)} experiment(s) unfinished (trials finished): "
+             f"{', '.join(unfinished)}; they continue from there")
+        raise KeyboardInterrupt
+    return [row for exp, grid in zip(experiments, grids) for row in _trial_rows(exp["name"], grid)]
+
+
+def _fit_together(tuners: list) -> list:
+    """Fit every Tuner at once, each in its own thread (its controller asks Ray for its trials' resources, so the
+    experiments share the cluster: a trial starts wherever and whenever any experiment's trial frees room), and return
+    their result grids in order. A Tuner's own error is raised after the others end.
+
+    Ctrl-C: Tune installs its stop-and-save handler only in the main thread; in a thread its loop watches an event
+    nobody sets. Each loop here watches ``_INTERRUPTED`` instead (set by the driver on Ctrl-C), so every experiment
+    stops as Tune stops on Ctrl-C: trials left running stay unfinished in the saved experiment, and ``Tuner.restore``
+    runs them and the trials not yet proposed. (A ``Stopper``'s ``stop_all`` would not do: it marks the searcher
+    finished and the running trials terminated, so a restored search would propose nothing more.) On a Ray whose Tune
+    lacks that hook the experiments run one after another in the main thread, Tune's own handler stopping them."""
+    loop = importlib.import_module("ray.tune.tune")
+    if not callable(getattr(loop, "_setup_signal_catching", None)):
+        return [tuner.fit() for tuner in tuners]
+    grids: list = [None] * len(tuners)
+    errors: list[BaseException] = []
+
+    def fit(index: int) -> None:
+        try:
+            grids[index] = tuners[index].fit()
+        except BaseException as exc:  # noqa: BLE001 - raised in the driver once every experiment has returned
+            errors.append(exc)
+            _INTERRUPTED.set()  # the run cannot finish: stop the other experiments too (they are saved and resume)
+
+    tune_handler, loop._setup_signal_catching = loop._setup_signal_catching, lambda: _INTERRUPTED
+    try:
+        threads = [threading.Thread(target=fit, args=(index,), daemon=True) for index in range(len(tuners))]
+        for thread in threads:
+            thread.start()
+        # Polled with sleeps, not Thread.join: a join that Ctrl-C interrupts can leave its thread reported dead while it
+        # runs (CPython, before 3.13), and the grid would be read before the Tuner returns it.
+        try:
+            while any(thread.is_alive() for thread in threads):
+                time.sleep(0.5)
+        except KeyboardInterrupt:  # as in run_jobs: Tune, left running, would call Ray after the exit's shutdown
+            _INTERRUPTED.set()
+            while any(thread.is_alive() for thread in threads):  # a second Ctrl-C ends the wait
+                time.sleep(0.5)
+    finally:
+        loop._setup_signal_catching = tune_handler
+    if errors:
+        raise errors[0]
+    return grids
 
 
 def _search_tuner(exp: dict[str, Any], *, trials: int, seed: int, max_concurrent: int | None, num_workers: int, cpus_per_worker: float,
-                  gpus_per_worker: float, storage: str, leases):
-    """The Tuner of one search experiment: restored from its folder when interrupted earlier (its saved run config
-    keeps its ``_StopAll``)."""
+                  gpus_per_worker: float, storage: str, leases, train_slots: int = 0):
+    """The Tuner of one search experiment: restored from its folder when interrupted earlier."""
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.optuna import OptunaSearch
@@ -592,10 +663,12 @@ def _search_tuner(exp: dict[str, Any], *, trials: int, seed: int, max_concurrent
 
     where = _ray_storage(storage)
     path = storage_uri.join(storage, exp["name"])
-    trainable = _unit_trainable(_search_trial, resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+    trainable = _unit_trainable(_search_trial, name=f"search_{exp['name']}", resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
                                                                          gpus_per_worker=gpus_per_worker),
                                 base_job=exp["job"], budget=trials, finished=storage_uri.join(storage, exp["name"] + ".finished"), leases=leases,
-                                num_workers=num_workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage)
+                                num_workers=num_workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage,
+                                train_slots=train_slots)
+    trainable = _registered(trainable)  # _fit_together fits every experiment's Tuner in its own thread
     restore_at, filesystem = f"{where['storage_path']}/{exp['name']}", where.get("storage_filesystem")
     if tune.Tuner.can_restore(restore_at, storage_filesystem=filesystem):
         _log(f"[medssl-bench] search {exp['name']}: continuing the interrupted experiment in {path}")
@@ -609,7 +682,7 @@ def _search_tuner(exp: dict[str, Any], *, trials: int, seed: int, max_concurrent
                                     num_samples=trials, max_concurrent_trials=max_concurrent,
                                     trial_name_creator=lambda t, p=prefix: p + _trial_number(t),
                                     trial_dirname_creator=lambda t: t.trial_id),
-        run_config=tune.RunConfig(name=exp["name"], **where, verbose=0, stop=_StopAll()),
+        run_config=tune.RunConfig(name=exp["name"], **where, verbose=0),
     )
 
 

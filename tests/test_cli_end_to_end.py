@@ -191,29 +191,47 @@ def test_backbone_agnostic_objectives_run_on_vit(tmp_path, ray_session):
 
 
 def test_search_picks_the_best_validation_configuration_for_the_final_cells(tmp_path, ray_session):
-    """--tune 3: Ray Tune + Optuna draw three distinct configurations from the method's declared space, the best by
-    validation score is written to best_configs.json, and the final cells (every fraction) run with it."""
+    """--tune 2 over two methods: their Ray Tune experiments run at once (one trial each at a time: the two share the
+    2 cores), each trial drawn by its own method's Optuna from that method's declared space, the best by validation
+    score is written to best_configs.json, and the final cells (every fraction) run with it."""
     import json
 
     import optuna
+    import torch
 
     from search_spaces import get_space
 
-    argv = ["--methods", "inpainting", "--tasks", "brats", "--profile", "tiny", "--fractions", "100%,25%", "--tune", "3",
-            "--max-concurrent-trials", "2", "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "out"), "--no-dashboard"]
+    argv = ["--methods", "inpainting,pixel_shuffle", "--tasks", "brats", "--profile", "tiny", "--fractions", "100%,25%", "--tune", "2",
+            "--max-concurrent-trials", "1", "--cache-dir", str(tmp_path / "cache"), "--output", str(tmp_path / "out"), "--no-dashboard"]
     assert main(argv) == 0
     tuning = pd.read_csv(tmp_path / "out" / "tuning.csv")
+    for method in ("inpainting", "pixel_shuffle"):
+        trials = tuning[tuning.method == method]
+        assert len(trials) == 2
+        for params, suggested in zip(map(json.loads, trials.params), map(json.loads, trials.suggested)):  # its own space's points
+            assert get_space(method)(optuna.trial.FixedTrial(suggested)) == params
+    spans = {}  # when each experiment's trials reported: the experiments overlap in time (not one after another)
+    for experiment in (tmp_path / "out" / "tune").iterdir():
+        stamps = [json.loads(line)["timestamp"] for result in experiment.glob("*/result.json")
+                  for line in result.read_text().splitlines() if line]
+        if stamps:
+            spans[experiment.name] = (min(stamps), max(stamps))
+    (a_first, a_last), (b_first, b_last) = spans["inpainting-unet2d-brats"], spans["pixel_shuffle-unet2d-brats"]
+    assert a_first < b_last and b_first < a_last, spans
+    # each trial pretrained its own experiment's method with its sampled pretext parameters (with one Tune trainable
+    # name for both Tuners, one experiment's trials ran the other's Job)
+    pretrained = {(c["job"]["method"], c["job"]["method_config"]["grid_size"])
+                  for c in (torch.load(p, weights_only=False, map_location="cpu") for p in (tmp_path / "cache" / "pretrained").glob("*.pt"))}
+    assert pretrained == {(m, json.loads(p)["grid_size"]) for m, p in zip(tuning.method, tuning.params)}
     trials = tuning[tuning.method == "inpainting"]
-    assert len(trials) == 3 and trials.params.nunique() == 3
-    for params, suggested in zip(map(json.loads, trials.params), map(json.loads, trials.suggested)):  # points of the declared space
-        assert get_space("inpainting")(optuna.trial.FixedTrial(suggested)) == params
+    assert trials.params.nunique() == 2
     best = json.loads(trials.loc[trials.validation_metric.idxmax(), "params"])
     chosen = json.loads((tmp_path / "out" / "best_configs.json").read_text())["inpainting|unet2d|brats"]
-    assert chosen["params"] == best and chosen["trials"] == 3
+    assert chosen["params"] == best and chosen["trials"] == 2
     cells = pd.read_csv(tmp_path / "out" / "cells.csv", keep_default_na=False)
     final = cells[cells.method == "inpainting"]
     assert set(final.status) == {"done"} and set(final.fraction) == {"100%", "25%"}
-    assert all(json.loads(p) == best for p in final.tuned_params) and set(final.search_budget) == {3}
+    assert all(json.loads(p) == best for p in final.tuned_params) and set(final.search_budget) == {2}
     pretext = {k: v for k, v in best.items() if not k.startswith(("pretrain_", "finetune_"))}
     assert all(json.loads(c)["method_config"][k] == v for c in final.config for k, v in pretext.items())
     scratch = cells[cells.method == "scratch"]

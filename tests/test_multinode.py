@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.s3_server import free_port, s3_endpoint
+from s3_server import free_port, s3_endpoint
 
 REPO = Path(__file__).resolve().parents[1]
 

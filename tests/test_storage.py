@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from benchmark import storage
-from tests.s3_server import s3_endpoint
+from s3_server import s3_endpoint
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +146,20 @@ def test_a_key_lease_admits_one_holder_and_passes_on_when_its_holder_dies(monkey
     assert not book.acquire("s3://b/pretrained/k.pt", "job-c", 60.0)
     book.release("s3://b/pretrained/k.pt", "job-b")
     assert book.acquire("s3://b/pretrained/k.pt", "job-c", 60.0)
+
+
+def test_a_pool_of_slot_leases_admits_as_many_holders_as_it_has_slots(monkeypatch):
+    """``LeaseBook.acquire_any``: the DDP search trials of all experiments share the cluster's Train-run slots; a
+    third asker of two slots waits until a holder releases (or dies), the same holder keeps its slot."""
+    from benchmark import ray_runner
+
+    clock = [0.0]
+    monkeypatch.setattr(ray_runner.time, "monotonic", lambda: clock[0])
+    book, slots = ray_runner.LeaseBook(), ["train-slot-0", "train-slot-1"]
+    assert book.acquire_any(slots, "trial-a", 60.0) == "train-slot-0" and book.acquire_any(slots, "trial-b", 60.0) == "train-slot-1"
+    assert book.acquire_any(slots, "trial-c", 60.0) is None and book.acquire_any(slots, "trial-b", 60.0) == "train-slot-1"
+    book.release("train-slot-0", "trial-a")
+    clock[0] = 30.0
+    assert book.acquire_any(slots, "trial-c", 60.0) == "train-slot-0"
+    clock[0] = 61.0  # trial-b died holding its slot (nobody renews it): it lapses, trial-c's does not
+    assert book.acquire_any(slots, "trial-d", 60.0) == "train-slot-1"
