@@ -1,0 +1,77 @@
+"""Probe a smoke recipe: one Job (a method on a backbone and a task, built-in data) trained with overrides of the smoke
+profile, on one CPU thread (what each of the default run's two concurrent Jobs gets on a 2-core machine).
+
+    python scripts/probe_smoke_recipe.py scratch unet2d btcv ft_steps=300 unet=8,16,32,64,64,8 [fr=100%,25%]
+
+Overrides (key=value): ft_steps, ft_bs, ft_lr, pt_steps, pt_bs, pt_lr (the backbone's smoke fine-tuning / pretraining
+recipe), roi (e.g. 64x64x32), unet (unet_features), swin_feature_size, swin_window, vit_dim, vit_depth, vit_patch,
+dir (work folder, default /tmp/medssl-probe). Prints each cell's mean test Dice, its seconds, and the pretraining's
+logged losses: the numbers behind choosing the smoke recipes (issue 20), without a 7-minute run per try.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from benchmark import profiles
+from benchmark.cli import parse_fractions
+from benchmark.datasources import resolve_task_data
+from benchmark.plan import MethodEntry, build_plan
+from benchmark.train import Hooks, run_job
+from tasks import get_task
+
+SIZE_KEYS = ("swin_feature_size", "swin_window", "vit_dim", "vit_depth", "vit_patch")
+
+
+def probe_profile(backbone: str, overrides: dict[str, str]) -> profiles.Profile:
+    base = profiles.SMOKE
+
+    def recipe(current, prefix: str):
+        return dataclasses.replace(current, steps=int(overrides.get(f"{prefix}_steps", current.steps)),
+                                   batch_size=int(overrides.get(f"{prefix}_bs", current.batch_size)),
+                                   lr=float(overrides.get(f"{prefix}_lr", current.lr)))
+
+    size = base.backbone_size
+    if "unet" in overrides:
+        size = dataclasses.replace(size, unet_features=tuple(int(x) for x in overrides["unet"].split(",")))
+    size = dataclasses.replace(size, **{k: int(overrides[k]) for k in SIZE_KEYS if k in overrides})
+    rois = dict(base.rois)
+    if "roi" in overrides:
+        rois[backbone] = tuple(int(x) for x in overrides["roi"].split("x"))
+    return dataclasses.replace(base, name="probe", rois=rois, backbone_size=size,
+                               finetune_recipes={**base.finetune_recipes, backbone: recipe(base.finetune_recipes[backbone], "ft")},
+                               smoke_pretrain={**base.smoke_pretrain, backbone: recipe(base.smoke_pretrain[backbone], "pt")})
+
+
+def main(argv: list[str]) -> None:
+    method, backbone, task_name = argv[:3]
+    overrides = dict(arg.split("=", 1) for arg in argv[3:])
+    torch.set_num_threads(1)
+    work = Path(overrides.get("dir", "/tmp/medssl-probe"))
+    task = get_task(task_name)
+    data = work / f"data-{task_name}"
+    if not data.exists():  # the default run's built-in data: same case count, grid and seed
+        task.write_synthetic(data, n_cases=task.synthetic_cases, shape=task.synthetic_shape, seed=0)
+    task_data = resolve_task_data(task, data_root=data, cache_dir=work / "cache")
+    plan = build_plan(methods=[MethodEntry(method)], task_data=[task_data], fractions=parse_fractions(overrides.get("fr", "100%,25%")),
+                      seeds=[0], profile=probe_profile(backbone, overrides), cache_dir=work / "cache")
+    job = next(j for j in plan.jobs if j.method == method and j.backbone == backbone)
+    if job.pretrain is not None:  # never a cached pretraining: the probe measures this recipe's
+        job = dataclasses.replace(job, pretrain=dataclasses.replace(job.pretrain, path=str(work / f"pretrain-{time.time_ns()}.pt")))
+    logs: list[str] = []
+    started = time.perf_counter()
+    for result in run_job(job, Hooks(log=logs.append)):
+        dice = [row.value for row in result.rows if row.metric == "dice_mean"]
+        cell = next(c for c in job.cells if c.cell_id == result.cell_id)
+        print(f"{method}/{backbone} {task_name} {cell.fraction}: dice_mean {sum(dice) / len(dice):.3f}  "
+              f"pretrain {result.pretrain_seconds:.1f}s finetune {result.finetune_seconds:.1f}s")
+    print(f"total {time.perf_counter() - started:.1f}s with {overrides}")
+    print("\n".join(line for line in logs if line.lstrip().startswith("pretrain ")))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
