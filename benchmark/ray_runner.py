@@ -432,8 +432,7 @@ def run_jobs(
         _collect(results_queue, thread, reported, on_done)
     except KeyboardInterrupt:  # Ctrl-C: Tune (in its thread) stops the trials and returns before the driver exits; left
         _INTERRUPTED.set()      # running, it would call Ray after the exit's shutdown and start a cluster again
-        while thread.is_alive():  # a second Ctrl-C ends the wait
-            time.sleep(0.5)  # (not join: see _fit_together)
+        _wait_for([thread])  # a second Ctrl-C ends the wait
         raise
     thread.join()
     results_queue.shutdown(force=True)  # every trial has ended: its actor would otherwise outlive the call (one per run_jobs)
@@ -637,20 +636,23 @@ def _fit_together(tuners: list) -> list:
         threads = [threading.Thread(target=fit, args=(index,), daemon=True) for index in range(len(tuners))]
         for thread in threads:
             thread.start()
-        # Polled with sleeps, not Thread.join: a join that Ctrl-C interrupts can leave its thread reported dead while it
-        # runs (CPython, before 3.13), and the grid would be read before the Tuner returns it.
         try:
-            while any(thread.is_alive() for thread in threads):
-                time.sleep(0.5)
+            _wait_for(threads)
         except KeyboardInterrupt:  # as in run_jobs: Tune, left running, would call Ray after the exit's shutdown
             _INTERRUPTED.set()
-            while any(thread.is_alive() for thread in threads):  # a second Ctrl-C ends the wait
-                time.sleep(0.5)
+            _wait_for(threads)  # a second Ctrl-C ends the wait
     finally:
         loop._setup_signal_catching = tune_handler
     if errors:
         raise errors[0]
     return grids
+
+
+def _wait_for(threads: list[threading.Thread]) -> None:
+    """Until every thread has ended. Polled with sleeps, not Thread.join: a join that Ctrl-C interrupts can leave its
+    thread reported dead while it runs (CPython, before 3.13), and its result would be read before it is there."""
+    while any(thread.is_alive() for thread in threads):
+        time.sleep(0.5)
 
 
 def _search_tuner(exp: dict[str, Any], *, trials: int, seed: int, max_concurrent: int | None, num_workers: int, cpus_per_worker: float,
