@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-worker", type=float, help="CPUs per Ray Train worker (default: half the cluster's CPUs per job)")
     p.add_argument("--concurrency", type=int, help="Ray Train jobs at once (default: as many as the resources fit)")
     p.add_argument("--no-dashboard", action="store_true", help="do not start the Ray dashboard with the embedded cluster")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Ray's, Tune's and the workers' own output on the console too (it always goes to <output>/logs/run.log)")
     p.add_argument("--prepare", action="store_true",
                    help="only decode and pre-process the tasks' cases once into the cache (memory-mapped arrays every Job shares), then exit")
     p.add_argument("--prepare-workers", type=int, metavar="K", help="processes preparing cases at once (default: the CPUs of this machine)")
@@ -311,7 +313,7 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
         report=ReportOptions(test=args.stat_test, holm=args.holm, publish=args.publish), argv=tuple(argv if argv is not None else sys.argv),
         search=SearchOptions(trials=args.tune, fraction=tune_fraction, finetune_lr=args.tune_finetune, finetune_batch_size=args.tune_batch_size,
                              max_concurrent=args.max_concurrent_trials),
-        execution=execution, prepare_only=args.prepare, prepare_workers=args.prepare_workers, confirmed=args.yes,
+        execution=execution, prepare_only=args.prepare, prepare_workers=args.prepare_workers, confirmed=args.yes, verbose=args.verbose,
         storage=_parse_storage(args.storage),
     )
 

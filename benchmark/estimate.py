@@ -98,3 +98,30 @@ def estimate(jobs: list["Job"], *, step_times: dict[str, float], device: str) ->
             total.by_stage[kind] = (done_steps + steps, done_seconds + steps * per_step)
             total.seconds += steps * per_step
     return total
+
+
+REFERENCE_STEP_TIMES = Path(__file__).with_name("reference_step_times.json")
+
+
+def reference_step_times() -> dict[str, float]:
+    """Step times of the smoke profile measured on a 2-core CPU (shipped; a run's own measurements in the cache win):
+    what a first run on an empty cache estimates its time from."""
+    try:
+        return {k: float(v) for k, v in json.loads(REFERENCE_STEP_TIMES.read_text()).items()}
+    except (OSError, ValueError):
+        return {}
+
+
+def unit_work(job: "Job", *, step_times: dict[str, float], device: str) -> tuple[str, dict[str, float], dict[str, int]]:
+    """A Job as the progress display weighs it (``benchmark.console.Progress``): its title, the planned seconds of each
+    stage kind (pretrain, finetune, network; steps x measured step time, ``UNMEASURED_FLOOR_S`` where unmeasured;
+    a cached pretraining costs nothing) and how many stages of each kind it runs (a fine-tuning per cell and round)."""
+    work: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    for stage, (key, steps) in stage_keys(job, device=device).items():
+        if stage == "pretrain" and Path(job.pretrain.path).exists():
+            continue
+        kind = stage.split(" ")[0]
+        work[kind] = work.get(kind, 0.0) + steps * step_times.get(key, UNMEASURED_FLOOR_S)
+        counts[kind] = counts.get(kind, 0) + (len(job.cells) * job.finetune_rounds if kind == "finetune" else 1)
+    return job.title, work, counts

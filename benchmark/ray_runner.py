@@ -319,6 +319,8 @@ def _train_loop(config: dict[str, Any]) -> None:
         claim=_claim(config["leases"], name),
         node=_node(),
     )
+    if config.get("progress") is not None:
+        hooks.progress = _progress_sender(config["progress"], name)
     job = Job.from_json(config["job"])
     if config.get("search"):  # the trial reports the final step itself, once it recorded the score (a Train Result
         best = _search_job(job, hooks)  # holds no metrics without a checkpoint: the score goes through storage)
@@ -337,7 +339,24 @@ def _train_loop(config: dict[str, Any]) -> None:
         config["queue"].put((name, results, None))
 
 
-def _local_hooks(name: str, *, gpus_per_worker: float, leases):
+PROGRESS_EVERY_S = 1.0  # a unit's progress reaches the driver at most this often (and at every stage's start and end)
+
+
+def _progress_sender(progress_queue, name: str) -> Callable[[str, int, int, float | None], None]:
+    """``Hooks.progress`` of a unit: its steps to the driver's progress display through ``progress_queue``, throttled."""
+    last = {"stage": None, "at": 0.0}
+
+    def send(stage: str, step: int, steps: int, loss: float | None) -> None:
+        now = time.monotonic()
+        if stage == last["stage"] and step not in (1, steps) and now - last["at"] < PROGRESS_EVERY_S:
+            return
+        last.update(stage=stage, at=now)
+        progress_queue.put((name, stage, step, steps, loss))
+
+    return send
+
+
+def _local_hooks(name: str, *, gpus_per_worker: float, leases, progress_queue=None):
     """Hooks of a one-worker trial: live metrics to Tune and to the dashboard's gauges; shared cache entries under
     the driver's ``leases``."""
     import torch
@@ -350,28 +369,42 @@ def _local_hooks(name: str, *, gpus_per_worker: float, leases):
         _publish(name, metrics)
         tune.report(metrics)
 
-    return Hooks(log=_log, report=report, device=device, claim=_claim(leases, name), node=_node())
+    progress = _progress_sender(progress_queue, name) if progress_queue is not None else Hooks.progress
+    return Hooks(log=_log, report=report, progress=progress, device=device, claim=_claim(leases, name), node=_node())
 
 
 # ---- planned Jobs ---------------------------------------------------------------------------------------------
 def _job_trial(config: dict[str, Any], *, jobs: dict[str, str], results_queue, leases, num_workers: int, cpus_per_worker: float,
-               gpus_per_worker: float, storage: str, max_failures: int = 0) -> None:
+               gpus_per_worker: float, storage: str, max_failures: int = 0, progress_queue=None) -> None:
     """One planned Job as one Ray Tune trial: run here (one worker: a few seconds to start, no Ray Train start-up) or
     as a Ray Train DDP run named after the Job. Results go to the driver through ``results_queue`` as the Job ends."""
     name = config["name"]
     if num_workers > 1:
         try:
-            _train_run(name, {"job": jobs[name], "queue": results_queue, "leases": leases}, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+            _train_run(name, {"job": jobs[name], "queue": results_queue, "leases": leases, "progress": progress_queue}, num_workers=num_workers,
+                       cpus_per_worker=cpus_per_worker,
                        gpus_per_worker=gpus_per_worker, storage=storage, max_failures=max_failures)
         except Exception as exc:  # noqa: BLE001 - a Train run that died (worker lost, ...); the other trials go on
             results_queue.put((name, None, f"{type(exc).__name__}: {exc}"))
         return
     try:
-        results = run_job(Job.from_json(jobs[name]), _local_hooks(name, gpus_per_worker=gpus_per_worker, leases=leases))
+        results = run_job(Job.from_json(jobs[name]), _local_hooks(name, gpus_per_worker=gpus_per_worker, leases=leases, progress_queue=progress_queue))
     except Exception as exc:  # noqa: BLE001 - the driver records the Job as failed and the other trials go on
         results_queue.put((name, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
         return
     results_queue.put((name, results, None))
+
+
+def job_slots(n_jobs: int, *, num_workers: int, gpus_per_worker: float, cpus_per_worker: float | None,
+              concurrency: int | None) -> tuple[float, int]:
+    """(CPUs per worker, Jobs at once) of ``run_jobs`` on the connected cluster: the given values, else the defaults."""
+    cluster = ray.cluster_resources()
+    if cpus_per_worker is None:
+        cpus_per_worker = default_cpus_per_worker(cluster=cluster, num_workers=num_workers, gpus_per_worker=gpus_per_worker)
+    if concurrency is None:
+        concurrency = default_concurrency(cluster=cluster, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
+                                          gpus_per_worker=gpus_per_worker)
+    return cpus_per_worker, max(1, min(concurrency, n_jobs))
 
 
 def run_jobs(
@@ -384,29 +417,27 @@ def run_jobs(
     storage: str,
     on_done: Callable[[str, list[dict[str, Any]] | None, str | None], None],
     max_failures: int = 2,
+    on_progress: Callable[[str, str, int, int, float | None], None] | None = None,
 ) -> None:
     """Run (name, Job JSON) pairs as Ray Tune trials named after them; ``on_done(name, results, error)`` is called in
     the driver as each Job finishes. Each Job starts when resources free up (a long Job holds back nothing behind
     it); by default as many run at once as the cluster fits. A Job whose worker dies (killed, out of memory, node
     lost) is retried up to ``max_failures`` times (Tune's trial retries; Ray Train's for a DDP Job) and continues from
-    its stages' checkpoints; an error the Job raises itself is recorded at once (running it again would raise it again)."""
+    its stages' checkpoints; an error the Job raises itself is recorded at once (running it again would raise it again).
+    ``on_progress(name, stage, step, steps, loss)``: each running Job's steps, about once a second (``Hooks.progress``)."""
     from ray import tune
     from ray.util.queue import Queue
 
-    cluster = ray.cluster_resources()
-    if cpus_per_worker is None:
-        cpus_per_worker = default_cpus_per_worker(cluster=cluster, num_workers=num_workers, gpus_per_worker=gpus_per_worker)
-    if concurrency is None:
-        concurrency = default_concurrency(cluster=cluster, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                                          gpus_per_worker=gpus_per_worker)
-    concurrency = max(1, min(concurrency, len(jobs)))
+    cpus_per_worker, concurrency = job_slots(len(jobs), num_workers=num_workers, gpus_per_worker=gpus_per_worker,
+                                             cpus_per_worker=cpus_per_worker, concurrency=concurrency)
 
     results_queue, leases = Queue(), KeyLeases.remote()
+    progress_queue = Queue() if on_progress is not None else None
     _INTERRUPTED.clear()
     trainable = _unit_trainable(_job_trial, name="jobs", resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
                                                                       gpus_per_worker=gpus_per_worker),
                                 jobs=dict(jobs), results_queue=results_queue, leases=leases, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                                gpus_per_worker=gpus_per_worker, storage=storage, max_failures=max_failures)
+                                gpus_per_worker=gpus_per_worker, storage=storage, max_failures=max_failures, progress_queue=progress_queue)
     tuner = tune.Tuner(
         trainable,
         param_space={"name": tune.grid_search([name for name, _ in jobs])},
@@ -429,13 +460,15 @@ def run_jobs(
     thread.start()
     reported: set[str] = set()
     try:
-        _collect(results_queue, thread, reported, on_done)
+        _collect(results_queue, thread, reported, on_done, progress_queue=progress_queue, on_progress=on_progress)
     except KeyboardInterrupt:  # Ctrl-C: Tune (in its thread) stops the trials and returns before the driver exits; left
         _INTERRUPTED.set()      # running, it would call Ray after the exit's shutdown and start a cluster again
         _wait_for([thread])  # a second Ctrl-C ends the wait
         raise
     thread.join()
     results_queue.shutdown(force=True)  # every trial has ended: its actor would otherwise outlive the call (one per run_jobs)
+    if progress_queue is not None:
+        progress_queue.shutdown(force=True)
     ray.kill(leases)
     for name, _ in jobs:  # Jobs lost with a crashed trial (worker died, out of memory, ...)
         if name not in reported:
@@ -458,9 +491,14 @@ class _StopAll(Stopper):
         return _INTERRUPTED.is_set()
 
 
-def _collect(results_queue, thread: threading.Thread, reported: set[str], on_done) -> None:
-    """Hand every Job's results to ``on_done`` as they arrive, until Tune is done and the queue is empty."""
+def _collect(results_queue, thread: threading.Thread, reported: set[str], on_done, *, progress_queue=None, on_progress=None) -> None:
+    """Hand every Job's results to ``on_done`` as they arrive, until Tune is done and the queue is empty; the Jobs'
+    progress events to ``on_progress`` on the way."""
     while True:
+        if progress_queue is not None:
+            waiting = progress_queue.qsize()
+            for event in progress_queue.get_nowait_batch(waiting) if waiting else ():
+                on_progress(*event)
         # Polled, not a blocking get: a get waiting in the queue actor when Ctrl-C stops the driver ends in an
         # exception nobody reads, which Ray prints as a stack trace after the "interrupted" line.
         if results_queue.empty():

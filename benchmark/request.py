@@ -72,6 +72,7 @@ class RunRequest:
     prepare_only: bool = False  # --prepare: prepare the cases into the cache, then stop
     prepare_workers: int | None = None  # processes preparing cases (None: this machine's CPUs)
     confirmed: bool = False  # --yes: start a paper-profile run whose estimate exceeds an hour without GPUs
+    verbose: bool = False  # --verbose: Ray's, Tune's and the workers' own output on the console too (always in logs/run.log)
     storage: str | None = None  # --storage: what workers write and others read (benchmark.storage); None: the cache folder
 
     @property

@@ -22,9 +22,10 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from benchmark import storage
+from benchmark import console, storage
 from benchmark.datasources import attach_unlabeled, resolve_task_data
-from benchmark.estimate import estimate, load_step_times, record_step_times
+from benchmark.console import format_duration
+from benchmark.estimate import estimate, load_step_times, record_step_times, reference_step_times, unit_work
 from benchmark.errors import BenchmarkInputError
 from benchmark.kinds import kind_of
 from benchmark.output_lock import one_writer
@@ -37,7 +38,7 @@ from search_spaces import SearchSpace
 
 
 def _log(message: str, *, err: bool = False) -> None:
-    print(f"[medssl-bench] {message}", file=sys.stderr if err else sys.stdout, flush=True)
+    console.current().line(message, err=err)
 
 
 def software_versions() -> dict[str, str]:
@@ -90,15 +91,23 @@ def execute(request: RunRequest) -> int:
     """The run; it holds its output folder (one writer per folder, ``benchmark.output_lock``) unless it only checks
     or prepares data (those write nothing there)."""
     if request.check_data or request.prepare_only:
+        with console.session(None, verbose=request.verbose):
+            return _execute(request)
+    with one_writer(request.output, run_name=request.run_name), console.session(log_path(request.output), verbose=request.verbose):
         return _execute(request)
-    with one_writer(request.output, run_name=request.run_name):
-        return _execute(request)
+
+
+def log_path(output: Path) -> Path:
+    """The run's log file: the suite's lines and everything Ray, Tune and the workers print (``benchmark.console``)."""
+    return Path(output) / "logs" / "run.log"
 
 
 def _execute(request: RunRequest) -> int:
     phases = _Phases()
     if not request.check_data:
         _log(f"run {request.run_name!r}, profile {request.profile.name}, output {request.output}")
+    if console.current().log_path is not None:
+        _log(f"log: {console.current().log_path} (Ray's, Tune's and the workers' output{'; also shown here: --verbose' if request.verbose else ''})")
     task_data, corpus = resolve_data(request)
     phases.mark("data_check")
     if request.check_data:
@@ -127,6 +136,12 @@ def _execute(request: RunRequest) -> int:
     for td in task_data:
         store.add_metric_info(td.task.name, kind_of(td.task).metric_info(td.task))
     phases.mark("planning")
+    with console.current().capture():
+        return _run_plan(request, plan, store=store, versions=versions, phases=phases)
+
+
+def _run_plan(request: RunRequest, plan, *, store, versions: dict[str, str], phases: "_Phases") -> int:
+    """Search, the pending Jobs and the report, with whatever the process prints going to the run's log file."""
     if request.search.trials:
         plan = dataclasses.replace(plan, jobs=tuple(search(plan.jobs, request=request, store=store)))
         phases.mark("search")
@@ -224,16 +239,31 @@ def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str
     state = {"failures": 0, "done": 0}
     started = time.perf_counter()
 
+    _, concurrency = ray_runner.job_slots(len(jobs), num_workers=options.num_workers, gpus_per_worker=gpus_per_worker,
+                                          cpus_per_worker=options.cpus_per_worker, concurrency=options.concurrency)
+    step_times = {**reference_step_times(), **load_step_times(request.cache_dir)}
+    units = {name: unit_work(job, step_times=step_times, device=device) for name, job in by_name.items()}
+    guess = estimate(jobs, step_times=step_times, device=device)
+    kind = "Ray Tune trials" if options.num_workers == 1 else f"Ray Train runs of {options.num_workers} DDP workers"
+    bound = "at least " if guess.unmeasured_steps else "about "
+    _log(f"plan: {len(jobs)} unit(s) ({sum(len(j.cells) for j in jobs)} cells) as {kind}, {concurrency} at once; "
+         f"{bound}{format_duration(guess.seconds / concurrency)} of training steps (step times measured on "
+         f"{'earlier runs' if load_step_times(request.cache_dir) else 'a 2-core CPU'}; validation and start-up not counted)")
+    display = console.Progress(console.current(), units)
+
     def on_done(name: str, results, error: str | None) -> None:
         job = by_name[name]
         state["done"] += 1
+        stage = display.stage_of(name)
+        display.finish(name)
         progress = f"[{state['done']}/{len(jobs)}]"
         if error is not None:
             state["failures"] += 1
             message = error.splitlines()[0][:500]
             for cell in job.cells:
                 store.add_cell(cell_record(job, cell, status="failed", reason=message, versions=versions), [])
-            _log(f"{progress} FAILED {job.title}: {message}")
+            where = f" during {stage}" if stage else ""
+            _log(f"{progress} FAILED {job.title}{where}: {error.rstrip()}\n  full log: {console.current().log_path}", err=True)
             return
         cells = {c.cell_id: c for c in job.cells}
         summary = []
@@ -248,11 +278,13 @@ def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str
         reused = " (pretraining reused)" if results and results[0].pretrain_reused else ""
         _log(f"{progress} {job.title}{reused}: {'; '.join(summary)}  [{time.perf_counter() - started:.0f}s]")
 
-    kind = "Ray Tune trials" if options.num_workers == 1 else f"Ray Train runs of {options.num_workers} DDP workers"
-    _log(f"running {len(jobs)} job(s) as {kind} ({sum(len(j.cells) for j in jobs)} cells)")
-    ray_runner.run_jobs([(name, job.to_json()) for name, job in by_name.items()], num_workers=options.num_workers,
-                        gpus_per_worker=gpus_per_worker, cpus_per_worker=options.cpus_per_worker, concurrency=options.concurrency,
-                        storage=ray_storage(request, "ray"), on_done=on_done, max_failures=options.max_failures)
+    try:
+        ray_runner.run_jobs([(name, job.to_json()) for name, job in by_name.items()], num_workers=options.num_workers,
+                            gpus_per_worker=gpus_per_worker, cpus_per_worker=options.cpus_per_worker, concurrency=options.concurrency,
+                            storage=ray_storage(request, "ray"), on_done=on_done, max_failures=options.max_failures,
+                            on_progress=display.event)
+    finally:
+        display.close()
     return state["failures"]
 
 

@@ -43,6 +43,9 @@ class Hooks:
     prepare_model: Callable[..., nn.Module] = lambda model, **kwargs: model
     prepare_loader: Callable[[DataLoader], DataLoader] = lambda loader: loader
     report: Callable[[dict[str, Any]], None] = lambda metrics: None  # live metrics (Ray Tune: tune.report)
+    # progress(stage, step, steps, loss) after every optimiser step of the main worker, and once as each evaluation
+    # starts (step 0 of 0): the driver's progress display (benchmark.console); stage e.g. "pretrain", "finetune 25%"
+    progress: Callable[[str, int, int, float | None], None] = lambda stage, step, steps, loss: None
     rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -129,6 +132,7 @@ def _optimise(
     checkpoint: StageCheckpoint | None = None,
     generators: dict[str, torch.Generator] | None = None,
     extra_state: tuple[Callable[[], dict], Callable[[dict], None]] | None = None,
+    label: str | None = None,
 ) -> list[float]:
     """``steps`` optimiser steps over ``dataset``'s batches; ``on_step(step, steps, loss)`` after each (model selection).
 
@@ -138,7 +142,8 @@ def _optimise(
 
     ``checkpoint``: written as the steps go (``benchmark.checkpoints``), with the random states of ``generators`` and
     the caller's ``extra_state`` (get, set); a stage that finds its checkpoint continues from it (the loader from that
-    step's samples, every random state restored), so it ends with the numbers of an uninterrupted stage."""
+    step's samples, every random state restored), so it ends with the numbers of an uninterrupted stage. ``label``: the
+    stage as ``hooks.progress`` names it (default ``stage``)."""
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], recipe)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, total=steps, recipe=recipe))
     scaler = torch.amp.GradScaler(hooks.device.type) if hooks.execution.precision == "fp16" else None
@@ -187,6 +192,8 @@ def _optimise(
         scheduler.step()
         losses.append(float(loss.detach()))
         times.append(time.perf_counter() - tick)
+        if hooks.is_main:
+            hooks.progress(label or stage, step + 1, steps, losses[-1])
         if hooks.is_main and (step + 1) % log_every == 0:
             window = losses[-log_every:]
             hooks.log(f"  {tag} step {step + 1}/{steps} loss {sum(window) / len(window):.4f}")
@@ -312,7 +319,8 @@ class ModelSelection:
 
 def finetune(model: nn.Module, task: Task, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks, tag: str,
              settings: FinetuneSettings = FinetuneSettings(), protocol: Protocol = DEFAULT_PROTOCOL,
-             selection: ModelSelection | None = None, stage: str = "finetune", checkpoint: StageCheckpoint | None = None) -> list[float]:
+             selection: ModelSelection | None = None, stage: str = "finetune", checkpoint: StageCheckpoint | None = None,
+             label: str | None = None) -> list[float]:
     """Supervised training of ``model`` on labelled ``volumes``: samples, loss and augmentation come
     from the task's kind (segmentation: crops, DiceCE, mixup / CarveMix; classification: whole cases, CE).
     ``selection`` evaluates on the validation cases as training goes (``ModelSelection``); ``checkpoint`` keeps the
@@ -325,7 +333,7 @@ def finetune(model: nn.Module, task: Task, volumes: list[Volume], *, recipe: Rec
     loss_fn = kind.loss_fn(task, wrapped, finetune=settings, generator=generator)
     losses = _optimise(wrapped, dataset, recipe, steps, loss_fn, hooks=hooks, tag=tag, on_step=selection.step if selection else None,
                        stage=stage, checkpoint=checkpoint, generators={"augmentation": generator},
-                       extra_state=(selection.state_dict, selection.load_state_dict) if selection else None)
+                       extra_state=(selection.state_dict, selection.load_state_dict) if selection else None, label=label)
     if selection:
         selection.end_round(steps)
     return losses
@@ -409,13 +417,16 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
             round_tag = tag + (f" round {round_index + 1}" if job.finetune_rounds > 1 else "")
             losses = finetune(model, task, labeled, recipe=job.finetune_recipe, steps=job.finetune_steps, roi=job.roi, seed=job.seed + round_index,
                               hooks=hooks, tag=round_tag, settings=job.finetune, protocol=job.protocol, selection=selection,
-                              checkpoint=checkpoints[round_index])
+                              checkpoint=checkpoints[round_index],
+                              label=f"finetune {cell.fraction}" + (f" round {round_index + 1}" if job.finetune_rounds > 1 else ""))
             if round_index == first_round and "finetune" in hooks.resumed_from:
                 hooks.resumed_from["finetune"] += first_round * job.finetune_steps
         selection.restore_best()
         if selection.best_step is not None and hooks.is_main:
             hooks.log(f"  {tag}: validation-selected step {selection.best_step} (score {selection.best_score:.4f})")
         test_start = time.perf_counter()
+        if hooks.is_main and evaluate_test:
+            hooks.progress(f"evaluate {cell.fraction}", 0, 0, None)
         rows = evaluate(model, task, test_volumes, roi=job.roi, device=hooks.device, protocol=job.protocol, log=hooks.log,
                         tta=resolve_tta(job.finetune.tta, task)) if hooks.is_main and evaluate_test else []
         stage_seconds = {stage: sum(t) for stage, t in hooks.step_seconds.items()}

@@ -58,7 +58,8 @@ def main(argv: list[str]) -> None:
         task.write_synthetic(data, n_cases=task.synthetic_cases, shape=task.synthetic_shape, seed=0)
     task_data = resolve_task_data(task, data_root=data, cache_dir=work / "cache")
     plan = build_plan(methods=[MethodEntry(method)], task_data=[task_data], fractions=parse_fractions(overrides.get("fr", "100%,25%")),
-                      seeds=[0], profile=probe_profile(backbone, overrides), cache_dir=work / "cache")
+                      seeds=[0], profile=probe_profile(backbone, overrides), cache_dir=work / "cache",
+                      backbone=backbone if method == "scratch" else None)
     job = next(j for j in plan.jobs if j.method == method and j.backbone == backbone)
     if job.pretrain is not None:  # never a cached pretraining: the probe measures this recipe's
         job = dataclasses.replace(job, pretrain=dataclasses.replace(job.pretrain, path=str(work / f"pretrain-{time.time_ns()}.pt")))
@@ -69,8 +70,13 @@ def main(argv: list[str]) -> None:
         cell = next(c for c in job.cells if c.cell_id == result.cell_id)
         print(f"{method}/{backbone} {task_name} {cell.fraction}: dice_mean {sum(dice) / len(dice):.3f}  "
               f"pretrain {result.pretrain_seconds:.1f}s finetune {result.finetune_seconds:.1f}s")
+        per_region: dict[str, list[float]] = {}
+        for row in result.rows:
+            if row.metric.startswith("dice_") and row.metric != "dice_mean" and row.case_id:
+                per_region.setdefault(row.metric, []).append(row.value)
+        print("  " + ", ".join(f"{k[5:]} {sum(v) / len(v):.2f}" for k, v in per_region.items()))
     print(f"total {time.perf_counter() - started:.1f}s with {overrides}")
-    print("\n".join(line for line in logs if line.lstrip().startswith("pretrain ")))
+    print("\n".join(line for line in logs if " step " in line or "selected" in line))
 
 
 if __name__ == "__main__":

@@ -55,8 +55,14 @@ class Run:
         return code
 
 
-def _pretraining_worker(run: Run) -> int | None:
-    for line in list(run.lines):
+def _log_lines(tmp: Path, output: str) -> list[str]:
+    """The run's log file (logs/run.log): the workers' lines, which the console leaves out (benchmark/console.py)."""
+    path = tmp / output / "logs" / "run.log"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _pretraining_worker(tmp: Path, output: str) -> int | None:
+    for line in _log_lines(tmp, output):
         if match := WORKER_LINE.search(line):
             return int(match.group(2))
     return None
@@ -77,7 +83,7 @@ def _cells(tmp: Path, output: str) -> pd.DataFrame:
 
 def test_killed_worker_is_retried_and_continues_from_its_checkpoint(tmp_path):
     run = Run(_command(tmp_path, "worker-kill"))
-    pid = run.wait_for(lambda: _pretraining_worker(run), timeout=300, what="the pretraining's first log line")
+    pid = run.wait_for(lambda: _pretraining_worker(tmp_path, "worker-kill"), timeout=300, what="the pretraining's first log line")
     _kill_pretraining_after_a_checkpoint(run, tmp_path, lambda: pid)
     assert run.finish() == 0, "".join(run.lines[-60:])
     cells = _cells(tmp_path, "worker-kill")
@@ -85,13 +91,13 @@ def test_killed_worker_is_retried_and_continues_from_its_checkpoint(tmp_path):
     assert csi.status == "done"
     assert int(csi.pretrain_resumed_from) > 0, "".join(run.lines[-60:])
     assert set(cells.status) == {"done"}
-    assert any("resumed from its checkpoint" in line for line in run.lines)
+    assert any("resumed from its checkpoint" in line for line in _log_lines(tmp_path, "worker-kill"))
     assert not list((tmp_path / "cache" / "checkpoints").glob("*.pt"))  # served and removed
 
 
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     run = Run(_command(tmp_path, "ctrl-c"))
-    run.wait_for(lambda: _pretraining_worker(run), timeout=300, what="the pretraining's first log line")
+    run.wait_for(lambda: _pretraining_worker(tmp_path, "ctrl-c"), timeout=300, what="the pretraining's first log line")
     run.process.send_signal(signal.SIGINT)
     assert run.finish(timeout=60) == 130
     console = "".join(run.lines)

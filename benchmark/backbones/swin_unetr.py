@@ -28,6 +28,7 @@ class SwinUNETR3D(Backbone):
             feature_size=size.swin_feature_size,
             window_size=size.swin_window,
             spatial_dims=3,
+            norm_name=size.swin_norm,
         )
         self.bottleneck_channels = 16 * size.swin_feature_size  # channels of the deepest encoder stage
         self.bottleneck_stride = 32  # patch embedding 2x, then four 2x patch mergings
