@@ -54,6 +54,8 @@ class CellResult:
     # stage -> the step its training continued from after an interruption (its checkpoint); absent: from step 0
     resumed_from: dict[str, int] = dataclasses.field(default_factory=dict)
     node: str = ""  # the Ray node the Job ran on (its rank 0 under DDP); "" outside Ray
+    # the Job's pretraining's pretext loss (initial, final): means of its first and last tenth of steps (None: no pretraining)
+    pretrain_loss: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)

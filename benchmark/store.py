@@ -38,6 +38,7 @@ RESULT_COLUMNS = ["run", "method", "backbone", "task", "fraction", "n_labeled", 
 CELL_COLUMNS = [
     "run", "cell_id", "method", "backbone", "task", "fraction", "n_labeled", "seed", "fold", "status", "reason", "variant",
     "label_aware", "finetune_aug", "spatial_aug", "finetune_loss", "tta", "missing_series", "config_id", "pretrain_hash", "pretrain_reused", "pretrain_seconds", "finetune_seconds",
+    "pretrain_loss_initial", "pretrain_loss_final",
     "pretrain_resumed_from", "finetune_resumed_from", "node", "device_hours", "selected_step", "validation_score", "tuned_params", "search_budget", "precision", "compiled", "loader_workers",
     "max_steps", "step_seconds", "stage_seconds", "versions", "config",
 ]
@@ -80,6 +81,8 @@ def cell_record(job: "Job", cell: "CellSpec", *, status: str, reason: str = "", 
         "missing_series": job.finetune.missing_series, "config_id": cell.cell_id.rsplit("|", 1)[-1],
         "pretrain_hash": job.pretrain.key if job.pretrain else "", "pretrain_reused": bool(result.pretrain_reused) if result else False,
         "pretrain_seconds": result.pretrain_seconds if result else None, "finetune_seconds": result.finetune_seconds if result else None,
+        "pretrain_loss_initial": result.pretrain_loss[0] if result and result.pretrain_loss else None,
+        "pretrain_loss_final": result.pretrain_loss[1] if result and result.pretrain_loss else None,
         # the step an interrupted stage continued from (its checkpoint; 0: it ran from the start)
         "pretrain_resumed_from": result.resumed_from.get("pretrain", 0) if result else None,
         "finetune_resumed_from": result.resumed_from.get("finetune", 0) if result else None,

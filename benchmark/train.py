@@ -384,9 +384,9 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     val_volumes = load(job.val_ids)
     test_volumes = load(job.test_ids) if evaluate_test else []
 
-    state, pretrain_seconds, reused = None, 0.0, False
+    state, pretrain_seconds, reused, pretrain_loss = None, 0.0, False, None
     if job.pretrain is not None:  # a pretraining interrupted earlier continues from its checkpoint (hooks.resumed_from)
-        state, pretrain_seconds, reused = _pretrained_backbone(job, method_cls, task, train_volumes + val_volumes, hooks)
+        state, pretrain_seconds, reused, pretrain_loss = _pretrained_backbone(job, method_cls, task, train_volumes + val_volumes, hooks)
 
     # Downstream data may miss series (CSM Table VII): fine-tuning and test cases alike, pretraining not.
     missing = job.finetune.missing_series
@@ -436,7 +436,8 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
                                   pretrain_seconds=pretrain_seconds, pretrain_reused=reused,
                                   final_finetune_loss=losses[-1] if losses else float("nan"), curve=tuple(selection.curve),
                                   selected_step=selection.best_step, resumed_from=dict(hooks.resumed_from), node=hooks.node,
-                                  validation_score=selection.best_score if selection.best_step is not None else None))
+                                  validation_score=selection.best_score if selection.best_step is not None else None,
+                                  pretrain_loss=pretrain_loss))
     for checkpoint in served:  # the Job's results are complete
         checkpoint.remove()
     return results
@@ -514,12 +515,23 @@ def _cached(location: str, hooks: Hooks, *, what: str) -> dict | None:
         return None
 
 
-def _pretrained_backbone(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks) -> tuple[dict, float, bool]:
-    """(backbone state dict, pretraining seconds, reused from the cache?) of the Job's pretraining."""
+def _pretrained_backbone(job: Job, method_cls, task: Task, train_volumes: list[Volume],
+                         hooks: Hooks) -> tuple[dict, float, bool, tuple[float, float] | None]:
+    """(backbone state dict, pretraining seconds, reused from the cache?, (initial, final) pretext loss) of the Job's
+    pretraining."""
     checkpoint = _stage_checkpoint(job, f"pretrain-{job.pretrain.key}", {"stage": "pretrain", "key": job.pretrain.key}, hooks)
     payload, seconds, reused = _load_or_train(job.pretrain.path, lambda: _pretrain(job, method_cls, task, train_volumes, hooks, checkpoint),
                                               hooks, what="pretraining", checkpoint=checkpoint)
-    return payload["backbone"], seconds, reused
+    return payload["backbone"], seconds, reused, loss_ends(payload.get("losses") or [])
+
+
+def loss_ends(losses: list[float]) -> tuple[float, float] | None:
+    """(initial, final) of a loss curve: the means of its first and last tenth (at least one step each), so one noisy
+    step does not decide whether a pretraining lowered its loss."""
+    if not losses:
+        return None
+    n = max(1, len(losses) // 10)
+    return sum(losses[:n]) / n, sum(losses[-n:]) / n
 
 
 def _pretrain(job: Job, method_cls, task: Task, train_volumes: list[Volume], hooks: Hooks, checkpoint: StageCheckpoint | None) -> dict:

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from benchmark.blocks.masking import mask_block_size
 from benchmark.backbones import SMOKE_SIZE, build_backbone
 from benchmark.methods import contrastive, mae, rotation, swin_unetr_ssl  # noqa: F401  (registration)
 from benchmark.methods.base import get_method
@@ -22,7 +23,7 @@ from benchmark.blocks.rotation import cutout, random_rotations, rotate_volumes
 from benchmark.profiles import SMOKE
 from dist_utils import run_distributed  # tests/ is on sys.path (no package), also in the spawned workers
 
-ROI = SMOKE.rois["swin_unetr"]  # (64, 64, 32)
+ROI = SMOKE.rois["swin_unetr"]  # (32, 32, 32)
 IN_CHANNELS = 2
 NEW_METHODS = ["contrastive", "mae", "rotation", "swin_unetr_ssl"]
 
@@ -252,8 +253,9 @@ def test_mae_forward_masks_tokens_and_hides_their_voxels():
     token = method.mask_token.view(1, -1, 1, 1, 1)
     masked = (seen["tokens"] == token).all(dim=1)  # [B, *grid]
     assert masked.shape == (2, *grid)
-    blocks = tuple(g // b for g, b in zip(grid, (4, 4, 2)))  # 8x8x4-voxel blocks = 4x4x2 tokens
-    assert (masked.flatten(1).sum(dim=1) == round(0.6 * math.prod(blocks)) * 32).all()
+    per_block = tuple(v // 2 for v in mask_block_size(ROI, (2, 2, 2), block=16, reference_crop=96))  # tokens per SimMIM block
+    blocks = tuple(g // b for g, b in zip(grid, per_block))
+    assert (masked.flatten(1).sum(dim=1) == round(0.6 * math.prod(blocks)) * math.prod(per_block)).all()
     keep = ~masked[:, None].expand_as(clean_tokens)
     torch.testing.assert_close(seen["tokens"][keep], clean_tokens[keep])
     voxels = voxel_mask(masked, (2, 2, 2))

@@ -21,9 +21,9 @@ class BackboneSize:
     unet_features: tuple[int, ...] = (32, 64, 128, 256, 512, 32)
     swin_feature_size: int = 48
     swin_window: int = 7
-    # Swin-UNETR's convolutional blocks' norm: MONAI's norm name or (name, options). "instance" (the paper's) needs the
-    # deepest map (crop / 32) to hold more than one voxel; a 32-voxel crop needs a norm over channels ("group", 1 group).
-    swin_norm: str | tuple = "instance"
+    # Swin-UNETR's convolutional blocks' norm: "instance" (the paper's) needs the deepest map (crop / 32) to hold more
+    # than one voxel; "layer" (MONAI group norm with one group: over channels and voxels) trains on 32-voxel crops.
+    swin_norm: str = "instance"
     vit_dim: int = 768
     vit_depth: int = 12
     vit_heads: int = 12
@@ -37,7 +37,7 @@ class BackboneSize:
 
 
 # Smoke: window 4 because 7 pads the tiny feature maps of a 64x64x32 crop (3x slower on CPU).
-SMOKE_SIZE = BackboneSize(unet_features=(16, 32, 64, 128, 128, 16), swin_feature_size=12, swin_window=4, swin_norm=("group", {"num_groups": 1}), vit_dim=48, vit_depth=2, vit_heads=4, vit_patch=8, vgg_width=0.25,
+SMOKE_SIZE = BackboneSize(unet_features=(16, 32, 64, 128, 128, 16), swin_feature_size=12, swin_window=4, swin_norm="layer", vit_dim=48, vit_depth=2, vit_heads=4, vit_patch=8, vgg_width=0.25,
                         resnet_depth=18, resnet_width=0.25)
 PAPER_SIZE = BackboneSize()
 

@@ -28,10 +28,11 @@ class SwinUNETR3D(Backbone):
             feature_size=size.swin_feature_size,
             window_size=size.swin_window,
             spatial_dims=3,
-            norm_name=size.swin_norm,
+            norm_name=("group", {"num_groups": 1}) if size.swin_norm == "layer" else size.swin_norm,
         )
         self.bottleneck_channels = 16 * size.swin_feature_size  # channels of the deepest encoder stage
         self.bottleneck_stride = 32  # patch embedding 2x, then four 2x patch mergings
+        self.norm_kind = size.swin_norm  # heads on the bottleneck normalise alike (benchmark.blocks.heads.reconstruction_head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, D, H, W] -> [B, out, D, H, W]
         return self.net(x)

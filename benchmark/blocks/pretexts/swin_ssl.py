@@ -85,7 +85,8 @@ class SwinSSLPretext(PretextTask):
         self.rotation_head = nn.Linear(dim, 4) if cfg.rotation_weight > 0 else None
         self.contrastive_head = nn.Linear(dim, cfg.projection_dim) if cfg.contrastive_weight > 0 else None
         self.reconstruction_head = reconstruction_head(
-            dim, in_channels, stride=backbone.bottleneck_stride, spatial_dims=backbone.spatial_dims) if cfg.reconstruction_weight > 0 else None
+            dim, in_channels, stride=backbone.bottleneck_stride, spatial_dims=backbone.spatial_dims,
+            norm=getattr(backbone, "norm_kind", "instance")) if cfg.reconstruction_weight > 0 else None
 
     def forward(self, batch, *, generator):
         x = batch["image"]  # [B, C, X, Y(, Z)]
