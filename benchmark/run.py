@@ -241,14 +241,15 @@ def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str
 
     _, concurrency = ray_runner.job_slots(len(jobs), num_workers=options.num_workers, gpus_per_worker=gpus_per_worker,
                                           cpus_per_worker=options.cpus_per_worker, concurrency=options.concurrency)
-    step_times = {**reference_step_times(), **load_step_times(request.cache_dir)}
+    measured = load_step_times(request.cache_dir)
+    step_times = {**reference_step_times(), **measured}
     units = {name: unit_work(job, step_times=step_times, device=device) for name, job in by_name.items()}
     guess = estimate(jobs, step_times=step_times, device=device)
     kind = "Ray Tune trials" if options.num_workers == 1 else f"Ray Train runs of {options.num_workers} DDP workers"
     bound = "at least " if guess.unmeasured_steps else "about "
     _log(f"plan: {len(jobs)} unit(s) ({sum(len(j.cells) for j in jobs)} cells) as {kind}, {concurrency} at once; "
          f"{bound}{format_duration(guess.seconds / concurrency)} of training steps (step times measured on "
-         f"{'earlier runs' if load_step_times(request.cache_dir) else 'a 2-core CPU'}; validation and start-up not counted)")
+         f"{'earlier runs' if measured else 'a 2-core CPU'}; validation and start-up not counted)")
     display = console.Progress(console.current(), units)
 
     def on_done(name: str, results, error: str | None) -> None:
