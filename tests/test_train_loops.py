@@ -435,4 +435,4 @@ def test_concurrent_jobs_with_one_pretraining_key_pretrain_it_once(tiny_group, t
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(calls) == 1 and sorted(reused for _, _, reused in out) == [False, True]
+    assert len(calls) == 1 and sorted(reused for _, _, reused, _ in out) == [False, True]
