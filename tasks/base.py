@@ -56,6 +56,16 @@ def register_task_prefix(prefix: str, *, usage: str, kind: str, help: str):
     return decorator
 
 
+def plugin_problem(cls) -> str | None:
+    """Why an entry point's object (``benchmark.plugins``) cannot be a task, or None."""
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        return f"{cls!r} is not a task class: expected a subclass of tasks.base.Task (e.g. tasks.base.SegmentationTask)"
+    missing = [a for a in ("kind", "description", "channels", "synthetic_cases", "synthetic_shape") if not hasattr(cls, a)]
+    if missing:
+        return f"{cls.__name__} declares no {' / '.join(missing)} (see tasks/base.py Task)"
+    return None
+
+
 def list_tasks() -> list[str]:
     return TASKS.names()
 

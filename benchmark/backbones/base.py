@@ -39,6 +39,9 @@ class Backbone(nn.Module, metaclass=ABCMeta):
     encoder_prefixes: ClassVar[tuple[str, ...]]
     input_prefixes: ClassVar[tuple[str, ...]]
     output_prefixes: ClassVar[tuple[str, ...]]
+    # A plugin backbone's crop and recipes per run profile, {"smoke": BackboneProfile(...), "paper": ...}
+    # (benchmark.backbones.registry.BackboneProfile); the suite's own backbones are listed in benchmark/profiles.py.
+    profiles: ClassVar[dict] = {}
     # Set by each backbone's __init__ (plain ints: no parameters, no random draws).
     bottleneck_channels: int
     bottleneck_stride: int
