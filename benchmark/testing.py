@@ -54,7 +54,7 @@ def roi_of(backbone: str) -> tuple[int, ...]:
 
 def _name(cls) -> str:
     """The class's registry name (set by registration; an unregistered plugin class is checked under its class name)."""
-    if not getattr(cls, "registry_name", None):
+    if "registry_name" not in vars(cls):  # its own, not a registered parent's
         cls.registry_name = cls.__name__  # what registration sets; make_config's messages read it
     return cls.registry_name
 

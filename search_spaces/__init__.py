@@ -118,14 +118,14 @@ class SearchSpace:
     method shares (``finetune.space``, around the recipe's ``finetune_lr`` / ``finetune_batch_size``), so no
     pretrained method is compared with an untuned baseline. A module-level class: Ray Tune pickles the searcher."""
 
-    method: str
+    method: str | None  # None: no method space (a --pretrained row: only the fine-tuning part, when asked)
     finetune_lr: float | None = None  # None: the fine-tuning learning rate is not searched
     finetune_batch_size: int | None = None  # None: the fine-tuning batch size is not searched
 
     def __call__(self, trial) -> dict:
         from search_spaces import finetune
 
-        params = dict(get_space(self.method)(trial) or {})
+        params = dict(get_space(self.method)(trial) or {}) if self.method is not None else {}
         if self.finetune_lr is not None:
             params.update(finetune.space(trial, lr=self.finetune_lr, batch_size=self.finetune_batch_size or 1,
                                          tune_batch_size=self.finetune_batch_size is not None))

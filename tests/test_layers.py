@@ -24,7 +24,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("train/plan", ("benchmark.train", "benchmark.plan")),
     ("kinds", ("benchmark.kinds",)),
     ("data", ("benchmark.synthesis", "benchmark.perceptual", "benchmark.inference", "benchmark.prepared", "benchmark.data", "benchmark.datasources",
-              "benchmark.job", "benchmark.profiles", "benchmark.spatial_augmentation", "benchmark.augmentations", "search_spaces")),
+              "benchmark.job", "benchmark.external", "benchmark.profiles", "benchmark.spatial_augmentation", "benchmark.augmentations", "search_spaces")),
     ("science", ("benchmark.methods", "benchmark.backbones", "benchmark.blocks")),
     ("tasks", ("tasks",)),
     ("kernel", ("benchmark.records", "benchmark.store", "benchmark.registry", "benchmark.plugins", "benchmark.errors", "benchmark.protocol",
