@@ -20,7 +20,7 @@ from benchmark import external as external_checkpoints
 from benchmark.datasources import TaskData
 from benchmark.errors import BenchmarkInputError
 from benchmark.external import PretrainedEntry  # noqa: F401  (re-exported: --pretrained rows are planned here beside the methods)
-from benchmark.job import CellSpec, CorpusPart, ExternalCheckpoint, Job, PretrainSpec
+from benchmark.job import CellSpec, CorpusPart, Job, PretrainSpec
 from benchmark.kinds import NetworkPlanning, kind_of, resolve_finetune_loss, resolve_tta
 from benchmark.methods import get_method
 from benchmark.profiles import Profile

@@ -17,7 +17,7 @@ import torch
 
 from benchmark import external
 from benchmark.api import parse_fractions
-from benchmark.backbones import SMOKE_SIZE, build_backbone
+from benchmark.backbones import build_backbone
 from benchmark.backbones.transfer import TransferError, external_model, read_external
 from benchmark.cli import main
 from benchmark.datasources import resolve_task_data

@@ -14,7 +14,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -24,9 +23,14 @@ import search_spaces
 from benchmark import plugins
 from benchmark.backbones import BACKBONES, BackboneProfile, plugin_problem as backbone_problem
 from benchmark.backbones.unet2d import UNet2D
-from benchmark.methods import METHODS, Recipe, plugin_problem as method_problem
+from benchmark.methods import Recipe, plugin_problem as method_problem
 from benchmark.registry import Registry
 from benchmark.testing import check_backbone, check_method, check_task
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: pip's own copy of the same reader
+    from pip._vendor import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "medssl_example_denoise"
