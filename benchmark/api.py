@@ -240,7 +240,7 @@ def parse_pretrained(items: list[str], *, methods: set[str], backbones: list[str
     """``--pretrained NAME=PATH[:backbone=B]`` -> ``PretrainedEntry``s: a row NAME fine-tuned from the backbone weights in
     PATH (a local file, or a storage URI such as s3://bucket/model.pt). The file itself is read by the planner."""
     from benchmark import storage
-    from benchmark.plan import PretrainedEntry
+    from benchmark.external import PretrainedEntry
 
     out: dict[str, PretrainedEntry] = {}
     for item in items:

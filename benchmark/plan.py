@@ -15,11 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.backbones import BACKBONES
 from benchmark import external as external_checkpoints
+from benchmark.backbones import BACKBONES
 from benchmark.datasources import TaskData
 from benchmark.errors import BenchmarkInputError
-from benchmark.external import PretrainedEntry  # noqa: F401  (re-exported: --pretrained rows are planned here beside the methods)
 from benchmark.job import CellSpec, CorpusPart, Job, PretrainSpec
 from benchmark.kinds import NetworkPlanning, kind_of, resolve_finetune_loss, resolve_tta
 from benchmark.methods import get_method
@@ -193,7 +192,6 @@ def build_plan(
     # Downstream settings shared by every method of the run, in each cell id; absent keys keep older cell ids valid.
     downstream = {"finetune_aug": finetune.augmentation, **({"mixup_alpha": finetune.mixup_alpha} if finetune.augmentation == "mixup" else {}),
                   **({"missing_series": finetune.missing_series} if finetune.missing_series else {})}
-    resolved = list(pretrained)
     jobs: list[Job] = []
     for td in task_data:
         task = td.task
@@ -217,8 +215,8 @@ def build_plan(
                       for (seed, fold), (train, _) in splits.items()}
         n_train = min(len(train) for train, _ in splits.values())
         rows = [(entry, bb, None) for entry, bb in _entries_with_scratch(methods, task, backbone, finetune, also=[
-            r.backbone for r in resolved if external_unsupported(r.entry.name, task, r.backbone, finetune) is None])]
-        rows += [(MethodEntry(r.entry.name), r.backbone, r) for r in resolved]
+            r.backbone for r in pretrained if external_unsupported(r.entry.name, task, r.backbone, finetune) is None])]
+        rows += [(MethodEntry(r.entry.name), r.backbone, r) for r in pretrained]
         for entry, bb, checkpoint in rows:
             if checkpoint is not None:  # a checkpoint made elsewhere: fine-tuned as scratch is, from its weights
                 jobs += _external_jobs(checkpoint, td, splits=splits, validation=validation, fractions=fractions, profile=profile,

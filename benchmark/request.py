@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from benchmark.records import ExecutionSettings, FinetuneSettings
 
 if TYPE_CHECKING:  # annotations only: building a request (the command line's --help) stays torch-free
-    from benchmark.plan import Fraction, MethodEntry, PretrainedEntry
+    from benchmark.external import PretrainedEntry
+    from benchmark.plan import Fraction, MethodEntry
     from benchmark.profiles import Profile
     from tasks import Task
 
