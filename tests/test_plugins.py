@@ -117,6 +117,10 @@ def test_broken_plugins_are_left_out_with_one_message_naming_package_and_entry_p
     assert "taken by medssl-bench itself" in problems["csi"]
     assert "not a registry name" in problems["bad,name"]
     assert plugins.problem_with("medssl_bench.methods", "no_config").plugin.package == "medssl-no-config"
+    from benchmark.methods import get_method
+
+    with pytest.raises(KeyError, match="method 'no_config' is not available in this process: plugin medssl-no-config"):
+        get_method("no_config")  # e.g. in a Ray worker whose node lacks the plugin's dependency
 
 
 def test_a_plugin_without_a_search_space_runs_untuned_and_says_so(site):

@@ -9,7 +9,8 @@ import dataclasses
 
 from benchmark.backbones.registry import BACKBONES
 from benchmark.blocks.pretext import DataSpec, PretextTask, Recipe  # noqa: F401  (re-exported)
-from benchmark.registry import Registry
+from benchmark import plugins
+from benchmark.registry import Registry, UnknownNameError
 
 METHODS: Registry[type[PretextTask]] = Registry("method")
 
@@ -23,6 +24,9 @@ def list_methods() -> list[str]:
 
 
 def get_method(name: str) -> type[PretextTask]:
+    problem = plugins.problem_with(plugins.GROUPS["method"], name) if name not in METHODS else None
+    if problem is not None:  # e.g. a Ray node whose environment lacks a plugin's dependency: say so, not just "unknown"
+        raise UnknownNameError(f"method {name!r} is not available in this process: {problem}")
     return METHODS.get(name)
 
 
