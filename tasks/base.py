@@ -109,7 +109,9 @@ class Case:
 class VolumeIndex:
     """Where a volume's content is, computed once when it is prepared (``benchmark.prepared``) so that samplers need
     not scan the whole volume for every sample: the axial slices with any non-zero voxel (``body_slices``) and with
-    any label (``labelled_slices``), and every labelled voxel's [x, y, z] in C order (``foreground``, label > 0).
+    any label (``labelled_slices``), and every labelled voxel's [x, y, z] (``foreground``, label > 0) ordered by label
+    value, then in C order, with ``foreground_classes`` [M, 2]: each label value present and the row of ``foreground``
+    where its voxels start (so a sampler picks a class, then one of its voxels, without scanning).
 
     It describes the arrays ``image`` and ``label`` it was computed from and nothing else: a Volume whose arrays
     were replaced (resized, a series dropped) keeps a stale index, which its readers detect by identity
@@ -120,6 +122,7 @@ class VolumeIndex:
     body_slices: np.ndarray
     labelled_slices: np.ndarray
     foreground: np.ndarray
+    foreground_classes: np.ndarray
 
     def describes(self, volume: "Volume") -> bool:
         return self.image is volume.image and self.label is volume.label
