@@ -117,8 +117,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish", type=Path, metavar="SITE_DIR", help="also copy the report's static HTML site to SITE_DIR")
     p.add_argument("--stat-test", choices=["ttest", "wilcoxon"], default="ttest",
                    help="paired test of each row against its scratch baseline in the report (default: %(default)s, as the SI paper)")
-    p.add_argument("--holm", action="store_true", help="Holm-correct the p-values of each report table")
+    p.add_argument("--no-holm", dest="holm", action="store_false", default=True,
+                   help="report p-values without correction for multiple comparisons (default: Holm per table)")
+    p.add_argument("--holm", dest="holm", action="store_true", help=argparse.SUPPRESS)  # the default; kept for older command lines
+    p.add_argument("--paper-dataset", action="append", default=[], metavar="TASK=DATASET",
+                   help="say that TASK's data is a paper's in-house cohort, so that paper's published rows appear beside it "
+                        "in the report (e.g. mri_cls=Breast2023 for the CSM paper's breast cohort); repeatable")
     return p
+
+
+def report_options(args: argparse.Namespace) -> ReportOptions:
+    """The report's options: --stat-test, --no-holm, --publish, --paper-dataset TASK=DATASET."""
+    datasets = {}
+    for item in args.paper_dataset:
+        task, sep, dataset = item.partition("=")
+        if not sep or not task.strip() or not dataset.strip():
+            raise BenchmarkInputError(f"--paper-dataset {item!r}: expected TASK=DATASET, e.g. mri_cls=Breast2023")
+        datasets[task.strip()] = dataset.strip()
+    return ReportOptions(test=args.stat_test, holm=args.holm, publish=args.publish, paper_datasets=tuple(sorted(datasets.items())))
 
 
 def parse_value(text: str) -> Any:
@@ -310,7 +326,7 @@ def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> Ru
         ray=RayOptions(address=args.address, num_workers=args.num_workers, gpus_per_worker=args.gpus_per_worker,
                        cpus_per_worker=args.cpus_per_worker, concurrency=args.concurrency, dashboard=not args.no_dashboard,
                        max_failures=args.max_failures),
-        report=ReportOptions(test=args.stat_test, holm=args.holm, publish=args.publish), argv=tuple(argv if argv is not None else sys.argv),
+        report=report_options(args), argv=tuple(argv if argv is not None else sys.argv),
         search=SearchOptions(trials=args.tune, fraction=tune_fraction, finetune_lr=args.tune_finetune, finetune_batch_size=args.tune_batch_size,
                              max_concurrent=args.max_concurrent_trials),
         execution=execution, prepare_only=args.prepare, prepare_workers=args.prepare_workers, confirmed=args.yes, verbose=args.verbose,
@@ -367,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.report:
             from benchmark.run import report_only
 
-            return report_only(args.report, output=args.output, options=ReportOptions(test=args.stat_test, holm=args.holm, publish=args.publish))
+            return report_only(args.report, output=args.output, options=report_options(args))
         from benchmark.run import execute
 
         return execute(build_request(args, argv))

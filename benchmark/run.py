@@ -441,7 +441,8 @@ def _headline(result) -> str:
 
 
 def build_report(run_dirs: list[Path], *, output: Path, title: str, options: ReportOptions) -> dict[str, Path]:
-    return build([Path(d) for d in run_dirs], out_dir=Path(output), publish_dir=options.publish, title=title, test=options.test, holm=options.holm)
+    return build([Path(d) for d in run_dirs], out_dir=Path(output), publish_dir=options.publish, title=title, test=options.test, holm=options.holm,
+                 paper_datasets=dict(options.paper_datasets))
 
 
 def report_only(run_dirs: list[Path], *, output: Path | None, options: ReportOptions) -> int:

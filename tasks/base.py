@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from benchmark.errors import BenchmarkInputError
+from benchmark.records import EMPTY_PRED_PREFIX
 from benchmark.registry import Registry
 from tasks.nifti import load_nifti, nifti_shape, voxel_spacing
 
@@ -364,14 +365,20 @@ class SegmentationTask(Task):
         """Every per-case metric of one case: bool regions [1, K, *spatial], ``spacing`` in mm per axis.
 
         Default: ``dice`` (dice_<region>, dice_mean) + hd95_<region>, hd95_mean in mm (empty-mask
-        rules in tasks/metrics.py). Tasks add their own by overriding (wmh: lesion recall; hie: MASD,
-        NSD, Dice by lesion size), using ``image`` (the normalised image [C, *spatial]) or ``label``
-        (raw values [1, 1, *spatial]) where a metric needs more than the regions.
+        rules in tasks/metrics.py: NaN, undefined, when exactly one of prediction and truth is empty;
+        hd95_mean is then NaN too, so two methods are compared on the same regions) + ``empty_pred_<region>``,
+        1.0 where the region's prediction is empty and its truth is not (a flag, not a metric: the report
+        counts the undefined distances of those cases as empty predictions). Tasks add their own by
+        overriding (wmh: lesion recall; hie: MASD, NSD, Dice by lesion size), using ``image`` (the
+        normalised image [C, *spatial]) or ``label`` (raw values [1, 1, *spatial]) where a metric needs
+        more than the regions.
         """
         from tasks.metrics import hd95
 
         out = self.dice(pred_regions, true_regions)
-        distances = hd95(pred_regions, true_regions, spacing=spacing)[0]  # [K]
+        distances = hd95(pred_regions, true_regions, spacing=spacing)[0]  # [K], NaN where undefined
         out.update({f"hd95_{name}": float(d) for name, d in zip(self.region_names, distances)})
         out["hd95_mean"] = float(distances.mean())
+        missed = ~pred_regions[0].flatten(1).any(dim=1) & true_regions[0].flatten(1).any(dim=1)  # [K]
+        out.update({f"{EMPTY_PRED_PREFIX}{name}": float(m) for name, m in zip(self.region_names, missed)})
         return out

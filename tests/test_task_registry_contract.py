@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from benchmark.kinds import KINDS, kind_of
+from benchmark.records import EMPTY_PRED_PREFIX
 from tasks import get_task, list_tasks
 from tasks.base import Volume, list_task_prefixes
 
@@ -19,7 +20,8 @@ REFS = [*list_tasks(), "nnunet:synthetic", "synthesis:brats:flair+t1->t2"]
 N_CASES = 5
 SHAPE = (24, 24, 12)
 SCOPES = {"case", "set"}
-PREDICTION_ROWS = ("prob_", "correct", "target")  # classification: case-level predictions, not leaderboard metrics
+# Case-level rows that are not leaderboard metrics: classification's predictions, segmentation's empty-prediction flags.
+PREDICTION_ROWS = ("prob_", "correct", "target", EMPTY_PRED_PREFIX)
 
 
 def test_the_references_cover_every_prefix():
@@ -90,7 +92,8 @@ def _written_metrics(task, volumes) -> tuple[set[str], set[str]]:
             label = torch.from_numpy(v.label)[None, None]
             regions = task.label_to_regions(label)
             names |= set(task.metrics(regions, regions, spacing=v.spacing, image=v.image, label=label))
-        return names, set()
+        flags = {n for n in names if n.startswith(EMPTY_PRED_PREFIX)}
+        return names - flags, flags
     if task.kind == "classification":
         targets = np.array([int(v.target) for v in volumes])
         probs = np.eye(task.num_outputs)[targets]
