@@ -95,8 +95,9 @@ class RunOptions:
     tune_batch_size: bool = False
     max_concurrent_trials: int | None = None
     stat_test: str = "ttest"
-    holm: bool = False
+    holm: bool = True  # Holm per report table (--no-holm: uncorrected)
     publish: Path | None = None
+    paper_dataset: list[str] = field(default_factory=list)  # TASK=DATASET items: a paper's in-house cohort
 
 
 @dataclass(frozen=True)
@@ -144,22 +145,34 @@ def collect(output: Path, *, exit_code: int = 0) -> RunResult:
     return RunResult(results=store.results(), cells=store.cells(), output=output, exit_code=exit_code)
 
 
-def report(run_dirs: Iterable[str | Path], *, output: str | Path | None = None, stat_test: str = "ttest", holm: bool = False,
-           publish: str | Path | None = None) -> dict[str, Path]:
+def report(run_dirs: Iterable[str | Path], *, output: str | Path | None = None, stat_test: str = "ttest", holm: bool = True,
+           publish: str | Path | None = None, paper_dataset: list[str] | Mapping[str, str] = ()) -> dict[str, Path]:
     """The report of finished run folders, rebuilt from their tables alone (``--report``); returns its files by kind."""
     from benchmark.run import report_only
 
     dirs = [Path(d) for d in run_dirs]
-    options = ReportOptions(test=stat_test, holm=holm, publish=Path(publish) if publish else None)
+    options = report_options(stat_test=stat_test, holm=holm, publish=publish, paper_dataset=_items("paper_dataset", paper_dataset))
     report_only(dirs, output=Path(output) if output else None, options=options)
     out = Path(output) if output else dirs[0]
     return {path.name: path for path in (out / name for name in ("leaderboard.md", "leaderboard.csv", "leaderboard.html", "index.html"))
             if path.exists()}
 
 
+def report_options(*, stat_test: str, holm: bool, publish: str | Path | None, paper_dataset: list[str]) -> ReportOptions:
+    """The report's options: the paired test, Holm or not, where to publish, and ``TASK=DATASET`` items naming a task's
+    data as a paper's in-house cohort (``--paper-dataset``)."""
+    datasets = {}
+    for item in paper_dataset:
+        task, sep, dataset = item.partition("=")
+        if not sep or not task.strip() or not dataset.strip():
+            raise BenchmarkInputError(f"--paper-dataset {item!r}: expected TASK=DATASET, e.g. mri_cls=Breast2023")
+        datasets[task.strip()] = dataset.strip()
+    return ReportOptions(test=stat_test, holm=holm, publish=Path(publish) if publish else None, paper_datasets=tuple(sorted(datasets.items())))
+
+
 # ---- keyword values -> RunOptions ----------------------------------------------------------------------------------
 _LISTS = ("methods", "tasks", "fractions", "seeds", "pretrain_corpus")  # comma-separated on the command line
-_ITEMS = ("data_root", "pretrain_extra", "pretrained", "hparam")  # repeated KEY=VALUE items on the command line
+_ITEMS = ("data_root", "pretrain_extra", "pretrained", "hparam", "paper_dataset")  # repeated KEY=VALUE items on the command line
 
 
 def options_from(**options: Any) -> RunOptions:
@@ -453,7 +466,7 @@ def build_request(options: RunOptions, *, argv: Iterable[str] | None = None) -> 
         ray=RayOptions(address=options.address, num_workers=options.num_workers, gpus_per_worker=options.gpus_per_worker,
                        cpus_per_worker=options.cpus_per_worker, concurrency=options.concurrency, dashboard=not options.no_dashboard,
                        max_failures=options.max_failures),
-        report=ReportOptions(test=options.stat_test, holm=options.holm, publish=options.publish),
+        report=report_options(stat_test=options.stat_test, holm=options.holm, publish=options.publish, paper_dataset=options.paper_dataset),
         argv=tuple(argv) if argv is not None else ("benchmark.api.run", *_as_argv(options)),
         search=SearchOptions(trials=options.tune, fraction=tune_fraction, finetune_lr=options.tune_finetune,
                              finetune_batch_size=options.tune_batch_size, max_concurrent=options.max_concurrent_trials),

@@ -18,7 +18,7 @@ from benchmark import api, plugins
 from benchmark.api import RunOptions, parse_fractions, parse_method_entry, parse_value  # noqa: F401  (the value parsers, here as before)
 from benchmark.errors import BenchmarkInputError
 from benchmark.records import PRECISION_CHOICES
-from benchmark.request import RunRequest
+from benchmark.request import ReportOptions, RunRequest
 
 _DEFAULTS = RunOptions()
 
@@ -119,7 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--publish", type=Path, metavar="SITE_DIR", help="also copy the report's static HTML site to SITE_DIR")
     p.add_argument("--stat-test", choices=["ttest", "wilcoxon"],
                    help="paired test of each row against its scratch baseline in the report (default: %(default)s, as the SI paper)")
-    p.add_argument("--holm", action="store_true", help="Holm-correct the p-values of each report table")
+    p.add_argument("--no-holm", dest="holm", action="store_false",
+                   help="report p-values without correction for multiple comparisons (default: Holm per table)")
+    p.add_argument("--holm", dest="holm", action="store_true", help=argparse.SUPPRESS)  # the default; kept for older command lines
+    p.add_argument("--paper-dataset", action="append", metavar="TASK=DATASET",
+                   help="say that TASK's data is a paper's in-house cohort, so that paper's published rows appear beside it "
+                        "in the report (e.g. mri_cls=Breast2023 for the CSM paper's breast cohort); repeatable")
     # One definition of every option's default: RunOptions (what benchmark.api.run takes as keywords).
     p.set_defaults(**{f.name: getattr(_DEFAULTS, f.name) for f in dataclasses.fields(RunOptions)})
     return p
@@ -128,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
 def options(args: argparse.Namespace) -> RunOptions:
     """The parsed arguments as the run's options (every run flag is a ``RunOptions`` field of the same name)."""
     return RunOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(RunOptions)})
+
+
+def report_options(args: argparse.Namespace) -> ReportOptions:
+    """The report's options: --stat-test, --no-holm, --publish, --paper-dataset TASK=DATASET (``benchmark.api.report_options``)."""
+    return api.report_options(stat_test=args.stat_test, holm=args.holm, publish=args.publish, paper_dataset=args.paper_dataset)
 
 
 def build_request(args: argparse.Namespace, argv: list[str] | None = None) -> RunRequest:
@@ -163,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
             print_registries()
             return 0
         if args.report:
-            api.report(args.report, output=args.output, stat_test=args.stat_test, holm=args.holm, publish=args.publish)
+            api.report(args.report, output=args.output, stat_test=args.stat_test, holm=args.holm, publish=args.publish,
+                       paper_dataset=args.paper_dataset)
             return 0
         return api.run_options(options(args), argv=argv if argv is not None else sys.argv).exit_code
     except BenchmarkInputError as exc:

@@ -32,8 +32,9 @@ class RayOptions:
 @dataclass(frozen=True)
 class ReportOptions:
     test: str = "ttest"
-    holm: bool = False
+    holm: bool = True  # Holm per report table (--no-holm: uncorrected)
     publish: Path | None = None
+    paper_datasets: tuple[tuple[str, str], ...] = ()  # (task, a paper's in-house cohort the user says the data is)
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,8 @@ def _run_plan(request: RunRequest, plan, *, store, versions: dict[str, str], pha
         phases.mark("ray_start")
         _check_estimate(pending, request=request, gpus_per_worker=gpus_per_worker)
     failures = _run_jobs(pending, request=request, store=store, versions=versions)
+    if pending or request.search.trials:
+        _release_ray()
     phases.mark("jobs")
     paths = build_report([request.output], output=request.output, title=f"medssl-bench leaderboard – {request.run_name}", options=request.report)
     phases.mark("report")
@@ -196,6 +198,12 @@ def _run_plan(request: RunRequest, plan, *, store, versions: dict[str, str], pha
         _log(f"{failures} job(s) failed; see 'failed' rows in {store.cells_path}", err=True)
         return 1
     return 0
+
+
+def _release_ray() -> None:
+    from benchmark import ray_runner  # lazy: Ray loads only when something runs (not for --report)
+
+    ray_runner.release()
 
 
 class _Phases:
@@ -463,7 +471,8 @@ def _headline(result) -> str:
 
 
 def build_report(run_dirs: list[Path], *, output: Path, title: str, options: ReportOptions) -> dict[str, Path]:
-    return build([Path(d) for d in run_dirs], out_dir=Path(output), publish_dir=options.publish, title=title, test=options.test, holm=options.holm)
+    return build([Path(d) for d in run_dirs], out_dir=Path(output), publish_dir=options.publish, title=title, test=options.test, holm=options.holm,
+                 paper_datasets=dict(options.paper_datasets))
 
 
 def report_only(run_dirs: list[Path], *, output: Path | None, options: ReportOptions) -> int:

@@ -31,6 +31,7 @@ from benchmark.kinds import KINDS, kind_of
 from benchmark.methods import PretextTask
 from benchmark.profiles import get_profile
 from benchmark.protocol import DEFAULT_PROTOCOL
+from benchmark.records import EMPTY_PRED_PREFIX
 from benchmark.train import pretraining_dataset
 from tasks import Task, get_task, list_tasks
 from tasks.base import Volume
@@ -45,7 +46,8 @@ ROI = {2: (64, 64), 3: (32, 32, 64)}
 # The task contract's synthetic sets: five cases (HIE's five lesion loads) of 24 x 24 x 12.
 TASK_CASES, TASK_SHAPE = 5, (24, 24, 12)
 SCOPES = {"case", "set"}
-PREDICTION_ROWS = ("prob_", "correct", "target")  # classification: case-level predictions, not leaderboard metrics
+# Case-level rows that are not leaderboard metrics: classification's predictions, segmentation's empty-prediction flags.
+PREDICTION_ROWS = ("prob_", "correct", "target", EMPTY_PRED_PREFIX)
 
 
 def roi_of(backbone: str) -> tuple[int, ...]:
@@ -360,7 +362,8 @@ def written_metrics(task: Task, volumes: list[Volume]) -> tuple[set[str], set[st
             label = torch.from_numpy(v.label)[None, None]
             regions = task.label_to_regions(label)
             names |= set(task.metrics(regions, regions, spacing=v.spacing, image=v.image, label=label))
-        return names, set()
+        flags = {n for n in names if n.startswith(EMPTY_PRED_PREFIX)}
+        return names - flags, flags
     if task.kind == "classification":
         targets = np.array([int(v.target) for v in volumes])
         probs = np.eye(task.num_outputs)[targets]
