@@ -43,21 +43,24 @@ SMOKE = Profile(
     # "pix2pix": the synthesis generator's crops and recipe (benchmark/kinds/synthesis.py ``finetune_network``).
     # The 3D networks train on 32^3 crops of the 64x64x32 volumes at batch 2: per sample 4x cheaper than whole volumes at
     # batch 1 (which also falls back to PyTorch's slow conv3d path on a CPU), and foreground-biased crops learn faster.
-    rois={"unet2d": (64, 64), "vgg_unet": (64, 64), "swin_unetr": (32, 32, 32), "vit": (32, 32, 32), "resnet_unet": (64, 64), "pix2pix": (64, 64)},
+    rois={"unet2d": (64, 64), "vgg_unet": (64, 64), "vgg16_unet": (64, 64), "swin_unetr": (32, 32, 32), "vit": (32, 32, 32), "resnet_unet": (64, 64), "pix2pix": (64, 64)},
     # AdamW with a constant-then-cosine schedule converges in the few steps a smoke run has.
     finetune_recipes={
         "unet2d": Recipe(steps=160, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke: scripts/probe_smoke_recipe.py (btcv scratch: 100 steps 0.24, 200 steps 0.55)"),
         "vgg_unet": Recipe(steps=100, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke (no normalisation layers: lower lr)"),
+        "vgg16_unet": Recipe(steps=100, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke: vgg_unet's (no normalisation layers: lower lr)"),
         # scripts/probe_smoke_recipe.py, scratch on brats at 100 %: swin 80 steps lr 1e-2 dice 0.97 (lr 2e-3 / 5e-4 at 64x64x32
         # batch 1: 0.33 / 0.16 after 80 steps); vit 120 steps 0.88 (80: 0.72)
         "swin_unetr": Recipe(steps=60, batch_size=2, lr=1e-2, optimizer="adamw", source="smoke: scripts/probe_smoke_recipe.py (brats scratch: 80 steps 0.97)"),
         "vit": Recipe(steps=100, batch_size=2, lr=1e-2, optimizer="adamw", source="smoke: scripts/probe_smoke_recipe.py (brats scratch: 80 steps 0.72, 120 steps 0.88)"),
         "resnet_unet": Recipe(steps=100, batch_size=8, lr=2e-3, optimizer="adamw", source="smoke"),
-        "pix2pix": Recipe(steps=40, batch_size=4, lr=2e-4, optimizer="adam", schedule="constant", source="smoke (pix2pix's Adam lr 2e-4)"),
+        "pix2pix": Recipe(steps=40, batch_size=4, lr=2e-4, optimizer="adam", momentum=0.5, schedule="constant",
+                          source="smoke (pix2pix's Adam lr 2e-4, beta1 0.5)"),
     },
     smoke_pretrain={
         "unet2d": Recipe(steps=80, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
         "vgg_unet": Recipe(steps=80, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke"),
+        "vgg16_unet": Recipe(steps=80, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke: vgg_unet's"),
         # batch 4: batch-wise losses (DAE's CMCL, contrastive coding) need positive and negative pairs in a batch
         # (a batch of 2 never holds both: tests/test_registry_contract.py checks every loss term on pipeline batches)
         "swin_unetr": Recipe(steps=30, batch_size=4, lr=2e-3, optimizer="adamw", source="smoke"),
@@ -74,6 +77,9 @@ PAPER = Profile(
     rois={
         "unet2d": (192, 192),  # SI 5.1.1 crops/pads slices to 200x200; 192 is the nearest size the 4-level U-Net divides
         "vgg_unet": (256, 256),  # LADP II.B: slices upscaled to 256x256
+        # CoPer's VGG-16 loss / metric network: pretrained like resnet_unet on crops of the 240x240 BraTS slices (224: the
+        # largest side <= 240 that five pools divide)
+        "vgg16_unet": (224, 224),
         "swin_unetr": (96, 96, 96),  # DAE 3.2
         "vit": (96, 96, 96),  # CSM IV.A (BT-MSD)
         # CoPer appendix B draws its 192 / 96 multi-crops from whole 240x240 BraTS slices (Table I);
@@ -90,6 +96,10 @@ PAPER = Profile(
             steps=None, epochs=30, batch_size=16, lr=1e-4, optimizer="adam", schedule="constant",
             source="LADP paper II.D: Adam lr 1e-4, 30 epochs, batch 16 (pretraining and fine-tuning)",
         ),
+        "vgg16_unet": Recipe(
+            steps=None, epochs=30, batch_size=16, lr=1e-4, optimizer="adam", schedule="constant",
+            source="no paper fine-tunes this network for segmentation (CoPer uses it as a perceptual loss): vgg_unet's LADP recipe, II.D",
+        ),
         "swin_unetr": Recipe(
             steps=None, epochs=600, batch_size=4, lr=4e-4, optimizer="adamw", weight_decay=1e-5, schedule="cosine",
             source="DAE paper 3.2: 600 epochs, lr 4e-4, batch 4/GPU",
@@ -104,9 +114,9 @@ PAPER = Profile(
             source="no paper fine-tunes this network for segmentation (CoPer uses it as a perceptual loss): unet2d's nnU-Net recipe, SI paper 5.5.1 and 5.5.3",
         ),
         "pix2pix": Recipe(
-            steps=None, epochs=200, batch_size=1, lr=2e-4, optimizer="adam", schedule="constant",
-            source="CoPer appendix C: pix2pix, lr 2e-4; epochs and batch not given: pix2pix's 200 epochs, batch 1 "
-                   "(pix2pix decays the lr linearly over the last 100 epochs; here it stays constant)",
+            steps=None, epochs=200, batch_size=1, lr=2e-4, optimizer="adam", momentum=0.5, schedule="constant",
+            source="CoPer appendix C: pix2pix, lr 2e-4; epochs, batch and Adam's beta1 not given: pix2pix's 200 epochs, batch 1, "
+                   "beta1 0.5 (pix2pix decays the lr linearly over the last 100 epochs; here it stays constant)",
         ),
     },
 )
