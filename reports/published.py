@@ -30,7 +30,7 @@ METHODS = {  # paper method -> (our method, overrides, fine-tuning augmentation)
     "dae_downsample_only": ("dae", {"noise": "false", "local_masking": "false"}, "none"),
     "dae_local_mask_only": ("dae", {"noise": "false", "downsampling": "false"}, "none"),
     # CoPer Table III's loss rows -> our synthesis loss methods (benchmark/methods/synthesis_losses.py)
-    # (``l1+coper`` with its loss network as Config fields; the defaults, swav and vgg_unet, are not overrides)
+    # (``l1+coper`` with its loss network as Config fields; the defaults, swav and vgg16_unet, are not overrides)
     "l1": ("l1", {}, "none"),
     "coper_swav_vgg": ("l1+coper", {}, "none"),
     "coper_swav_resnet": ("l1+coper", {"loss_backbone": "resnet_unet"}, "none"),
@@ -40,7 +40,8 @@ METHODS = {  # paper method -> (our method, overrides, fine-tuning augmentation)
     "rand_resnet": ("l1+coper", {"loss_network": "rand", "loss_backbone": "resnet_unet"}, "none"),
 }
 # The network a paper row used where it is not the paper's main backbone (PAPERS): CoPer's synthesis losses name theirs.
-METHOD_BACKBONES = {"l1": "vgg_unet", "rand_vgg": "vgg_unet", "coper_swav_vgg": "vgg_unet", "coper_simsiam_vgg": "vgg_unet",
+# CoPer's "VGG" is VGG-16 (Table II): ``vgg16_unet``.
+METHOD_BACKBONES = {"l1": "vgg16_unet", "rand_vgg": "vgg16_unet", "coper_swav_vgg": "vgg16_unet", "coper_simsiam_vgg": "vgg16_unet",
                     "rand_resnet": "resnet_unet", "coper_swav_resnet": "resnet_unet", "coper_simsiam_resnet": "resnet_unet"}
 
 
