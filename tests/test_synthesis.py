@@ -192,6 +192,29 @@ def test_a_constant_error_of_k_gray_levels_gives_the_analytic_psnr(levels):
     assert quality_rows(fake, real, scale=scale, targets=(2,), evaluator=None, primary_only=True) == {"psnr": out["psnr"]}
 
 
+def test_the_quality_convention_is_recorded_in_metrics_csv_and_the_cell_config(tmp_path, synthesis_data):
+    """metrics.csv says how PSNR / SSIM were computed (8-bit slices, data range 255, slice mean); the Job (hence every
+    cell's resolved config) carries Protocol.synthesis_quality; an unknown scale is refused."""
+    import pandas as pd
+
+    from benchmark.store import ResultStore
+    from benchmark.synthesis.scaling import to_levels
+
+    task = get_task("brats_synthesis")
+    infos = {i.name: i for i in kind_of(task).metric_info(task)}
+    assert "0-255" in infos["psnr"].description and "data range 255" in infos["psnr"].description and "averaged" in infos["ssim"].description
+    store = ResultStore(tmp_path / "out", run="r")
+    store.add_metric_info(task.name, infos.values())
+    table = pd.read_csv(tmp_path / "out" / "metrics.csv")
+    assert table.set_index("metric").loc["psnr", "description"] == infos["psnr"].description
+    tmp, td = synthesis_data
+    job = next(j for j in _plan(tmp, td, ["l1"]).jobs if j.method == "l1")
+    assert job.to_dict()["protocol"]["synthesis_quality"] == "slice_8bit"
+    assert job.to_dict()["method_config"]["balance"] == "pix2pix"  # the loss reading, in the config too
+    with pytest.raises(ValueError, match="slice_8bit"):
+        to_levels(torch.zeros(1), "volume")
+
+
 def test_pretraining_volumes_hold_the_target_series_only():
     task = get_task("brats_synthesis")
     image = np.stack([np.full((4, 4, 2), float(c)) for c in range(4)]).astype(np.float32)

@@ -77,12 +77,13 @@ def _run(args) -> int:
     if args.resnet_depth is not None:
         size = dataclasses.replace(size, resnet_depth=args.resnet_depth)
 
+    extractors = {name: load_extractor(name, size=size, seed=args.seed) for name in names if name not in PIXEL_METRICS}  # errors first
+
     def distance_of(name: str):
         """(reference [B, c, H, W], image) -> [B] for a pixel metric or a network."""
         if name in PIXEL_METRICS:
             return lambda a, b: pixel_distance(name, a, b)
-        extractor = load_extractor(name, size=size, seed=args.seed)
-        return lambda a, b: coper_distance(a, b, extractor)
+        return lambda a, b: coper_distance(a, b, extractors[name])
 
     if args.command == "distance":
         a = read_slice(args.image0, slice_index=args.slice)
@@ -106,7 +107,7 @@ def _run(args) -> int:
             if name in PIXEL_METRICS:
                 d0, d1 = pixel_triplet_distances(triplets, name)
             else:
-                d0, d1 = triplet_distances(triplets, load_extractor(name, size=size, seed=args.seed))
+                d0, d1 = triplet_distances(triplets, extractors[name])
             score = twoafc_score(d0, d1, [t.h for t in triplets])
             print(f"2AFC {score:.4f} on {len(triplets)} triplets of {root} with {name}")
         return 0

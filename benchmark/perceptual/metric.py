@@ -243,7 +243,8 @@ class CoPerLoss(nn.Module):
     network's channels, appendix B); phi_i are its n feature maps (ReLU activations for resnet / vgg).
     The squared norm per sample is averaged over the batch. The target's features carry no gradient;
     the prediction's carry gradients to the generator, never to the network. The full generator loss
-    (eq. 5) is ``lambda1 * L1 + (1 - lambda1) * CoPerLoss + lambda2 * L_adv`` (the synthesis kind's job).
+    (eq. 5) weighs ``lambda1 * L1 + (1 - lambda1) * CoPerLoss`` against the adversarial term (the synthesis kind's job,
+    ``benchmark/synthesis/pix2pix.py``). The images are on the scale the network was trained on (the caller's job).
     """
 
     def __init__(self, extractor: FeatureExtractor) -> None:
