@@ -197,3 +197,19 @@ def test_synthesize_pads_small_slices_with_background():
     assert out.shape == (1, 40, 48, 3)
     torch.testing.assert_close(out, sources[:1])
     assert all(x.shape[-2:] == (64, 64) and float(x[..., 40:, :].max()) == -1.0 for x in seen)
+
+
+def test_the_z_scale_map_keeps_background_errors_visible():
+    """Back on the z-scored scale a real slice is exact (background 0), and a synthetic background that is not -1 keeps
+    its error at the slice's slope (hi - lo) / 2 instead of being masked to 0: the CoPer loss and metric see it."""
+    from benchmark.synthesis.scaling import SliceScale
+
+    image = torch.zeros(2, 8, 8, 1)
+    image[:, 2:6, 2:6, 0] = torch.arange(16.0).reshape(4, 4) - 4  # foreground z-scores -4..11, background 0
+    scale = SliceScale.of(image, sources=(0,))
+    y = scale.to_pix2pix(image)
+    torch.testing.assert_close(scale.to_zscore(y), image)
+    fake = y.clone()
+    fake[:, 0, 0, 0] = 0.0  # mid-gray where the body is not
+    z = scale.to_zscore(fake)
+    assert float(z[0, 0, 0, 0]) == pytest.approx((0.0 + 1) / 2 * 15.0)

@@ -9,7 +9,8 @@ axial slice of each series into the pix2pix domain:
   never needs the target to find the body), the slice's foreground [min, max] -> [-1, 1];
 * outside it -1 (black: the paper's background 0 of [0, 255]).
 
-It keeps each slice's (min, max), so ``to_zscore`` maps an image of the domain back onto the z-scored scale. The CoPer
+It keeps each slice's (min, max), so ``to_zscore`` maps an image of the domain back onto the z-scored scale (the
+background by the same slope, -1 -> 0). The CoPer
 metric and loss networks were pretrained on z-scored slices (the normal pretraining pipeline) and the segmenter on
 z-scored cases, so they read the real and the synthetic image there, both mapped by the REAL slice's transform (as an
 evaluation maps both images by one transform; the generator never sees it).
@@ -51,9 +52,10 @@ def to_pix2pix(image: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, mask: to
 
 
 def to_zscore(y: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The inverse of ``to_pix2pix`` (same broadcasting): lo + (y + 1) / 2 * (hi - lo) inside ``mask``, 0 outside."""
-    z = lo + (y + 1) / 2 * (hi - lo)
-    return torch.where(mask, z, torch.zeros_like(z))
+    """The inverse of ``to_pix2pix`` (same broadcasting): lo + (y + 1) / 2 * (hi - lo) inside ``mask``; outside it the
+    same slope anchored at the background, (y + 1) / 2 * (hi - lo), so -1 -> 0 (a real image comes back exactly) and a
+    synthetic image's background errors stay visible to the networks that read this scale, as large as inside."""
+    return (y + 1) / 2 * (hi - lo) + torch.where(mask, lo, torch.zeros_like(lo))
 
 
 def to_levels(y: torch.Tensor, scale: str = "slice_8bit") -> torch.Tensor:
