@@ -37,7 +37,8 @@ SMOKE = Profile(
     # Model selection twice per fine-tuning run (half-way and at the end): each validation is a sliding-window pass
     # over every validation volume, which at smoke size costs as much as a quarter of the fine-tuning.
     # The fine-tuning augmentation's elastic part on 2D slices only (~3 ms each); on 3D crops it costs ~0.5 s per deformed crop.
-    protocol=dataclasses.replace(DEFAULT_PROTOCOL, validations_per_finetune=2, spatial_aug_elastic_dims=(2,)),
+    # The pretraining augmentation's not at all: SI source pools deform 5 slices per sample (benchmark/protocol.py).
+    protocol=dataclasses.replace(DEFAULT_PROTOCOL, validations_per_finetune=2, spatial_aug_elastic_dims=(2,), pretrain_aug_elastic_dims=()),
     backbone_size=SMOKE_SIZE,
     volume_size=(64, 64, 32),
     # "pix2pix": the synthesis generator's crops and recipe (benchmark/kinds/synthesis.py ``finetune_network``).

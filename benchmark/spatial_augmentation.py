@@ -130,12 +130,17 @@ def policy_transforms(policy: str, *, spatial_dims: int, elastic: bool = True) -
 
 class SpatialAugmentation:
     """``policy`` as a callable on one sample: (image [C, *spatial], label [1, *spatial] or None, seed) -> the same,
-    augmented. The draws depend on ``seed`` only; the outputs are numpy arrays of the inputs' dtypes."""
+    augmented. The draws depend on ``seed`` only; the outputs are numpy arrays of the inputs' dtypes.
 
-    def __init__(self, policy: str, *, spatial_dims: int, elastic: bool = True):
+    ``one_stream``: every transform draws, in order, from ONE ``RandomState(seed)``, instead of MONAI's
+    ``Compose.set_random_state(seed)``, which seeds a new ``RandomState`` per transform (and per inner transform:
+    about half the cost of a flip-only policy, ~1 ms of ~2.5 ms per 2D ``si`` sample on a CPU). Pretraining
+    augmentation (new) draws this way; fine-tuning keeps the per-transform seeds its numbers were drawn with."""
+
+    def __init__(self, policy: str, *, spatial_dims: int, elastic: bool = True, one_stream: bool = False):
         from monai.transforms import Compose
 
-        self.policy, self.spatial_dims, self.elastic = policy, spatial_dims, elastic
+        self.policy, self.spatial_dims, self.elastic, self.one_stream = policy, spatial_dims, elastic, one_stream
         self.transforms = policy_transforms(policy, spatial_dims=spatial_dims, elastic=elastic)
         self.compose = Compose(self.transforms, map_items=False) if self.transforms else None
 
@@ -155,7 +160,12 @@ class SpatialAugmentation:
         import torch
         from monai.data import MetaTensor, get_track_meta, set_track_meta
 
-        self.compose.set_random_state(seed=seed)
+        if self.one_stream:
+            state = np.random.RandomState(seed)
+            for transform in self.transforms:  # each passes the state on to its inner array transform
+                transform.set_random_state(state=state)
+        else:
+            self.compose.set_random_state(seed=seed)
         data: dict[str, Any] = {"image": torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)}
         if label is not None:
             data["label"] = torch.as_tensor(np.ascontiguousarray(label), dtype=torch.float32)

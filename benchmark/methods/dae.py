@@ -86,6 +86,9 @@ class DisruptiveAutoencoder(PretextTask):
                       "a convolutional 2D network has no patch embedding")
     transfer = "all"  # Swin-UNETR encoder and decoder transfer; the output layer is replaced (section 3.2)
     paper = "disruptive_autoencoders"
+    # DAE 3.2: "The volumes were randomly cropped into 96 x 96 x 96 cubes while pre-training", nothing more; the authors'
+    # pretraining code (DAE/Pretrain_full_contrast/data/data_pretrain.py) has RandSpatialCropd only.
+    pretrain_aug = "none"
     paper_recipe = DAE_PAPER_RECIPE
 
     def __init__(self, backbone, cfg, *, in_channels):
