@@ -38,7 +38,7 @@ def load_volumes(task: Task, cases: list[Case], *, volume_size: tuple[int, int, 
         return volumes
     mode, size = task.inplane
     if mode == "resize":
-        return [_resize(v, (*size, v.image.shape[3])) for v in volumes]
+        return [inplane_resize(v, size) for v in volumes]
     if mode == "crop_pad":
         return [_crop_pad_inplane(v, size) for v in volumes]
     raise ValueError(f"task {task.name}: unknown in-plane pre-processing {mode!r}; expected 'resize' or 'crop_pad'")
@@ -76,16 +76,27 @@ def _read_files(task, case_ids, *, data_root: str, extra_root: str | None, volum
 
 
 def _resize(v: Volume, size: tuple[int, int, int]) -> Volume:
-    """Resample image (trilinear) and label (nearest) to ``size`` voxels (MONAI Resize)."""
+    """Resample image (trilinear) and label (nearest) to ``size`` voxels (MONAI Resize).
+
+    The label's nearest neighbour is torch's "nearest-exact": it samples at the voxel centres, as the image's linear
+    mode does (torch's plain "nearest" samples half a voxel off them at non-integer factors, so the label drifted
+    from its image; at integer upscaling factors both agree)."""
     if tuple(v.image.shape[1:]) == size:
         return v
     from monai.transforms import Resize
 
     image = np.asarray(Resize(spatial_size=size, mode="trilinear")(v.image), dtype=np.float32)
-    label = None if v.label is None else np.asarray(Resize(spatial_size=size, mode="nearest")(v.label[None].astype(np.float32)))[0].round().astype(np.int64)
+    label = None if v.label is None else np.asarray(Resize(spatial_size=size, mode="nearest-exact")(v.label[None].astype(np.float32)))[0].round().astype(np.int64)
     # Same field of view on fewer/more voxels: each voxel's size scales by old / new count.
     spacing = tuple(s * old / new for s, old, new in zip(v.spacing, v.image.shape[1:], size))
     return dataclasses.replace(v, image=image, label=label, spacing=spacing)
+
+
+def inplane_resize(v: Volume, size: tuple[int, int]) -> Volume:
+    """The paper's in-plane resampling (``Task.inplane`` "resize"): every axial slice to ``size`` (``_resize``), the
+    case's own grid kept as ``Volume.native`` when it changed (the metrics are computed there)."""
+    resampled = _resize(v, (*size, v.image.shape[3]))
+    return v if resampled is v else dataclasses.replace(resampled, native=v)
 
 
 def _crop_pad_inplane(v: Volume, size: tuple[int, int]) -> Volume:
@@ -145,9 +156,15 @@ def drop_series(volumes: list[Volume], fraction: float) -> list[Volume]:
         if not affected or n_drop < 1:
             out.append(v)
             continue
+        dropped = rng.choice(channels, size=n_drop, replace=False)
         image = v.image.copy()
-        image[rng.choice(channels, size=n_drop, replace=False)] = 0.0
-        out.append(dataclasses.replace(v, image=image))
+        image[dropped] = 0.0
+        native = v.native
+        if native is not None:  # the scored grid misses the same series
+            native_image = native.image.copy()
+            native_image[dropped] = 0.0
+            native = dataclasses.replace(native, image=native_image)
+        out.append(dataclasses.replace(v, image=image, native=native))
     return out
 
 
