@@ -2,6 +2,12 @@
 
 Every random draw is seeded from (seed, sample index), so a dataset gives the same sample
 for the same index in any process; under DDP a DistributedSampler splits the indices.
+
+Augmentation (``benchmark.spatial_augmentation``) is drawn from a seed of its own per sample. In fine-tuning it
+is the sample generator's last draw (every method shares the fine-tuning samples anyway). In pretraining it is
+``augmentation_seed(seed, index, ...)``, a function of the run seed and the sample index ONLY: methods of one paper
+make different crop draws (a label-aware foreground decision, DAE's channel pick, a source pool's redraws), yet
+their sample i gets the same augmentation draws, so the paper's methods are compared on equally augmented data.
 """
 from __future__ import annotations
 
@@ -32,7 +38,7 @@ def load_volumes(task: Task, cases: list[Case], *, volume_size: tuple[int, int, 
         return volumes
     mode, size = task.inplane
     if mode == "resize":
-        return [_resize(v, (*size, v.image.shape[3])) for v in volumes]
+        return [inplane_resize(v, size) for v in volumes]
     if mode == "crop_pad":
         return [_crop_pad_inplane(v, size) for v in volumes]
     raise ValueError(f"task {task.name}: unknown in-plane pre-processing {mode!r}; expected 'resize' or 'crop_pad'")
@@ -70,16 +76,27 @@ def _read_files(task, case_ids, *, data_root: str, extra_root: str | None, volum
 
 
 def _resize(v: Volume, size: tuple[int, int, int]) -> Volume:
-    """Resample image (trilinear) and label (nearest) to ``size`` voxels (MONAI Resize)."""
+    """Resample image (trilinear) and label (nearest) to ``size`` voxels (MONAI Resize).
+
+    The label's nearest neighbour is torch's "nearest-exact": it samples at the voxel centres, as the image's linear
+    mode does (torch's plain "nearest" samples half a voxel off them at non-integer factors, so the label drifted
+    from its image; at integer upscaling factors both agree)."""
     if tuple(v.image.shape[1:]) == size:
         return v
     from monai.transforms import Resize
 
     image = np.asarray(Resize(spatial_size=size, mode="trilinear")(v.image), dtype=np.float32)
-    label = None if v.label is None else np.asarray(Resize(spatial_size=size, mode="nearest")(v.label[None].astype(np.float32)))[0].round().astype(np.int64)
+    label = None if v.label is None else np.asarray(Resize(spatial_size=size, mode="nearest-exact")(v.label[None].astype(np.float32)))[0].round().astype(np.int64)
     # Same field of view on fewer/more voxels: each voxel's size scales by old / new count.
     spacing = tuple(s * old / new for s, old, new in zip(v.spacing, v.image.shape[1:], size))
     return dataclasses.replace(v, image=image, label=label, spacing=spacing)
+
+
+def inplane_resize(v: Volume, size: tuple[int, int]) -> Volume:
+    """The paper's in-plane resampling (``Task.inplane`` "resize"): every axial slice to ``size`` (``_resize``), the
+    case's own grid kept as ``Volume.native`` when it changed (the metrics are computed there)."""
+    resampled = _resize(v, (*size, v.image.shape[3]))
+    return v if resampled is v else dataclasses.replace(resampled, native=v)
 
 
 def _crop_pad_inplane(v: Volume, size: tuple[int, int]) -> Volume:
@@ -96,6 +113,23 @@ def _crop_pad_inplane(v: Volume, size: tuple[int, int]) -> Volume:
     image = np.asarray(pad(crop(v.image)), dtype=np.float32)
     label = None if v.label is None else np.asarray(pad(crop(v.label[None])))[0].astype(np.int64)
     return dataclasses.replace(v, image=image, label=label)
+
+
+# The third word of an augmentation seed's SeedSequence (sample generators use two: (seed, index)), so the
+# augmentation stream never coincides with a sample's own stream.
+AUGMENTATION_STREAM = 0x417567
+
+
+def augmentation_seed(seed: int, index: int, *slot: int) -> int:
+    """The pretraining augmentation seed of sample ``index`` of a dataset seeded ``seed`` (``slot``: which slice of a
+    source pool and which draw of it): independent of every other draw the sample makes (module docstring)."""
+    return int(np.random.default_rng((seed, index, AUGMENTATION_STREAM, *slot)).integers(2**31 - 1))
+
+
+def sample_dims(kind: str, roi) -> int:
+    """Spatial dimensions of the samples a pretraining data kind (``DataSpec.kind``) draws with crop size ``roi``:
+    source pools are axial slices (2), crops have the roi's."""
+    return 2 if kind == "source_pool" else len(roi)
 
 
 def drop_series(volumes: list[Volume], fraction: float) -> list[Volume]:
@@ -122,9 +156,15 @@ def drop_series(volumes: list[Volume], fraction: float) -> list[Volume]:
         if not affected or n_drop < 1:
             out.append(v)
             continue
+        dropped = rng.choice(channels, size=n_drop, replace=False)
         image = v.image.copy()
-        image[rng.choice(channels, size=n_drop, replace=False)] = 0.0
-        out.append(dataclasses.replace(v, image=image))
+        image[dropped] = 0.0
+        native = v.native
+        if native is not None:  # the scored grid misses the same series
+            native_image = native.image.copy()
+            native_image[dropped] = 0.0
+            native = dataclasses.replace(native, image=native_image)
+        out.append(dataclasses.replace(v, image=image, native=native))
     return out
 
 
@@ -246,13 +286,16 @@ class CropDataset(Dataset):
     channel c of volume i (a corpus of several tasks shares one vocabulary, ``Task.modalities``),
     else the channel index.
 
-    ``augmentation`` (``benchmark.spatial_augmentation.SpatialAugmentation``, fine-tuning): the paper's
-    augmentation of each crop, image and label together, seeded by a last draw of the sample's own
-    generator, so sample i is augmented alike for every method; None (or policy ``none``): the crop as is.
+    ``augmentation`` (``benchmark.spatial_augmentation.SpatialAugmentation``): the paper's augmentation of each
+    crop, image and label together. Fine-tuning: seeded by a last draw of the sample's own generator, so sample i
+    is augmented alike for every method. ``shared_draws`` (pretraining): seeded by ``augmentation_seed(seed, i)``,
+    whatever the method's own draws, so every method of a paper gets the same augmentation draws. None (or policy
+    ``none``): the crop as is.
     """
 
     def __init__(self, volumes: list[Volume], *, roi, length: int, seed: int, with_label: bool, foreground_prob: float = 0.0,
-                 foreground_sampling: str = "class", single_modality: bool = False, modality_ids: list[tuple[int, ...]] | None = None, augmentation=None):
+                 foreground_sampling: str = "class", single_modality: bool = False, modality_ids: list[tuple[int, ...]] | None = None,
+                 augmentation=None, shared_draws: bool = False):
         if not volumes:
             raise BenchmarkInputError("no training cases to sample from; expected at least one")
         if modality_ids is not None and [len(m) for m in modality_ids] != [v.image.shape[0] for v in volumes]:
@@ -262,6 +305,7 @@ class CropDataset(Dataset):
         self.foreground_sampling = foreground_sampling
         self.modality_ids = modality_ids
         self.augmentation = augmentation if augmentation is not None and augmentation.active else None
+        self.shared_draws = shared_draws
 
     def __len__(self) -> int:
         return self.length
@@ -280,7 +324,8 @@ class CropDataset(Dataset):
         if self.with_label:
             item["label"] = torch.from_numpy(np.ascontiguousarray(label))
         if self.augmentation is not None:  # after every other draw: the crops stay those of an unaugmented dataset
-            image, label = self.augmentation(item["image"].numpy(), item["label"].numpy() if self.with_label else None, seed=sample_seed(rng))
+            seed = augmentation_seed(self.seed, index) if self.shared_draws else sample_seed(rng)
+            image, label = self.augmentation(item["image"].numpy(), item["label"].numpy() if self.with_label else None, seed=seed)
             item["image"] = torch.from_numpy(np.ascontiguousarray(image))
             if self.with_label:
                 item["label"] = torch.from_numpy(np.ascontiguousarray(label))
@@ -297,11 +342,16 @@ class SourcePoolDataset(Dataset):
     overlapping between the brain regions" (5.2). When ``max_redraws`` draws all fail, the last one is
     kept (a pool must be returned): that is counted in ``non_overlapping_fallbacks`` and logged
     (``logging`` warning at the 1st, 2nd, 4th, 8th, ... occurrence; per process, so per DataLoader worker).
+
+    ``augmentation`` (SI 5.5.3: "applied to the original 2D images ... for all experiments"): every drawn slice is
+    augmented on its own, before the overlap test (the paper measures the brain overlap of augmented slices, section
+    6), with the seed ``augmentation_seed(seed, index, position, draw)``: CSI, WSI and DSI draw different slices but
+    the same augmentation at each position and draw.
     """
 
     max_redraws = 20
 
-    def __init__(self, volumes: list[Volume], *, roi, length: int, seed: int, pool_size: int, same_patient: bool):
+    def __init__(self, volumes: list[Volume], *, roi, length: int, seed: int, pool_size: int, same_patient: bool, augmentation=None):
         if not same_patient and len(volumes) < pool_size:
             raise BenchmarkInputError(
                 f"cross-patient source identification needs >= {pool_size} training cases (N = pool_size), got {len(volumes)}"
@@ -315,17 +365,24 @@ class SourcePoolDataset(Dataset):
                 )
         self.volumes, self.roi, self.length, self.seed = volumes, tuple(roi), length, seed
         self.pool_size, self.same_patient = pool_size, same_patient
+        self.augmentation = augmentation if augmentation is not None and augmentation.active else None
         self.non_overlapping_fallbacks = 0  # pools that kept a non-target without foreground overlap
 
     def __len__(self) -> int:
         return self.length
 
     @staticmethod
-    def _slice_at(volume: Volume, z: int, roi, rng: np.random.Generator) -> torch.Tensor:
+    def _slice_at(volume: Volume, z: int, roi, rng: np.random.Generator) -> np.ndarray:
         """The in-plane crop of axial slice ``z`` [C, *roi]: ``random_crop`` on the one-slice volume (same draws)."""
         one = dataclasses.replace(volume, image=volume.image[..., z : z + 1],
                                   label=None if volume.label is None else volume.label[..., z : z + 1])
-        return torch.from_numpy(random_crop(one, roi, rng)[0])
+        return random_crop(one, roi, rng)[0]
+
+    def _source(self, image: np.ndarray, index: int, position: int, draw: int) -> torch.Tensor:
+        """A drawn slice [C, *roi] as the pool holds it: augmented (its own seed, see the class docstring) or as is."""
+        if self.augmentation is not None:
+            image, _ = self.augmentation(image, None, seed=augmentation_seed(self.seed, index, position, draw))
+        return torch.from_numpy(np.ascontiguousarray(image))
 
     def _fallback(self, index: int) -> None:
         import logging
@@ -342,10 +399,10 @@ class SourcePoolDataset(Dataset):
         if self.same_patient:
             return {"sources": torch.stack(self._same_patient_pool(rng, index))}
         patients = rng.choice(len(self.volumes), size=self.pool_size, replace=False).tolist()
-        slices = [torch.from_numpy(random_crop(self.volumes[patients[0]], self.roi, rng)[0])]
-        for patient in patients[1:]:
-            for _ in range(self.max_redraws):
-                candidate = torch.from_numpy(random_crop(self.volumes[patient], self.roi, rng)[0])
+        slices = [self._source(random_crop(self.volumes[patients[0]], self.roi, rng)[0], index, 0, 0)]
+        for position, patient in enumerate(patients[1:], start=1):
+            for draw in range(self.max_redraws):
+                candidate = self._source(random_crop(self.volumes[patient], self.roi, rng)[0], index, position, draw)
                 if foreground_overlap(slices[0], candidate):
                     break
             else:
@@ -366,18 +423,18 @@ class SourcePoolDataset(Dataset):
         z0 = int(body[rng.integers(body.size)]) if body.size else int(rng.integers(depth))
         used = {z0}
         candidates = body.tolist() if body.size else list(range(depth))  # non-targets: non-empty slices, as the target
-        slices = [self._slice_at(volume, z0, self.roi, rng)]
-        for _ in range(self.pool_size - 1):
+        slices = [self._source(self._slice_at(volume, z0, self.roi, rng), index, 0, 0)]
+        for position in range(1, self.pool_size):
             tried: list[int] = []
             overlapping = False
-            for _ in range(self.max_redraws):
+            for draw in range(self.max_redraws):
                 free = [z for z in candidates if z not in used and z not in tried]
                 if not free:  # every remaining non-empty slice was tried: any unused slice, else stop
                     free = [z for z in range(depth) if z not in used and z not in tried]
                 if not free:
                     break
                 tried.append(int(free[rng.integers(len(free))]))
-                candidate = self._slice_at(volume, tried[-1], self.roi, rng)
+                candidate = self._source(self._slice_at(volume, tried[-1], self.roi, rng), index, position, draw)
                 if foreground_overlap(slices[0], candidate):
                     overlapping = True
                     break

@@ -86,6 +86,9 @@ class PretrainSpec:
     # instead of ``case_ids`` of the Job's task, and every sample's modality is its index in ``modalities``.
     corpus: tuple[CorpusPart, ...] = ()
     modalities: tuple[str, ...] = ()
+    # The augmentation of its samples (a benchmark/spatial_augmentation.py policy: the method's paper's,
+    # ``PretextTask.pretrain_augmentation``); "none" in a Job planned before pretraining augmentation existed.
+    augmentation: str = "none"
 
 
 @dataclass(frozen=True)

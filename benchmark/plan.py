@@ -18,6 +18,7 @@ import numpy as np
 from benchmark import external as external_checkpoints
 from benchmark.backbones import BACKBONES
 from benchmark.datasources import TaskData
+from benchmark.data import sample_dims
 from benchmark.errors import BenchmarkInputError
 from benchmark.job import CellSpec, CorpusPart, Job, PretrainSpec
 from benchmark.kinds import NetworkPlanning, kind_of, resolve_finetune_loss, resolve_tta
@@ -27,7 +28,7 @@ from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
 from benchmark import storage as storage_uri
 from benchmark.prepared import case_key, case_locations
 from benchmark.records import ExecutionSettings, FinetuneSettings
-from benchmark.spatial_augmentation import resolve_policy
+from benchmark.spatial_augmentation import ELASTIC_POLICIES, POLICIES, resolve_policy
 from benchmark.store import content_hash
 from tasks import Task
 from tasks.nifti import nifti_shape
@@ -434,9 +435,10 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
     samples = _epoch_size(td, [*train_ids, *val_ids], two_d=two_d, volume_size=profile.volume_size)  # every non-test case
     extra = [i for i in pretrain_ids if i not in {*train_ids, *val_ids}]  # --pretrain-extra cases: epochs count them too
     pretrain = None
+    aug_policy, aug_key = _pretrain_augmentation(method_cls, cfg, roi=roi, protocol=protocol)
     if method_cls.pretrains_with(cfg) and corpus:
         pretrain = _corpus_pretraining(entry, cfg, backbone, pre_recipe, corpus=corpus, modalities=modalities, seed=seed, roi=roi,
-                                       channels=channels, profile=profile, storage=storage)
+                                       channels=channels, profile=profile, storage=storage, augmentation=(aug_policy, aug_key))
     elif method_cls.pretrains_with(cfg):
         pretrain_samples = samples + (_epoch_size(td, extra, two_d=two_d, volume_size=profile.volume_size) if extra else 0)
         steps = pre_recipe.steps_for(pretrain_samples)
@@ -448,10 +450,12 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
             # crop sampling by labels (a label-aware method's, e.g. LADP's foreground_prob, is also in its config)
             **({"foreground_prob": fg} if (fg := method_cls.pretrain_foreground_prob(cfg)) else {}),
             **kind_of(td.task).pretrain_key(td.task),  # e.g. synthesis: the target series pretrained on
+            **aug_key,  # the samples' augmentation (its paper's), absent for none
         })
         pretrain = PretrainSpec(recipe=pre_recipe, steps=steps, case_ids=tuple(pretrain_ids), key=key,
                                 path=storage_uri.join(storage, "pretrained", f"{key}.pt"),
-                                extra_root=str(td.extra_root) if td.extra_root and extra else None, samples=pretrain_samples)
+                                extra_root=str(td.extra_root) if td.extra_root and extra else None, samples=pretrain_samples,
+                                augmentation=aug_policy)
     # Every label fraction gets the same optimisation budget (steps), counted on the full training
     # set: small fractions are not also penalised with fewer updates.
     steps = ft_recipe.steps_for(samples)
@@ -496,8 +500,22 @@ def with_execution(job: Job, execution: ExecutionSettings) -> Job:
                                finetune_steps=int(min(job.finetune_steps, cap)), cells=cells)
 
 
+def _pretrain_augmentation(method_cls, cfg, *, roi, protocol: Protocol) -> tuple[str, dict]:
+    """(policy, cache-key entries) of a pretraining's sample augmentation (``PretextTask.pretrain_augmentation``: its
+    paper's). The key holds the policy and whether its elastic part runs (``Protocol.pretrain_aug_elastic_dims``) and
+    nothing for "none", so the keys of pretrainings without augmentation stay those of older runs."""
+    policy = method_cls.pretrain_augmentation(cfg)
+    if policy not in POLICIES:
+        raise ValueError(f"{method_cls.registry_name}: pretraining augmentation {policy!r}; expected one of {', '.join(POLICIES)}")
+    if policy == "none":
+        return policy, {}
+    dims = sample_dims(method_cls.data_spec(cfg).kind, roi)
+    elastic = {"pretrain_aug_elastic": dims in protocol.pretrain_aug_elastic_dims} if policy in ELASTIC_POLICIES else {}
+    return policy, {"pretrain_aug": policy, **elastic}
+
+
 def _corpus_pretraining(entry: MethodEntry, cfg, backbone: str, recipe, *, corpus: tuple[CorpusPart, ...], modalities: tuple[str, ...], seed: int,
-                        roi, channels, profile: Profile, storage: str) -> PretrainSpec:
+                        roi, channels, profile: Profile, storage: str, augmentation: tuple[str, dict] = ("none", {})) -> PretrainSpec:
     """The pretraining on a shared corpus: its key names the corpus (tasks, data fingerprints via the case ids and
     roots, extras) and not the fine-tuning task, so every task of the run reuses one checkpoint."""
     # One sample per volume and epoch: the corpus methods (DAE) are 3D (a 2D one would count slices, as _epoch_size does).
@@ -507,10 +525,10 @@ def _corpus_pretraining(entry: MethodEntry, cfg, backbone: str, recipe, *, corpu
         "method": entry.name, "backbone": backbone, "seed": seed, "config": dataclasses.asdict(cfg), "recipe": _recipe_key(recipe),
         "steps": steps, "roi": roi, "channels": channels, "volume_size": profile.volume_size,
         "backbone_size": dataclasses.asdict(profile.backbone_size), "modalities": list(modalities),
-        "corpus": [dataclasses.asdict(p) for p in corpus], "version": 1,
+        "corpus": [dataclasses.asdict(p) for p in corpus], "version": 1, **augmentation[1],
     })
     return PretrainSpec(recipe=recipe, steps=steps, case_ids=(), key=key, path=storage_uri.join(storage, "pretrained", f"{key}.pt"), samples=samples,
-                        corpus=corpus, modalities=modalities)
+                        corpus=corpus, modalities=modalities, augmentation=augmentation[0])
 
 
 # ---- searched hyperparameters -------------------------------------------------------------------

@@ -16,6 +16,8 @@ pre-processing settings) and written as ``.npy`` arrays::
         foreground_classes.npy  [M, 2] each label value present and    }
                                 its first row in foreground.npy        }
         meta.json            case id, spacing, class, shapes, format version
+        native_image.npy     the case on its own grid, when the paper's in-plane pre-processing resampled it
+        native_label.npy     (``Volume.native``: HIE's metrics are computed there); its spacing in meta.json
 
 Each case folder is written once, atomically (``benchmark.store.write_folder_once``), so concurrent Jobs, runs and
 workers share it and never see half of it. The settings hash covers the task's reader and normalisation code,
@@ -64,7 +66,9 @@ from benchmark.store import write_folder_once
 from tasks import Case, Task, Volume, get_task
 from tasks.base import VolumeIndex
 
-FORMAT_VERSION = 2  # 2: foreground voxels ordered by label value, foreground_classes
+# 2: foreground voxels ordered by label value, foreground_classes; 3: the native grid of a resampled case (native_image.npy,
+# native_label.npy, native_spacing)
+FORMAT_VERSION = 3
 PROGRESS_EVERY_S = 10.0
 _ARRAYS = ("image", "label", "body_slices", "labelled_slices", "foreground", "foreground_classes")
 
@@ -76,7 +80,8 @@ def settings_hash(task: Task, *, volume_size: tuple[int, int, int] | None) -> st
     modules = {cls.__module__ for cls in type(task).__mro__ if cls.__module__.split(".")[0] == "tasks"}
     sources = [inspect.getsource(sys.modules[name]) for name in sorted(modules)]
     sources += [inspect.getsource(m) for m in (tasks.nifti, tasks.intensity)]
-    sources += [inspect.getsource(f) for f in (preprocessing.load_volumes, preprocessing._resize, preprocessing._crop_pad_inplane)]
+    sources += [inspect.getsource(f) for f in (preprocessing.load_volumes, preprocessing._resize, preprocessing.inplane_resize,
+                                               preprocessing._crop_pad_inplane)]
     settings = json.dumps({"ref": task.ref, "channels": list(task.channels), "inplane": task.inplane, "volume_size": volume_size,
                            "format": FORMAT_VERSION}, sort_keys=True, default=str)
     return hashlib.sha256("\n".join([settings, *sources]).encode()).hexdigest()[:12]
@@ -126,6 +131,12 @@ def write_case(folder: Path, volume: Volume) -> None:
     np.save(folder / "foreground_classes.npy", classes.astype(np.int64))
     meta = {"case_id": volume.case_id, "spacing": list(map(float, volume.spacing)), "target": volume.target, "shape": list(volume.image.shape),
             "label_dtype": None if label_dtype is None else label_dtype.name, "format": FORMAT_VERSION}
+    if volume.native is not None:
+        native = volume.native
+        np.save(folder / "native_image.npy", np.ascontiguousarray(native.image, dtype=np.float32))
+        if native.label is not None:
+            np.save(folder / "native_label.npy", np.ascontiguousarray(native.label.astype(smallest_int_dtype(native.label))))
+        meta["native_spacing"] = list(map(float, native.spacing))
     (folder / "meta.json").write_text(json.dumps(meta, sort_keys=True))
 
 
@@ -145,8 +156,14 @@ def open_case(folder: Path) -> Volume:
     index = VolumeIndex(image=arrays["image"], label=arrays["label"], body_slices=np.asarray(arrays["body_slices"]),
                         labelled_slices=np.asarray(arrays["labelled_slices"]), foreground=arrays["foreground"],
                         foreground_classes=np.asarray(arrays["foreground_classes"]))
+    native = None
+    if "native_spacing" in meta:
+        label_path = folder / "native_label.npy"
+        native = Volume(case_id=meta["case_id"], image=np.load(folder / "native_image.npy", mmap_mode="c"),
+                        label=np.load(label_path, mmap_mode="c") if label_path.exists() else None, spacing=tuple(meta["native_spacing"]),
+                        target=meta["target"])
     return Volume(case_id=meta["case_id"], image=arrays["image"], label=arrays["label"], spacing=tuple(meta["spacing"]),
-                  target=meta["target"], index=index)
+                  target=meta["target"], index=index, native=native)
 
 
 class CorruptPreparedCase(Exception):

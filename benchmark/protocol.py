@@ -30,6 +30,10 @@ class Protocol:
     # "slice_8bit" (the paper's images: each axial slice in gray levels 0-255, rounded; data range 255) or "slice_float"
     # (the same levels, not rounded).
     synthesis_quality: str = "slice_8bit"
+    # The same for the pretraining samples' augmentation (a method's paper's, ``PretextTask.pretrain_augmentation``).
+    # The smoke profile leaves it out: an SI source pool augments 5 slices per sample (~1.8 ms CPU each with the
+    # elastic part, ~0.7-1 ms without): +70 ms CPU per CSI smoke step with it, +40 ms without (scripts/bench_augmentation.py).
+    pretrain_aug_elastic_dims: tuple[int, ...] = (2, 3)
     # Mixup's Beta(alpha, alpha) when --finetune-aug mixup is given without --mixup-alpha (the SI paper gives none).
     mixup_alpha: float = 0.4
     # Model selection: validation evaluations per fine-tuning run (every steps // n steps, and at the last step);

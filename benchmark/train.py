@@ -23,7 +23,7 @@ from benchmark import storage
 from benchmark.backbones import build_backbone
 from benchmark.backbones.transfer import external_model, transfer_model
 from benchmark.checkpoints import StageCheckpoint, capture_rng, rank0_decides, restore_rng
-from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_corpus
+from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_corpus, sample_dims
 from benchmark.external import weights_of
 from benchmark.job import CellResult, Job, NetworkSpec
 from benchmark.kinds import kind_of, resolve_tta
@@ -31,6 +31,7 @@ from benchmark.methods import PretextTask, Recipe, get_method
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
 from benchmark.prepared import read_cases
 from benchmark.records import ExecutionSettings, FinetuneSettings, MetricRow
+from benchmark.spatial_augmentation import SpatialAugmentation
 from benchmark.store import content_hash
 from tasks import Case, Task, Volume, get_task
 from tasks.unlabeled import find_unlabeled_cases
@@ -239,26 +240,36 @@ def _loader(dataset, batch_size: int, hooks: Hooks) -> DataLoader:
 
 # ---- the three stages ------------------------------------------------------------------------
 def pretraining_dataset(method: PretextTask, volumes: list[Volume], *, roi, length: int, seed: int, protocol: Protocol = DEFAULT_PROTOCOL,
-                        modality_ids: list[tuple[int, ...]] | None = None):
+                        modality_ids: list[tuple[int, ...]] | None = None, augmentation: str | None = None):
     """The samples ``pretrain`` draws for ``method``'s data spec (the registry contract test builds its batches here too).
-    ``modality_ids``: per volume, the modality of each channel in a corpus vocabulary (``PretrainSpec.modalities``)."""
+    ``modality_ids``: per volume, the modality of each channel in a corpus vocabulary (``PretrainSpec.modalities``).
+    ``augmentation``: the policy its samples get (``PretrainSpec.augmentation``; None: the method's paper's,
+    ``pretrain_augmentation``), its elastic part only where ``protocol.pretrain_aug_elastic_dims`` holds the samples'
+    dimensionality, drawn per sample index whatever the method (``benchmark.data``)."""
     spec = method.data_spec(method.cfg)
+    policy = method.pretrain_augmentation(method.cfg) if augmentation is None else augmentation
+    dims = sample_dims(spec.kind, roi)
+    augment = SpatialAugmentation(policy, spatial_dims=dims, elastic=dims in protocol.pretrain_aug_elastic_dims, one_stream=True)
     if spec.kind == "source_pool":
-        return SourcePoolDataset(volumes, roi=roi, length=length, seed=seed, pool_size=spec.pool_size, same_patient=spec.same_patient)
+        return SourcePoolDataset(volumes, roi=roi, length=length, seed=seed, pool_size=spec.pool_size, same_patient=spec.same_patient,
+                                 augmentation=augment)
     if spec.kind in ("crops", "modality_crops"):  # label-aware methods also get batch["label"] (only of the cases they may see)
         return CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=method.is_label_aware(method.cfg),
                            foreground_prob=method.pretrain_foreground_prob(method.cfg),
-                           single_modality=spec.kind == "modality_crops", modality_ids=modality_ids)
+                           single_modality=spec.kind == "modality_crops", modality_ids=modality_ids, augmentation=augment, shared_draws=True)
     raise ValueError(f"{method.registry_name}: unknown pretraining data kind {spec.kind!r}")
 
 
 def pretrain(method: PretextTask, volumes: list[Volume], *, recipe: Recipe, steps: int, roi, seed: int, hooks: Hooks,
              protocol: Protocol = DEFAULT_PROTOCOL, modality_ids: list[tuple[int, ...]] | None = None, stage: str = "pretrain",
-             checkpoint: StageCheckpoint | None = None) -> list[float]:
+             checkpoint: StageCheckpoint | None = None, augmentation: str | None = None) -> list[float]:
     """Train ``method`` (its backbone and heads) on unlabeled ``volumes``; returns the loss curve (its step times go to
-    ``hooks.step_seconds[stage]``). ``checkpoint``: saved as it goes, resumed from when present (``_optimise``)."""
+    ``hooks.step_seconds[stage]``). ``checkpoint``: saved as it goes, resumed from when present (``_optimise``; the
+    augmentation needs no state there: each sample's draws follow from its index). ``augmentation``: the samples'
+    policy (``pretraining_dataset``)."""
     length = steps * recipe.batch_size * hooks.world_size
-    dataset = pretraining_dataset(method, volumes, roi=roi, length=length, seed=seed, protocol=protocol, modality_ids=modality_ids)
+    dataset = pretraining_dataset(method, volumes, roi=roi, length=length, seed=seed, protocol=protocol, modality_ids=modality_ids,
+                                  augmentation=augmentation)
     generator = torch.Generator().manual_seed(seed * protocol.generator_seed_stride + hooks.rank)  # own corruption draws per worker
     method.configure_schedule(recipe=recipe, steps=steps)  # e.g. SwAV freezes its prototypes for the first epoch
     ddp_options = {} if method.trains_whole_backbone else {"find_unused_parameters": True}
@@ -560,7 +571,7 @@ def _pretrain(job: Job, method_cls, task: Task, train_volumes: list[Volume], hoo
             volumes += read(task, [i for i in spec.case_ids if i not in have], data_root="", extra_root=spec.extra_root)
     volumes = kind_of(task).pretraining_volumes(task, volumes)  # e.g. synthesis: the target series only (CoPer IV.B)
     losses = pretrain(method, volumes, recipe=spec.recipe, steps=spec.steps, roi=job.roi, seed=job.seed, hooks=hooks, protocol=job.protocol,
-                      modality_ids=modality_ids, checkpoint=checkpoint)
+                      modality_ids=modality_ids, checkpoint=checkpoint, augmentation=spec.augmentation)
     state = {k: v.detach().cpu() for k, v in method.backbone.state_dict().items()}
     return {"backbone": state, "key": spec.key, "losses": losses, "job": job.to_dict()}
 
@@ -597,8 +608,9 @@ def _train_network(spec: NetworkSpec, job: Job, train_volumes: list[Volume], val
             method_cls = get_method(spec.method)
             method = method_cls(net, method_cls.make_config(), in_channels=spec.channels[0]).to(hooks.device)
             pool = kind_of(net_task).pretraining_volumes(net_task, [*train_volumes, *val_volumes])
+            # no pretraining augmentation: the network's key holds none (its method, SwAV, draws its own views)
             pretrain(method, pool, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=seed, hooks=hooks, protocol=job.protocol,
-                     stage=f"network {spec.role}", checkpoint=checkpoint)
+                     stage=f"network {spec.role}", checkpoint=checkpoint, augmentation="none")
             return {"backbone": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
         if spec.stage == "finetune":
             model = net.to(hooks.device)

@@ -150,6 +150,9 @@ class Volume:
     surface-distance metrics (HD95, MASD, NSD) are in these mm.
     target: the class index of a classification case; None for segmentation.
     index: where the content is (``VolumeIndex``), when prepared; None: readers scan the arrays.
+    native: the case on its own grid (image, label, spacing as read) when the paper's in-plane pre-processing
+    resampled it (``Task.inplane`` "resize": HIE's 256 x 256 slices); the segmentation metrics are computed there,
+    on the grid the challenge scores (``benchmark.inference.to_grid``). None: this is the case's own grid.
     """
 
     case_id: str
@@ -158,6 +161,7 @@ class Volume:
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     target: int | None = None
     index: VolumeIndex | None = None
+    native: "Volume | None" = None
 
 
 _MODALITY_SYNONYMS = {"t1w": "t1", "t2w": "t2", "t1gd": "t1ce", "t1c": "t1ce", "flairw": "flair"}

@@ -14,7 +14,10 @@ RAS orientation, RAS affine, the same voxel spacing). A copy converted to NIfTI 
 Normalisation (LADP paper, section II.B): each map z-scored over the brain, "background values ...
 assigned a constant value of −6"; the brain is where the skull-stripped ADC is > 0. The paper's 2D
 protocol upscales axial slices to 256² (``inplane``, applied by benchmark.data.load_volumes in the
-paper profile); the 2D backbones then train on 256² slices.
+paper profile); the 2D backbones then train on 256² slices and predict the test cases there, and the
+metrics are computed on each case's native grid at its native spacing, as the challenge scores a
+submission: the predicted probabilities are resampled back (``benchmark.inference.to_grid``) and
+compared with the native label (``Volume.native``); the lesion-size group reads the native image too.
 
 Metrics as the challenge (``bonbidhie_eval/evaluation.py``) and the LADP paper's Table 1: lesion
 Dice, MASD, NSD at 2 mm with the challenge's empty-mask rules (tasks/metrics.py), Dice again by

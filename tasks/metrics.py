@@ -1,7 +1,7 @@
 """Surface-distance and lesion metrics of one test case, in mm, with explicit empty-mask rules.
 
 Masks are bool ``[B, K, *spatial]`` (or ``[K, *spatial]`` for one case), ``spacing`` the voxel
-size in mm per spatial axis (``Volume.spacing``). The distances are MONAI's
+size in mm along each of their spatial axes, in the masks' axis order (``Volume.spacing``: [X, Y, Z]). The distances are MONAI's
 (``compute_hausdorff_distance`` on boundary voxels; ``get_edge_surface_distance`` and
 ``compute_surface_dice`` on surface elements for MASD / NSD, see below; exact Euclidean distances
 in mm); only what MONAI leaves undefined is decided here. MONAI returns NaN or inf as soon as one mask is empty, so every function settles those
@@ -38,9 +38,17 @@ surface elements, as the challenge's ``surface-distance`` code does: MONAI's sub
 the voxel corners weighted by their area. MONAI's default boundary voxels of equal weight gave NSD
 ~0.06 lower and MASD ~0.4 mm higher at BONBID-HIE's anisotropic spacing
 (tests/test_metrics_surface.py checks both against a surfel reference written in the test).
-The spacing is taken in the masks' axis order. (The challenge script passes SimpleITK's
-``GetSpacing()``, in x, y, z order, with ``GetArrayFromImage`` arrays in z, y, x order; we do not
-copy that axis swap.) HD95 keeps MONAI's boundary voxels (BraTS' convention).
+The spacing is taken in the masks' axis order: ``Volume.spacing`` is the voxel size along the
+arrays' own axes [X, Y, Z] (RAS, from the header), and HIE is scored on its native grid with its
+native spacing (``Volume.native``: the paper profile predicts on 256 x 256 upscaled slices and
+resamples the probabilities back, ``benchmark.inference.to_grid``). The challenge's
+``score_case`` (bonbidhie_eval/evaluation.py) differs there: it hands DeepMind's
+``compute_surface_distances(gt_s, pred_s, gt.GetSpacing())`` arrays from
+``SimpleITK.GetArrayFromImage``, indexed [z, y, x], with ``GetSpacing()`` in ITK's (x, y, z) order,
+while that function reads the spacing per array axis: the z axis gets the x spacing and the x axis
+the z spacing (the y axis keeps its own). We do not copy that swap: each axis keeps its own spacing,
+so on BONBID's anisotropic voxels our MASD / NSD are the physical ones, not the challenge's.
+HD95 keeps MONAI's boundary voxels (BraTS' convention).
 """
 from __future__ import annotations
 

@@ -79,6 +79,7 @@ def csi_job(tmp_path_factory):
 @pytest.mark.parametrize("kill_at", [2, 4, 6])  # pretraining at step 4; cell 1 at step 2; cell 1 at its last step
 def test_interrupted_job_resumes_with_identical_numbers(csi_job, monkeypatch, kill_at):
     job, reference = csi_job
+    assert job.pretrain.augmentation == "si"  # kill_at 2: an augmented pretraining (SI 5.5.3) resumes with the same numbers
     _fresh(job)
     written = _kill_at_save(monkeypatch, kill_at)
     with pytest.raises(Killed):

@@ -260,6 +260,45 @@ def test_cmcl_known_value_two_modalities():
     torch.testing.assert_close(cross_modal_contrastive_loss(z, m, temperature=t), expected)
 
 
+@pytest.mark.parametrize("reading", ["divide", "exp"])
+def test_cmcl_temperature_readings_known_values(reading):
+    """Both readings of eq. 3's t against hand-computed values, at the paper's t = 0.07.
+
+    4 samples, modalities [0, 0, 1, 1], unit features: the pair of modality 0 at 60 degrees (cosine 1/2), modality 1
+    orthogonal to both. Logits are s·cos with s = 1/t ("divide": 14.29) or exp(t) ("exp": 1.0725). Rows 0 and 1:
+    -log(e^(s/2) / (e^(s/2) + 2)) (one positive at cosine 1/2, two negatives at 0); rows 2 and 3: their positive at
+    cosine 1, negatives at cosine 0 and 0 -> -log(e^s / (e^s + 2)). The matrix is symmetric, so columns give the same.
+    """
+    import math
+
+    t = 0.07
+    s = 1 / t if reading == "divide" else math.exp(t)
+    z = torch.tensor([[1.0, 0.0, 0.0], [0.5, math.sqrt(3) / 2, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    m = torch.tensor([0, 0, 1, 1])
+    rows = [-math.log(math.exp(s / 2) / (math.exp(s / 2) + 2))] * 2 + [-math.log(math.exp(s) / (math.exp(s) + 2))] * 2
+    expected = torch.tensor(sum(rows) / 4)
+    torch.testing.assert_close(cross_modal_contrastive_loss(z, m, temperature=t, reading=reading), expected)
+    # the printed reading barely separates the pairs: its loss stays near log 3 (a flat softmax over 3 candidates)
+    if reading == "exp":
+        assert abs(float(expected) - math.log(3)) < 0.6
+    else:
+        assert float(expected) < 0.01
+
+
+def test_cmcl_temperature_reading_is_a_dae_config_switch():
+    """DAEConfig.cmcl_temperature_reading: divide by default, exp on request, anything else rejected; the method passes it on."""
+    from benchmark.blocks.losses import cmcl_logit_scale
+
+    assert DAEConfig().cmcl_temperature_reading == "divide"
+    assert cmcl_logit_scale(0.07) == pytest.approx(1 / 0.07) and cmcl_logit_scale(0.07, reading="exp") == pytest.approx(1.0725081812542165)
+    with pytest.raises(ValueError, match="cmcl_temperature_reading"):
+        DAEConfig(cmcl_temperature_reading="multiply")
+    z = torch.randn(6, 8, generator=_gen(3))
+    m = torch.tensor([0, 1, 2, 0, 1, 2])
+    assert not torch.isclose(cross_modal_contrastive_loss(z, m, temperature=0.07),
+                             cross_modal_contrastive_loss(z, m, temperature=0.07, reading="exp"))
+
+
 def test_cmcl_symmetric_and_permutation_invariant():
     """Row and column losses agree and reordering the batch does not change the loss."""
     m = torch.tensor([0, 1, 2, 0, 1, 2, 3, 3])
@@ -326,6 +365,10 @@ def test_forward_adds_weighted_cmcl_on_bottleneck(swin):
         assert out["cmcl"] > 0
         method.cfg = DAEConfig(cmcl_weight=0.0)
         torch.testing.assert_close(method(batch, generator=_gen(1))["loss"], out["l1"])
+        method.cfg = DAEConfig(cmcl_temperature_reading="exp")  # eq. 3 as printed: the method passes the reading on
+        literal = method(batch, generator=_gen(1))
+        torch.testing.assert_close(literal["l1"], out["l1"])
+        assert not torch.isclose(literal["cmcl"], out["cmcl"])
     plain = DisruptiveAutoencoder(swin, DAEConfig(cmcl=False), in_channels=4)
     assert plain.projection is None
     with torch.no_grad():

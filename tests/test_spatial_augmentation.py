@@ -72,12 +72,55 @@ def test_csm_flips_every_axis_with_probability_half(spatial_dims):
     assert per_axis == pytest.approx([0.5] * spatial_dims, abs=0.08)
 
 
+SQUARE = {2: (12, 12), 3: (12, 12, 6)}  # the dae policy rotates by 90 degrees in-plane: X == Y
+
+
 @pytest.mark.parametrize("spatial_dims", [2, 3])
-def test_dae_flips_all_axes_at_the_authors_probability(spatial_dims):
-    """DAE 3.2: random flipping across every axis (p = 0.2, the authors' code); zoom (p = 0.1) is the only other geometric part."""
-    pure, per_axis = _flip_stats("dae", spatial_dims, 500)
-    assert pure == pytest.approx(0.9, abs=0.05)  # zoomed samples are not a pure flip
-    assert per_axis == pytest.approx([0.2] * spatial_dims, abs=0.06)
+def test_dae_parts_fire_at_the_authors_probabilities(spatial_dims):
+    """DAE 3.2 with the authors' BTCV code (research-contributions DAE/BTCV_Finetune: data_utils.py + main.py defaults):
+    a flip per axis p = 0.2, a 90-degree rotation p = 0.2 with k uniform in {1, 2, 3}, intensity scaling and shifting
+    p = 0.1 each; the paper's zoom and noise (MONAI defaults) p = 0.1 each (read from each MONAI transform's draw)."""
+    aug = SpatialAugmentation("dae", spatial_dims=spatial_dims)
+    image, label = _pattern(spatial_dims, shape=SQUARE[spatial_dims])
+    fired, ks = [], []
+    for seed in range(800):
+        aug(image, label, seed=seed)
+        fired.append([t._do_transform for t in aug.transforms])
+        rotate = next(t for t in aug.transforms if type(t).__name__ == "RandRotate90d")
+        if rotate._do_transform:
+            ks.append(rotate._rand_k)
+    names = [type(t).__name__ for t in aug.transforms]
+    assert names == ["RandFlipd"] * spatial_dims + ["RandRotate90d", "RandZoomd", "RandGaussianNoised", "RandScaleIntensityd",
+                                                    "RandShiftIntensityd"]
+    rates = np.mean(fired, axis=0)
+    expected = [0.2] * spatial_dims + [0.2, 0.1, 0.1, 0.1, 0.1]
+    assert rates == pytest.approx(expected, abs=0.045)  # ~3 standard errors at p = 0.2, n = 800
+    assert sorted(set(ks)) == [1, 2, 3] and np.bincount(ks)[1:] / len(ks) == pytest.approx([1 / 3] * 3, abs=0.1)
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_dae_rotation_is_a_quarter_turn_in_plane_and_the_shift_an_image_offset(spatial_dims):
+    """When only the 90-degree rotation fires, image and label are np.rot90 of the input in the X-Y plane (k quarter
+    turns, Z untouched); when only the intensity shift fires, the label is unchanged and the image moved by one
+    offset in [-0.1, 0.1] everywhere (MONAI RandShiftIntensityd, offsets 0.1)."""
+    aug = SpatialAugmentation("dae", spatial_dims=spatial_dims)
+    image, label = _pattern(spatial_dims, shape=SQUARE[spatial_dims])
+    rotated = shifted = 0
+    for seed in range(600):
+        new_image, new_label = aug(image, label, seed=seed)
+        on = {type(t).__name__ for t in aug.transforms if t._do_transform}
+        if on == {"RandRotate90d"}:
+            k = next(t for t in aug.transforms if type(t).__name__ == "RandRotate90d")._rand_k
+            assert np.array_equal(new_label, np.rot90(label, k=k, axes=(1, 2)))
+            np.testing.assert_allclose(new_image, np.rot90(image, k=k, axes=(1, 2)))
+            rotated += 1
+        if on == {"RandShiftIntensityd"}:
+            offset = new_image - image
+            assert np.array_equal(new_label, label) and np.ptp(offset) < 1e-5 and abs(offset.flat[0]) <= 0.1 + 1e-6
+            shifted += 1
+    assert rotated >= 10 and shifted >= 5
+    with pytest.raises(ValueError, match="square"):
+        aug(*_pattern(spatial_dims), seed=0)  # 12 x 10: a quarter turn would change the sample's shape
 
 
 @pytest.mark.parametrize("spatial_dims", [2, 3])
@@ -106,7 +149,7 @@ def test_si_parts_fire_at_nnunet_probabilities(spatial_dims):
 def _blob(spatial_dims: int, seed: int) -> np.ndarray:
     """A binary label of two boxes off the centre (so rotations and flips move it)."""
     rng = np.random.default_rng(seed)
-    shape = (64, 56) if spatial_dims == 2 else (32, 28, 24)
+    shape = (64, 64) if spatial_dims == 2 else (32, 32, 24)  # square in-plane: the dae policy turns by 90 degrees
     label = np.zeros((1, *shape), dtype=np.int64)
     for _ in range(2):
         lo = [int(rng.integers(2, s // 2)) for s in shape]
@@ -142,7 +185,7 @@ def test_intensity_transforms_never_touch_the_label():
     """DAE's Gaussian noise and contrast scaling change the image only: among draws whose label came back
     unchanged (no geometric transform), some have a changed image."""
     aug = SpatialAugmentation("dae", spatial_dims=3)
-    image, label = _pattern(3)
+    image, label = _pattern(3, shape=SQUARE[3])
     intensity_only = 0
     for seed in range(300):
         new_image, new_label = aug(image, label, seed=seed)
@@ -150,14 +193,14 @@ def test_intensity_transforms_never_touch_the_label():
             intensity_only += not np.array_equal(new_image, image)
     assert intensity_only >= 5
     keys = {type(t).__name__: tuple(t.keys) for t in policy_transforms("dae", spatial_dims=3)}
-    assert keys["RandGaussianNoised"] == ("image",) and keys["RandScaleIntensityd"] == ("image",)
+    assert keys["RandGaussianNoised"] == keys["RandScaleIntensityd"] == keys["RandShiftIntensityd"] == ("image",)
 
 
 @pytest.mark.parametrize("policy", ["si", "dae"])
 def test_labels_keep_their_value_set(policy):
     """Nearest interpolation: a BraTS-valued label {0, 1, 2, 4} never gains an in-between value."""
     aug = SpatialAugmentation(policy, spatial_dims=3)
-    image, label = _pattern(3, seed=1)
+    image, label = _pattern(3, seed=1, shape=SQUARE[3])
     for seed in range(60):
         _, out = aug(image, label, seed=seed)
         assert out.dtype == np.int64 and set(np.unique(out).tolist()) <= {0, 1, 2, 4}

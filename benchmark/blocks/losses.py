@@ -5,6 +5,8 @@ Batch-wide losses run over the GLOBAL batch under data parallelism through the g
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -56,28 +58,52 @@ def normalize_patches(patches: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
 
 
 # ---- contrastive -----------------------------------------------------------------------------------
-def cross_modal_contrastive_loss(features: torch.Tensor, modality: torch.Tensor, *, temperature: float) -> torch.Tensor:
+TEMPERATURE_READINGS = ("divide", "exp")  # how eq. 3's t scales the logits: cos / t, or cos · exp(t) as printed
+
+
+def cmcl_logit_scale(temperature: float, *, reading: str = "divide") -> float:
+    """The factor DAE eq. 3 puts on the cosine similarities: 1 / t ("divide", the default) or exp(t) ("exp").
+
+    Eq. 3 prints z_sim = z_i z_iᵀ · exp(t) with "t ... set to 0.07". Taken literally that is a factor
+    exp(0.07) = 1.07: logits within ±1.07, a softmax over the batch that is almost flat whatever the features, so
+    the term barely contrasts anything. The equation is "inspired from" CLIP (Radford et al. 2021), whose code
+    multiplies by exp(s) with s a learnable log-scale initialised to log(1 / 0.07): exp(s) = 1 / 0.07 = 14.3. The
+    DAE authors' pretraining code (research-contributions DAE/Pretrain_full_contrast/models/simmim_advanced.py,
+    ``ConLoss``, SupCon's loss) divides the similarities by temperature 0.07. Both point to 1 / t, which is what
+    produced the published numbers: "divide" is the default, "exp" the equation as printed (an ablation).
+    """
+    if temperature <= 0:
+        raise ValueError(f"CMCL temperature must be > 0, got {temperature}")
+    if reading == "divide":
+        return 1.0 / temperature
+    if reading == "exp":
+        return math.exp(temperature)
+    raise ValueError(f"CMCL temperature reading {reading!r}; expected one of {', '.join(TEMPERATURE_READINGS)}")
+
+
+def cross_modal_contrastive_loss(features: torch.Tensor, modality: torch.Tensor, *, temperature: float,
+                                 reading: str = "divide") -> torch.Tensor:
     """DAE's CMCL without its weight α (DAE eq. 3-4): symmetric cross-entropy over the batch similarity matrix.
 
     features [B, D] (any scale; L2-normalised here, "cosine similarity" in the text), modality [B]
-    integer metadata. z_sim = z zᵀ / t; the self-pair is excluded (it is trivially the most
-    similar), and the target of row i spreads over the other samples of the same modality
-    (z_label, several positives per row unlike CLIP's one). CE is taken along rows and along
+    integer metadata. z_sim = z zᵀ · s with s = ``cmcl_logit_scale(temperature, reading=reading)`` (1 / t by
+    default; ``reading="exp"``: exp(t) as eq. 3 is printed, see there why it is not the default); the self-pair
+    is excluded (it is trivially the most similar), and the target of row i spreads over the other samples of the
+    same modality (z_label, several positives per row unlike CLIP's one). CE is taken along rows and along
     columns ("applied across each axis") and averaged. Rows without a positive are skipped;
     a batch with a single modality, or no two samples of one, has no contrast: the loss is 0.
-    Reading t as a divisor: eq. 3 writes exp(t), CLIP's learnable logit scale initialised to
-    log(1/0.07); the text fixes t = 0.07, i.e. logits scaled by 1/0.07.
 
     Computed in fp32 whatever the autocast context (``--precision bf16|fp16``): the DAE authors train with AMP off
     because this term goes NaN in half precision (logits up to 1/t = 14 through exp and log-softmax).
     """
+    scale = cmcl_logit_scale(temperature, reading=reading)
     with torch.autocast(device_type=features.device.type, enabled=False):
-        return _cross_modal_contrastive_fp32(features.float(), modality, temperature=temperature)
+        return _cross_modal_contrastive_fp32(features.float(), modality, scale=scale)
 
 
-def _cross_modal_contrastive_fp32(features: torch.Tensor, modality: torch.Tensor, *, temperature: float) -> torch.Tensor:
+def _cross_modal_contrastive_fp32(features: torch.Tensor, modality: torch.Tensor, *, scale: float) -> torch.Tensor:
     z = F.normalize(features, dim=1)
-    logits = z @ z.T / temperature
+    logits = z @ z.T * scale
     eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
     positive = (modality[:, None] == modality[None, :]) & ~eye
     has_positive = positive.any(dim=1)

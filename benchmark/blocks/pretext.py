@@ -110,6 +110,10 @@ class PretextTask(nn.Module):
     trains_whole_backbone: ClassVar[bool] = True  # False: some backbone parameters get no gradient in pretraining (DDP must know)
     paper_recipe: ClassVar[Recipe]
     paper: ClassVar[str] = ""
+    # The augmentation of the pretraining samples its paper states (a policy of benchmark/spatial_augmentation.py:
+    # none | si | ladp | csm | dae), the same for every method of one paper (tests/test_registry_contract.py): "none"
+    # where the paper names none or the method draws its own views (SwAV / SimSiam multi-crop, Swin-UNETR SSL).
+    pretrain_aug: ClassVar[str] = "none"
 
     def __init__(self, backbone: nn.Module, cfg: Any, *, in_channels: int) -> None:
         super().__init__()
@@ -139,6 +143,11 @@ class PretextTask(nn.Module):
         """True: one pretraining per label fraction, on exactly that fraction's labelled cases (what a label-aware
         pretraining must do); False: one pretraining on every non-test case (and --pretrain-extra) for all fractions."""
         return cls.is_label_aware(cfg)
+
+    @classmethod
+    def pretrain_augmentation(cls, cfg: Any) -> str:
+        """The augmentation policy of this configuration's pretraining samples (default: the class's ``pretrain_aug``)."""
+        return cls.pretrain_aug
 
     @classmethod
     def pretrain_foreground_prob(cls, cfg: Any) -> float:

@@ -5,6 +5,9 @@ so that mixup blends them like images; CarveMix pastes lesion regions with their
 network is the backbone itself (its output layer has one channel per target). Evaluation runs
 MONAI sliding-window inference over each whole test volume (2D networks slice by slice) and
 records the task's per-case metrics (Dice, HD95 and the task's own, ``SegmentationTask.metrics``).
+A case the paper's in-plane pre-processing resampled (HIE's 256 x 256 slices, ``Volume.native``) is
+predicted on that grid and scored on its own: the probabilities are resampled back
+(``benchmark.inference.to_grid``) and compared with the native label at the native spacing.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import torch
 
 from benchmark.augmentations import carvemix, mixup
 from benchmark.data import CropDataset
-from benchmark.inference import predict_volume
+from benchmark.inference import predict_volume, to_grid
 from benchmark.kinds.base import TaskKind, register_kind, resolve_finetune_loss
 from benchmark.records import FinetuneSettings, MetricInfo, MetricRow
 
@@ -74,9 +77,12 @@ class SegmentationKind(TaskKind):
         for v in volumes:
             logits = predict_volume(model, torch.from_numpy(v.image).to(device), roi=roi, protocol=protocol, tta=tta,
                                     multilabel=task.multilabel)
-            label = torch.from_numpy(np.asarray(v.label, dtype=np.int64)).to(device)[None, None]  # a prepared map is stored small
+            scored = v if v.native is None else v.native  # a resampled case is scored on its own grid, with its own spacing (``to_grid``)
+            logits = to_grid(logits, scored.image.shape[1:], multilabel=task.multilabel)
+            label = torch.from_numpy(np.asarray(scored.label, dtype=np.int64)).to(device)[None, None]  # a prepared map is stored small
             pred, true = task.logits_to_regions(logits), task.label_to_regions(label)
-            metrics = task.dice(pred, true) if primary_only else task.metrics(pred, true, spacing=v.spacing, image=v.image, label=label)
+            metrics = (task.dice(pred, true) if primary_only
+                       else task.metrics(pred, true, spacing=scored.spacing, image=scored.image, label=label))
             rows.extend(MetricRow(metric=name, value=value, case_id=v.case_id) for name, value in metrics.items())
         return rows
 

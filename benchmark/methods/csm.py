@@ -67,6 +67,7 @@ class CrossSeriesMasking(PretextTask):
     transfer = "encoder"  # section III.C: the pre-trained encoder is fine-tuned with a task head
     trains_whole_backbone = False  # the segmentation decoder of the backbone is unused while pretraining
     paper = "cross_series_masking"
+    pretrain_aug = "csm"  # CSM IV.A: "While pretraining, we randomly flip and crop" (the crop is the dataset's)
     paper_recipe = CSM_PAPER_RECIPE
 
     def __init__(self, backbone, cfg: CSMConfig, *, in_channels: int) -> None:

@@ -13,7 +13,9 @@ task's channels at fine-tuning (``inflate_single_channel_input``).
 
 Ablations of Tables 5 and 6 are switches of the same method: ``noise`` / ``downsampling`` /
 ``local_masking`` (one on, the others off: "Noise", "Downsampling", "Local Masking") and
-``cmcl=False`` ("DAE w/o CMCL"); e.g. ``--hparam dae.cmcl=false``.
+``cmcl=False`` ("DAE w/o CMCL"); e.g. ``--hparam dae.cmcl=false``. ``cmcl_temperature_reading=exp`` reads eq. 3's
+temperature literally (logits · exp(0.07)) instead of as CLIP's and the authors' code's divisor (logits / 0.07, the
+default; ``benchmark.blocks.losses.cmcl_logit_scale`` says why).
 
 Backbones: the paper's Swin-UNETR and the series-token ViT, the two with a patch embedding
 (``Backbone.patch_embed``) whose tokens local masking disrupts; CMCL reads the backbone's
@@ -29,7 +31,7 @@ import torch.nn.functional as F
 from benchmark.blocks.distributed import gather_no_grad, gather_with_grad
 from benchmark.blocks.groups import BACKBONES_2D, BACKBONES_3D, unsupported
 from benchmark.blocks.heads import linear_projection
-from benchmark.blocks.losses import cross_modal_contrastive_loss
+from benchmark.blocks.losses import TEMPERATURE_READINGS, cross_modal_contrastive_loss
 from benchmark.blocks.masking import local_channel_mask
 from benchmark.blocks.noise import add_gaussian_noise, down_up_sample
 from benchmark.blocks.recipes import DAE_PAPER_RECIPE
@@ -45,6 +47,9 @@ class DAEConfig:
     downsample_factor: float = 4.0  # ε, section 3.2
     # CMCL (eq. 3-4): "t ... is set to 0.07", "α in CMCL is set to 0.05 to match the range of both losses".
     cmcl_temperature: float = 0.07
+    # How t scales the similarities: "divide" (cos / t, CLIP's initial scale and the authors' code) or "exp"
+    # (cos · exp(t), eq. 3 as printed: a factor 1.07). Why divide is the default: ``benchmark.blocks.losses.cmcl_logit_scale``.
+    cmcl_temperature_reading: str = "divide"
     cmcl_weight: float = 0.05
     projection_dim: int = 128  # CMCL embedding size: not given in the paper (CLIP-style linear projection)
     # Ablations (Tables 5-6): which disruptions and losses are on.
@@ -58,6 +63,9 @@ class DAEConfig:
             raise ValueError("DAEConfig: at least one of noise, downsampling, local_masking must be on (else nothing is disrupted)")
         if self.cmcl_temperature <= 0:
             raise ValueError(f"cmcl_temperature must be > 0, got {self.cmcl_temperature}")
+        if self.cmcl_temperature_reading not in TEMPERATURE_READINGS:
+            raise ValueError(f"cmcl_temperature_reading {self.cmcl_temperature_reading!r}: expected one of {', '.join(TEMPERATURE_READINGS)} "
+                             "(divide: cos / t, the default; exp: cos · exp(t), DAE eq. 3 as printed)")
         if not 0.0 <= self.mask_ratio < 1.0:
             raise ValueError(f"mask_ratio r must be in [0, 1), got {self.mask_ratio}")
         if self.noise_variance < 0:
@@ -78,6 +86,9 @@ class DisruptiveAutoencoder(PretextTask):
                       "a convolutional 2D network has no patch embedding")
     transfer = "all"  # Swin-UNETR encoder and decoder transfer; the output layer is replaced (section 3.2)
     paper = "disruptive_autoencoders"
+    # DAE 3.2: "The volumes were randomly cropped into 96 x 96 x 96 cubes while pre-training", nothing more; the authors'
+    # pretraining code (DAE/Pretrain_full_contrast/data/data_pretrain.py) has RandSpatialCropd only.
+    pretrain_aug = "none"
     paper_recipe = DAE_PAPER_RECIPE
 
     def __init__(self, backbone, cfg, *, in_channels):
@@ -151,7 +162,8 @@ class DisruptiveAutoencoder(PretextTask):
         if self.cfg.cmcl:
             z = self.projection(bottleneck.flatten(2).mean(dim=2))  # [B, D]
             # Over the global batch: positives and negatives come from every worker's samples.
-            cmcl = cross_modal_contrastive_loss(gather_with_grad(z), gather_no_grad(batch["modality"]), temperature=self.cfg.cmcl_temperature)
+            cmcl = cross_modal_contrastive_loss(gather_with_grad(z), gather_no_grad(batch["modality"]), temperature=self.cfg.cmcl_temperature,
+                                                reading=self.cfg.cmcl_temperature_reading)
             out["loss"] = l1 + self.cfg.cmcl_weight * cmcl
             out["cmcl"] = cmcl.detach()
         return out

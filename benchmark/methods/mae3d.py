@@ -58,6 +58,7 @@ class MAE3D(PretextTask):
     transfer = "encoder"  # as CSM: the pre-trained ViT encoder is fine-tuned with a task head
     trains_whole_backbone = False  # the segmentation decoder of the backbone is unused while pretraining
     paper = "cross_series_masking"
+    pretrain_aug = "csm"  # CSM IV.A: the paper's pretraining pipeline ("we randomly flip and crop"), its baselines alike
     paper_recipe = CSM_PAPER_RECIPE  # the baseline is pretrained with the CSM recipe
 
     def __init__(self, backbone, cfg: MAE3DConfig, *, in_channels: int) -> None:

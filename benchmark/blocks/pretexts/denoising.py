@@ -78,6 +78,9 @@ class DenoisingPretext(PretextTask):
     supported_backbones: ClassVar[tuple[str, ...]] = ALL_BACKBONES
     transfer: ClassVar[str] = "all"  # the whole U-Net (decoder included) initialises fine-tuning; only the output layer is new
     paper: ClassVar[str] = "label_aware_denoising"
+    # LADP II.D: "During the self-pretraining and fine-tuning phases ... images are randomly flipped horizontally and
+    # vertically" (image and label together for LADP, which reads the label).
+    pretrain_aug: ClassVar[str] = "ladp"
     paper_recipe: ClassVar[Recipe] = LADP_PAPER_RECIPE
 
     def __init__(self, backbone: nn.Module, cfg: DenoisingConfig, *, in_channels: int) -> None:

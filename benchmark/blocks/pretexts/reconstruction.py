@@ -27,6 +27,7 @@ class ReconstructionPretext(PretextTask):
     transfer: ClassVar[str] = "all"  # encoder and decoder transfer; input/output layers replaced (section 5.4)
     replace_input_on_transfer: ClassVar[bool] = True
     paper: ClassVar[str] = "source_identification"
+    pretrain_aug: ClassVar[str] = "si"  # SI 5.5.3: the same augmentation "for all experiments", these baselines included
     paper_recipe: ClassVar[Recipe] = SI_PAPER_RECIPE  # SI 5.5: one recipe for all proxy tasks
 
     def corrupt(self, x: torch.Tensor, *, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -52,6 +52,9 @@ class SourceIdentificationPretext(PretextTask):
     transfer: ClassVar[str] = "all"  # encoder and decoder transfer; only input/output layers are replaced (section 5.4)
     replace_input_on_transfer: ClassVar[bool] = True
     paper: ClassVar[str] = "source_identification"
+    # SI 5.5.3: rotation, scaling, flipping and elastic deformation "applied to the original 2D images as data
+    # augmentation for all experiments" (proxy tasks included); each slice of a pool on its own (benchmark.data).
+    pretrain_aug: ClassVar[str] = "si"
     paper_recipe: ClassVar[Recipe] = SI_PAPER_RECIPE
     same_patient: ClassVar[bool] = False
 
