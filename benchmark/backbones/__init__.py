@@ -11,6 +11,7 @@ from benchmark.backbones.swin_unetr import SwinUNETR3D  # noqa: F401
 from benchmark.backbones.vit import SeriesViTEncoder, ViTSegmenter  # noqa: F401
 from benchmark.backbones.vgg_unet import VGGUNet  # noqa: F401
 from benchmark.backbones.resnet_unet import ResNetUNet  # noqa: F401
+from benchmark.backbones.unetr import SeriesTokenViT, UNETR3D  # noqa: F401
 
 # Former private names of benchmark/backbones.py.
 _kaiming_init, _conv_like = kaiming_init, conv_like

@@ -34,11 +34,14 @@ class BackboneSize:
     # and of the decoder widths; depth 50 at width 1.0 is the CoPer paper's ResNet-50 (section IV.A).
     resnet_depth: int = 50
     resnet_width: float = 1.0
+    # unetr: MONAI UNETR's feature_size, the width of its convolutional decoder (16: MONAI's and the UNETR paper's default,
+    # Hatamizadeh et al. 2022 section 4); its ViT takes vit_dim / vit_heads (12 blocks and 16^3 patches are fixed by MONAI).
+    unetr_feature_size: int = 16
 
 
 # Smoke: window 4 because 7 pads the tiny feature maps of a 64x64x32 crop (3x slower on CPU).
 SMOKE_SIZE = BackboneSize(unet_features=(16, 32, 64, 128, 128, 16), swin_feature_size=12, swin_window=4, swin_norm="layer", vit_dim=48, vit_depth=2, vit_heads=4, vit_patch=8, vgg_width=0.25,
-                        resnet_depth=18, resnet_width=0.25)
+                        resnet_depth=18, resnet_width=0.25, unetr_feature_size=8)
 PAPER_SIZE = BackboneSize()
 
 
