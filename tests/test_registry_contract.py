@@ -28,7 +28,7 @@ IN_CHANNELS = 2  # two series: the smallest input every method (cross-series mas
 PRETRAINING = [name for name in list_methods() if get_method(name).pretrains]  # scratch, restart: no pretext task
 # Narrower than SMOKE_SIZE; Swin-UNETR needs feature_size a multiple of 12.
 TINY = BackboneSize(unet_features=(8, 8, 16, 16, 16, 8), swin_feature_size=12, swin_window=4, vit_dim=24, vit_depth=1, vit_heads=2,
-                    vit_patch=8, vgg_width=0.125, resnet_depth=18, resnet_width=0.125)
+                    vit_patch=8, vgg_width=0.125, resnet_depth=18, resnet_width=0.125, unetr_feature_size=8)
 # 2D: multiples of 32 (VGG / ResNet); 3D: multiples of 32 for Swin-UNETR, equal X and Y for rotations,
 # and a bottleneck with more than one voxel (instance norm).
 ROI = {2: (64, 64), 3: (32, 32, 64)}
@@ -107,10 +107,12 @@ def test_every_reported_loss_term_is_non_zero_on_a_pipeline_batch(trained):
 
 
 def test_gradients_reach_every_head_parameter(trained):
-    """Every parameter outside method.backbone (heads, decoders, tokens) gets a non-zero gradient."""
+    """Every trainable parameter outside method.backbone (heads, decoders, tokens) gets a non-zero gradient; frozen ones
+    (requires_grad False: DINO's EMA teacher, a weight-norm gain fixed at 1) get none."""
     method = trained[2]
     backbone_ids = {id(p) for p in method.backbone.parameters()}
-    heads = [(n, p) for n, p in method.named_parameters() if id(p) not in backbone_ids]
+    heads = [(n, p) for n, p in method.named_parameters() if id(p) not in backbone_ids and p.requires_grad]
+    assert all(p.grad is None for n, p in method.named_parameters() if id(p) not in backbone_ids and not p.requires_grad)
     missing = [n for n, p in heads if p.grad is None or not torch.any(p.grad != 0)]
     assert not missing, f"no gradient for head parameters {missing}"
 
