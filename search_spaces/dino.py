@@ -13,7 +13,7 @@ The CSM paper tunes none of DINO's settings (IV.A names the method only), so the
 * ``local_crops_number`` ∈ {2, 6, 8, 10}: the code's default 8, and the 2, 6 and 10 local views DINO's multi-crop
   comparisons use.
 * Not searched: the crop scales and sizes, the student temperature (0.1) and the centre momentum (0.9), which the
-  code gives as fixed; the pretraining recipe (the CSM paper's, IV.A).
+  code gives as fixed; the pretraining recipe (``recipe``: DINO's optimiser over the CSM paper's length, IV.A).
 """
 from __future__ import annotations
 

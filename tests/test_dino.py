@@ -135,6 +135,16 @@ def test_student_transfer_returns_the_trained_backbone():
         assert torch.equal(state[key], value)
 
 
+def test_paper_recipe_is_dinos_optimiser_over_the_csm_length_or_the_csm_recipe():
+    from benchmark.blocks.recipes import CSM_PAPER_RECIPE
+
+    cls = get_method("dino")
+    recipe = cls.recipe_for(cls.make_config())
+    assert (recipe.optimizer, recipe.lr, recipe.final_lr, recipe.warmup_epochs) == ("adamw", 5e-4 * 6 / 256, 1e-6, 10)
+    assert (recipe.epochs, recipe.batch_size) == (CSM_PAPER_RECIPE.epochs, 6)
+    assert cls.recipe_for(cls.make_config({"recipe": "csm"})) == CSM_PAPER_RECIPE
+
+
 def test_momentum_and_temperature_schedules():
     assert teacher_momentum(0, total=10, base=0.996) == pytest.approx(0.996)
     assert teacher_momentum(5, total=10, base=0.996) == pytest.approx(0.998)
