@@ -15,6 +15,7 @@ from benchmark.blocks.dino import DINOHead, dino_loss, teacher_momentum, teacher
 from benchmark.blocks.multicrop3d import DINOViewsConfig, dino_views, gaussian_blur_3d, local_view_size, resized_crop_3d
 from benchmark.blocks.tokens import grid_position_embedding
 from benchmark.methods import Recipe, get_method
+from dist_utils import run_distributed  # tests/ is on sys.path (no package), also in the spawned workers
 
 TINY = BackboneSize(vit_dim=24, vit_depth=1, vit_heads=2, vit_patch=8, unetr_feature_size=8)
 ROI = (32, 32, 32)
@@ -125,6 +126,32 @@ def test_teacher_gets_no_gradient_and_moves_by_ema_exactly():
     for (name, t), b, s in zip(method.teacher_encoder.named_parameters(), before, after):
         torch.testing.assert_close(t, 0.996 * b + 0.004 * s, rtol=0, atol=1e-6)
         torch.testing.assert_close(transferred[f"encoder.{name}"], t, rtol=0, atol=0)
+
+
+def _teacher_outputs(method, batch, seed: int) -> torch.Tensor:
+    """The teacher's logits [2B, K] of the global views ``method`` draws from ``generator.manual_seed(seed)``."""
+    with torch.no_grad():
+        views = dino_views(batch["image"], method.cfg, patch=method.backbone.token_encoder.patch, generator=torch.Generator().manual_seed(seed))
+        tokens = method.teacher_encoder.tokenize(torch.cat(views[:2]))
+        b, s, n, d = tokens.shape
+        return method.teacher_head(method.teacher_encoder.encode(tokens.reshape(b, s * n, d)).mean(dim=1))
+
+
+def _centre_on_worker(rank: int):
+    method = _method()
+    batch = {"image": _batch(0)["image"][rank:rank + 2]}  # rows {0, 1} and {1, 2}: each worker its own pair
+    outputs = _teacher_outputs(method, batch, seed=rank)
+    method(batch, generator=torch.Generator().manual_seed(rank))
+    return outputs, method.pending_center.clone()
+
+
+@pytest.mark.slow  # two spawned processes each importing torch / MONAI / timm: about a minute on a loaded 2-core machine
+def test_centre_update_averages_the_teacher_outputs_of_every_worker():
+    """DINOLoss.update_center all-reduces: each of two workers holds the mean of BOTH workers' teacher outputs."""
+    (out0, c0), (out1, c1) = run_distributed(_centre_on_worker)
+    expected = torch.cat([out0, out1]).mean(dim=0, keepdim=True)
+    torch.testing.assert_close(c0, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(c1, expected, rtol=1e-5, atol=1e-6)
 
 
 def test_student_transfer_returns_the_trained_backbone():
