@@ -194,6 +194,44 @@ def test_last_layer_is_frozen_for_the_first_epoch():
     assert method.head.mlp[0].weight.grad is not None
 
 
+class _ReferenceDINOHead(torch.nn.Module):
+    """facebookresearch/dino vision_transformer.DINOHead (use_bn=False), verbatim but for the imports."""
+
+    def __init__(self, in_dim, out_dim, norm_last_layer=True, nlayers=3, hidden_dim=2048, bottleneck_dim=256):
+        super().__init__()
+        layers = [torch.nn.Linear(in_dim, hidden_dim), torch.nn.GELU()]
+        for _ in range(nlayers - 2):
+            layers += [torch.nn.Linear(hidden_dim, hidden_dim), torch.nn.GELU()]
+        layers.append(torch.nn.Linear(hidden_dim, bottleneck_dim))
+        self.mlp = torch.nn.Sequential(*layers)
+        self.apply(self._init_weights)
+        with pytest.warns(FutureWarning):  # torch.nn.utils.weight_norm is deprecated for the parametrization
+            self.last_layer = torch.nn.utils.weight_norm(torch.nn.Linear(bottleneck_dim, out_dim, bias=False))
+        self.last_layer.weight_g.data.fill_(1)
+        if norm_last_layer:
+            self.last_layer.weight_g.requires_grad = False
+
+    def _init_weights(self, m):
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.trunc_normal_(m.weight, std=.02)
+            if m.bias is not None:
+                torch.nn.init.constant_(m.bias, 0)
+
+    def forward(self, x):
+        x = self.mlp(x)
+        x = F.normalize(x, dim=-1, p=2)
+        return self.last_layer(x)
+
+
+def test_head_equals_the_authors_head_for_the_same_seed():
+    torch.manual_seed(0)
+    ours = DINOHead(12, 40, hidden_dim=24, bottleneck_dim=8)
+    torch.manual_seed(0)
+    ref = _ReferenceDINOHead(12, 40, hidden_dim=24, bottleneck_dim=8)
+    x = torch.randn(5, 12)
+    torch.testing.assert_close(ours(x), ref(x))
+
+
 def test_head_last_layer_is_weight_normalised_with_a_fixed_gain():
     head = DINOHead(8, 50, hidden_dim=16, bottleneck_dim=4)
     weight = head.last_layer.weight
