@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import sys
 import threading
 import time
@@ -35,7 +36,18 @@ class Console:
 
     @property
     def is_tty(self) -> bool:
-        return bool(getattr(self.stream, "isatty", lambda: False)())
+        """A terminal that can show bars: a TTY with a width (a pseudo-terminal without a size, e.g. ``script`` in CI,
+        reports 0 columns and tqdm draws nothing there: plain lines instead)."""
+        if not getattr(self.stream, "isatty", lambda: False)():
+            return False
+        try:
+            fd = self.stream.fileno()
+        except (AttributeError, ValueError, io.UnsupportedOperation):  # a Python stream that says it is a terminal
+            return True
+        try:
+            return os.get_terminal_size(fd).columns > 0
+        except OSError:
+            return True
 
     def open_log(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

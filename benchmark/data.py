@@ -135,30 +135,43 @@ def _pad_to(array: np.ndarray, size: tuple[int, ...]) -> np.ndarray:
     return np.pad(array, pads) if any(p[1] for p in pads) else array
 
 
+FOREGROUND_SAMPLINGS = ("class", "voxel")
+
+
 def random_crop(
-    volume: Volume, roi: tuple[int, ...], rng: np.random.Generator, *, foreground_prob: float = 0.0
+    volume: Volume, roi: tuple[int, ...], rng: np.random.Generator, *, foreground_prob: float = 0.0, foreground_sampling: str = "class"
 ) -> tuple[np.ndarray, np.ndarray]:
     """A crop of ``roi`` from ``volume``: 3D roi -> [C, *roi]; 2D roi -> one axial slice [C, *roi].
 
     With probability ``foreground_prob`` the crop is centred on a labelled voxel (nnU-Net-style
     foreground oversampling, so small structures are seen during fine-tuning): ONE draw decides, and a
-    foreground sample of a 2D roi takes a labelled slice and a labelled centre in it (two independent
-    draws would make only ~foreground_prob² of the crops lesion-centred). A volume without label map
-    (``label`` None) gives an all-zero label crop. ``foreground_prob`` 0 draws nothing for the decision.
+    foreground sample of a 2D roi takes that voxel's slice and centres on it (two independent draws would
+    make only ~foreground_prob² of the crops lesion-centred). ``foreground_sampling`` says which voxel:
+    ``class`` (nnU-Net's ``class_locations``): one of the label values present in the volume, uniformly, then
+    one of its voxels, so a 130-voxel adrenal gland is centred as often as a 8,000-voxel liver; ``voxel``: any
+    labelled voxel, uniformly (large structures dominate). A volume without label map (``label`` None) gives
+    an all-zero label crop. ``foreground_prob`` 0 draws nothing for the decision.
     """
     image = volume.image
     label = volume.label[None] if volume.label is not None else np.zeros((1, *image.shape[1:]), dtype=np.int64)
+    if foreground_sampling not in FOREGROUND_SAMPLINGS:
+        raise ValueError(f"foreground_sampling {foreground_sampling!r}; expected one of {FOREGROUND_SAMPLINGS}")
     foreground = foreground_prob > 0 and rng.random() < foreground_prob
+    centre = None
+    if foreground and foreground_sampling == "class":
+        centre = _class_balanced_voxel(volume, rng)  # [x, y, z], or None without any label
     if len(roi) == 2:
-        z = _pick_slice(volume, rng, foreground)
+        z = int(centre[2]) if centre is not None else _pick_slice(volume, rng, foreground)
         image, label = image[..., z], label[..., z]
-        points = np.argwhere(label[0] > 0) if foreground else None  # one slice: cheap to scan
-    else:  # the whole volume's labelled voxels (trailing zero padding moves none of them), from its index when prepared
-        points = foreground_points(volume) if foreground else None
-    image, label = _pad_to(image, roi), _pad_to(label, roi)
+        if foreground and foreground_sampling == "voxel":
+            points = np.argwhere(label[0] > 0)  # one slice: cheap to scan
+            centre = points[rng.integers(len(points))] if len(points) else None
+    elif foreground and foreground_sampling == "voxel":  # the whole volume's labelled voxels, from its index when prepared
+        points = foreground_points(volume)
+        centre = points[rng.integers(len(points))] if len(points) else None
+    image, label = _pad_to(image, roi), _pad_to(label, roi)  # trailing zero padding moves no voxel
     spatial = image.shape[1:]
-    if foreground and len(points):
-        centre = points[rng.integers(len(points))]
+    if centre is not None:
         start = [int(np.clip(c - r // 2, 0, s - r)) for c, r, s in zip(centre, roi, spatial)]
     else:
         start = [int(rng.integers(0, s - r + 1)) for r, s in zip(roi, spatial)]
@@ -185,12 +198,32 @@ def labelled_slices(volume: Volume) -> np.ndarray:
 
 
 def foreground_points(volume: Volume) -> np.ndarray:
-    """[K, 3] coordinates of every voxel with label > 0, in C order (``np.argwhere``); [0, 3] without label map."""
+    """[K, 3] coordinates of every voxel with label > 0, ordered by label value, then in C order; [0, 3] without
+    label map."""
+    return foreground_by_class(volume)[0]
+
+
+def foreground_by_class(volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    """``foreground_points`` and [M, 2]: each label value present (ascending) and the row where its voxels start."""
     if volume.label is None:
-        return np.zeros((0, 3), dtype=np.int64)
+        return np.zeros((0, 3), dtype=np.int64), np.zeros((0, 2), dtype=np.int64)
     if volume.index is not None and volume.index.describes(volume):
-        return volume.index.foreground
-    return np.argwhere(volume.label > 0)
+        return volume.index.foreground, volume.index.foreground_classes
+    points = np.argwhere(volume.label > 0)
+    values = np.asarray(volume.label)[tuple(points.T)]
+    order = np.argsort(values, kind="stable")  # stable: C order within a class
+    classes, starts = np.unique(values[order], return_index=True)
+    return points[order], np.stack([classes, starts], axis=1).astype(np.int64)
+
+
+def _class_balanced_voxel(volume: Volume, rng: np.random.Generator) -> np.ndarray | None:
+    """One voxel of one label value drawn uniformly among those present (nnU-Net's class-wise oversampling)."""
+    points, classes = foreground_by_class(volume)
+    if not len(classes):
+        return None
+    k = int(rng.integers(len(classes)))
+    end = int(classes[k + 1, 1]) if k + 1 < len(classes) else len(points)
+    return points[int(rng.integers(int(classes[k, 1]), end))]
 
 
 def _pick_slice(volume: Volume, rng: np.random.Generator, foreground: bool) -> int:
@@ -219,13 +252,14 @@ class CropDataset(Dataset):
     """
 
     def __init__(self, volumes: list[Volume], *, roi, length: int, seed: int, with_label: bool, foreground_prob: float = 0.0,
-                 single_modality: bool = False, modality_ids: list[tuple[int, ...]] | None = None, augmentation=None):
+                 foreground_sampling: str = "class", single_modality: bool = False, modality_ids: list[tuple[int, ...]] | None = None, augmentation=None):
         if not volumes:
             raise BenchmarkInputError("no training cases to sample from; expected at least one")
         if modality_ids is not None and [len(m) for m in modality_ids] != [v.image.shape[0] for v in volumes]:
             raise ValueError("modality_ids: expected one modality id per channel of every volume")
         self.volumes, self.roi, self.length, self.seed = volumes, tuple(roi), length, seed
         self.with_label, self.foreground_prob, self.single_modality = with_label, foreground_prob, single_modality
+        self.foreground_sampling = foreground_sampling
         self.modality_ids = modality_ids
         self.augmentation = augmentation if augmentation is not None and augmentation.active else None
 
@@ -236,7 +270,8 @@ class CropDataset(Dataset):
         rng = np.random.default_rng((self.seed, index))
         which = int(rng.integers(len(self.volumes)))
         volume = self.volumes[which]
-        image, label = random_crop(volume, self.roi, rng, foreground_prob=self.foreground_prob if self.with_label else 0.0)
+        image, label = random_crop(volume, self.roi, rng, foreground_prob=self.foreground_prob if self.with_label else 0.0,
+                                   foreground_sampling=self.foreground_sampling)
         item = {"image": torch.from_numpy(np.ascontiguousarray(image))}
         if self.single_modality:
             channel = int(rng.integers(image.shape[0]))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmark.backbones import BackboneSize
+from benchmark.backbones.transfer import TransferReport
 from benchmark.methods import Recipe, get_method
 from benchmark.protocol import Protocol
 from benchmark.records import ExecutionSettings, FinetuneSettings, MetricRow
@@ -88,6 +89,22 @@ class PretrainSpec:
 
 
 @dataclass(frozen=True)
+class ExternalCheckpoint:
+    """A checkpoint made elsewhere that a Job's cells fine-tune from instead of a pretraining (``--pretrained NAME=PATH``):
+    the leaderboard row ``name`` on the Job's backbone, trained as scratch is from the checkpoint's weights. The planner
+    read it once (its hash, how its keys map onto the backbone, what transfers to this task's network); the worker
+    checks the hash and loads it the same way (``benchmark.backbones.transfer.read_external`` / ``external_model``)."""
+
+    name: str  # the row (the Job's method column)
+    source: str  # the location the user gave (a path or a storage URI)
+    path: str  # where the workers read it: ``source``, or its copy on a remote --storage (``external/<sha256>.pt``)
+    sha256: str  # of the file: the cells' pretrain_hash
+    layout: str  # how its state dict was found and its keys mapped
+    transfer: TransferReport  # tensors loaded / missing / unexpected / replaced for this task's network
+    encoder_only: bool = False  # a file of this suite's cache pretrained by an encoder-only method: only its encoder transfers
+
+
+@dataclass(frozen=True)
 class NetworkSpec:
     """A network a kind's evaluation needs beside the compared one (synthesis: the CoPer scoring network and the
     real-image segmenter), planned with its Job like a pretraining: keyed, cached at ``path``, trained by the loops
@@ -148,6 +165,8 @@ class Job:
     # "<task ref>|<case id>" -> its folder under prepared_dir (benchmark.prepared.case_locations): a worker reads its cases
     # from there without seeing the data folders (a storage URI on a cluster)
     prepared_cases: dict[str, str] = dataclasses.field(default_factory=dict)
+    # set: the cells fine-tune from this external checkpoint (``method`` is its row name, no pretraining, no method config)
+    external: ExternalCheckpoint | None = None
 
     @property
     def title(self) -> str:
@@ -157,7 +176,7 @@ class Job:
     @property
     def name(self) -> str:
         """A short unique name (Ray run names, logs)."""
-        key = self.pretrain.key[:8] if self.pretrain else "scratch"
+        key = self.pretrain.key[:8] if self.pretrain else self.external.sha256[:8] if self.external else "scratch"
         return f"{self.method}-{self.backbone}-{self.task}-s{self.seed}-f{self.fold}-{key}-{self.cells[0].cell_id[-8:]}"
 
     def with_cells(self, cell_ids: set[str]) -> "Job":
@@ -174,7 +193,7 @@ class Job:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Job":
-        config_cls = get_method(data["method"]).Config
+        config_cls = None if data.get("external") else get_method(data["method"]).Config  # an external row has no method
         values = {}
         for f in dataclasses.fields(cls):
             if f.name not in data:  # a field with a default, absent from an older Job's JSON

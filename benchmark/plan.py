@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmark import external as external_checkpoints
 from benchmark.backbones import BACKBONES
 from benchmark.datasources import TaskData
 from benchmark.errors import BenchmarkInputError
@@ -162,6 +163,7 @@ def build_plan(
     workers: int = 1,
     execution: ExecutionSettings = ExecutionSettings(),
     storage: str | None = None,
+    pretrained: list["external_checkpoints.ResolvedCheckpoint"] = (),
 ) -> Plan:
     """Every Job of the run. ``methods``: scratch is added once per backbone that a runnable method uses
     (the fair-comparison baseline), or run alone when it is the only entry.
@@ -173,7 +175,9 @@ def build_plan(
     of every corpus task are excluded. ``workers``: DDP workers per Job (a batch-wise loss sees their global batch).
     ``execution``: how the loops run (``with_execution``). ``storage`` (``benchmark.storage``; default: ``cache_dir``):
     where the Jobs' prepared cases, pretraining and evaluation-network cache and checkpoints live; every Job names
-    its cases' prepared folders there, so its worker needs no data folder."""
+    its cases' prepared folders there, so its worker needs no data folder. ``pretrained`` (``--pretrained``, read by
+    ``benchmark.external.resolve``): rows fine-tuned from checkpoints made elsewhere, on their backbone, with scratch
+    on that backbone beside them; their fit to every task's network is checked here (``benchmark.external.for_task``)."""
     protocol = protocol or profile.protocol
     storage = storage_uri.normalise(storage or cache_dir)
     volume_size = tuple(profile.volume_size) if profile.volume_size else None
@@ -210,7 +214,16 @@ def build_plan(
                                                      seed=protocol.validation_seed_offset + task.split_seed + seed * 100 + fold)
                       for (seed, fold), (train, _) in splits.items()}
         n_train = min(len(train) for train, _ in splits.values())
-        for entry, bb in _entries_with_scratch(methods, task, backbone, finetune):
+        rows = [(entry, bb, None) for entry, bb in _entries_with_scratch(methods, task, backbone, finetune, also=[
+            r.backbone for r in pretrained if external_unsupported(r.entry.name, task, r.backbone, finetune) is None])]
+        rows += [(MethodEntry(r.entry.name), r.backbone, r) for r in pretrained]
+        for entry, bb, checkpoint in rows:
+            if checkpoint is not None:  # a checkpoint made elsewhere: fine-tuned as scratch is, from its weights
+                jobs += _external_jobs(checkpoint, td, splits=splits, validation=validation, fractions=fractions, profile=profile,
+                                       storage=storage, finetune=task_finetune, protocol=protocol, execution=execution, locations=locations,
+                                       config_key={**downstream, **spatial_key}, n_folds=folds,
+                                       na_reason=external_unsupported(entry.name, task, bb, finetune))
+                continue
             method_cls = get_method(entry.name)
             try:
                 cfg = method_cls.make_config(entry.overrides)
@@ -224,11 +237,7 @@ def build_plan(
             config_id = content_hash({**dataclasses.asdict(cfg), **downstream, **spatial_key}, 8)
             for (seed, fold), (train_ids, test_ids) in splits.items():
                 fit_ids, val_ids = validation[(seed, fold)]
-                cells = []
-                for fraction in fractions:
-                    n = fraction.n_labeled(len(fit_ids))
-                    cell_id = f"{entry.name}|{bb}|{task.name}|{fraction.label}|seed{seed}|fold{fold}|{config_id}"
-                    cells.append(CellSpec(cell_id, fraction.label, n, tuple(labeled_subset(fit_ids, n, seed=seed, protocol=protocol))))
+                cells = _cells(entry.name, bb, task, fractions, fit_ids, seed=seed, fold=fold, config_id=config_id, protocol=protocol)
                 # A label-aware pretraining may only see the labels of the fraction it is compared at,
                 # so it is one pretraining per fraction; otherwise one pretraining serves every fraction.
                 # (ddp:cases=labelled pretrains per fraction too, on the cases LADP sees: pretrains_on_labelled_cases.)
@@ -245,17 +254,68 @@ def build_plan(
     return Plan(jobs=tuple(jobs), profile=profile)
 
 
-def _entries_with_scratch(methods: list[MethodEntry], task: Task, backbone: str | None, finetune: FinetuneSettings) -> list[tuple[MethodEntry, str]]:
+def _cells(name: str, backbone: str, task: Task, fractions: list[Fraction], fit_ids: list[str], *, seed: int, fold: int, config_id: str,
+           protocol: Protocol) -> list[CellSpec]:
+    """The cells of one row on one split: one per label fraction, its labelled cases a nested subset of ``fit_ids``."""
+    cells = []
+    for fraction in fractions:
+        n = fraction.n_labeled(len(fit_ids))
+        cell_id = f"{name}|{backbone}|{task.name}|{fraction.label}|seed{seed}|fold{fold}|{config_id}"
+        cells.append(CellSpec(cell_id, fraction.label, n, tuple(labeled_subset(fit_ids, n, seed=seed, protocol=protocol))))
+    return cells
+
+
+def _entries_with_scratch(methods: list[MethodEntry], task: Task, backbone: str | None, finetune: FinetuneSettings,
+                          also: list[str] = ()) -> list[tuple[MethodEntry, str]]:
     """(entry, backbone) pairs of one task: every requested method on its paper backbone (or ``backbone``),
-    then the kind's baseline (scratch; synthesis: l1) once per backbone that a runnable method uses."""
+    then the kind's baseline (scratch; synthesis: l1) once per backbone that a runnable method uses, or that ``also``
+    names (the backbones of the --pretrained rows that run on this task)."""
     baseline = kind_of(task).baseline_method
     pairs = [(e, backbone or _configured_backbone(e)) for e in methods if e.name != baseline]
     scratch = [e for e in methods if e.name == baseline] or [MethodEntry(baseline)]
-    used = list(dict.fromkeys(bb for e, bb in pairs if _unsupported(get_method(e.name), task, bb, finetune) is None))
-    if pairs or any(e.name == baseline for e in methods):
+    used = list(dict.fromkeys([*(bb for e, bb in pairs if _unsupported(get_method(e.name), task, bb, finetune) is None), *also]))
+    if pairs or also or any(e.name == baseline for e in methods):
         for bb in used or [backbone or get_method(baseline).default_backbone]:
             pairs += [(s, bb) for s in scratch]
     return pairs
+
+
+@dataclass(frozen=True)
+class _ExternalRow:
+    """What a task kind's ``unsupported_reason`` reads of a method class, for a --pretrained row (no method: no pretext,
+    no labels read, not a synthesis loss)."""
+
+    registry_name: str
+    label_aware: bool = False
+    synthesis_loss: bool = False
+
+
+def external_unsupported(name: str, task: Task, backbone: str, finetune: FinetuneSettings) -> str | None:
+    """Why the --pretrained row ``name`` cannot run on this task (its kind's rule, e.g. a 2D backbone on a classification
+    task, or a synthesis task whose rows are generator losses), or None."""
+    return kind_of(task).unsupported_reason(task, method_cls=_ExternalRow(name), backbone=backbone,
+                                            spatial_dims=BACKBONES.get(backbone).spatial_dims, finetune=finetune)
+
+
+def _external_jobs(checkpoint: "external_checkpoints.ResolvedCheckpoint", td: TaskData, *, splits, validation, fractions: list[Fraction],
+                   profile: Profile, storage: str, finetune: FinetuneSettings, protocol: Protocol, execution: ExecutionSettings,
+                   locations: dict[str, str], config_key: dict, n_folds: int, na_reason: str | None) -> list[Job]:
+    """The Jobs of a --pretrained row on one task, one per split: no pretraining, fine-tuned exactly as scratch is (the
+    no-pretext method's recipe and rounds) from the checkpoint's weights. Its cell ids hold the file's hash, so another
+    file under the same name is other cells; its checkpoint's fit to this task's network is checked here."""
+    name, bb = checkpoint.entry.name, checkpoint.backbone
+    spec = None if na_reason else external_checkpoints.for_task(checkpoint, td.task, profile=profile)
+    config_id = content_hash({"external": checkpoint.sha256, "encoder_only": checkpoint.encoder_only, **config_key}, 8)
+    no_pretext = get_method("scratch")
+    jobs = []
+    for (seed, fold), (train_ids, test_ids) in splits.items():
+        fit_ids, val_ids = validation[(seed, fold)]
+        cells = _cells(name, bb, td.task, fractions, fit_ids, seed=seed, fold=fold, config_id=config_id, protocol=protocol)
+        job = _job(MethodEntry(name), no_pretext, None, bb, td, seed=seed, fold=fold, n_folds=n_folds, train_ids=fit_ids, val_ids=val_ids,
+                   test_ids=test_ids, pretrain_ids=[], cells=tuple(cells), profile=profile, storage=storage, finetune=finetune, protocol=protocol,
+                   na_reason=na_reason, execution=execution, locations=locations)
+        jobs.append(dataclasses.replace(job, external=spec))
+    return jobs
 
 
 def _configured_backbone(entry: MethodEntry) -> str:
@@ -467,14 +527,15 @@ def apply_params(job: Job, params: dict[str, Any], *, search_budget: int = 0) ->
     pretext = {k: v for k, v in params.items() if not k.startswith((PRETRAIN_PREFIX, FINETUNE_PREFIX))}
     pre = {k[len(PRETRAIN_PREFIX):]: v for k, v in params.items() if k.startswith(PRETRAIN_PREFIX)}
     fine = {k[len(FINETUNE_PREFIX):]: v for k, v in params.items() if k.startswith(FINETUNE_PREFIX)}
+    method_cls = get_method(job.method) if job.external is None else get_method("scratch")  # a --pretrained row: no pretext
     try:
-        cfg = get_method(job.method).make_config({**job.method_overrides, **pretext})
+        cfg = method_cls.make_config({**job.method_overrides, **pretext})
         pre_recipe = dataclasses.replace(job.pretrain.recipe, **pre) if job.pretrain else None
         ft_recipe = dataclasses.replace(job.finetune_recipe, **fine)
     except (TypeError, ValueError) as exc:
         raise BenchmarkInputError(f"searched hyperparameters {params} for {job.method!r}: {exc}") from None
     pretrain = job.pretrain
-    pretext = {k: v for k, v in pretext.items() if k in get_method(job.method).pretraining_config(cfg)}  # e.g. not a loss weight (λ1)
+    pretext = {k: v for k, v in pretext.items() if k in method_cls.pretraining_config(cfg)}  # e.g. not a loss weight (λ1)
     if pretrain is not None and (pretext or pre):
         steps = pre_recipe.steps_for(pretrain.samples)
         key = content_hash({"base": pretrain.key, "pretext": pretext, "recipe": _recipe_key(pre_recipe), "steps": steps})
@@ -482,8 +543,8 @@ def apply_params(job: Job, params: dict[str, Any], *, search_budget: int = 0) ->
     ft_steps = ft_recipe.steps_for(job.finetune_samples) if ft_recipe.steps is None else ft_recipe.steps
     config_id = content_hash({"base": job.cells[0].cell_id.rsplit("|", 1)[-1], "tuned": params}, 8)
     cells = tuple(dataclasses.replace(c, cell_id=f"{c.cell_id.rsplit('|', 1)[0]}|{config_id}") for c in job.cells)
-    channels = tuple(get_method(job.method).backbone_channels(cfg, in_channels=job.in_channels))  # e.g. CSI: C x M̃ inputs
-    tuned = dataclasses.replace(job, method_config=cfg, pretrain=pretrain, pretrain_channels=channels, finetune_recipe=ft_recipe, finetune_steps=ft_steps,
+    channels = tuple(method_cls.backbone_channels(cfg, in_channels=job.in_channels))  # e.g. CSI: C x M̃ inputs
+    tuned = dataclasses.replace(job, method_config=cfg if job.external is None else None, pretrain=pretrain, pretrain_channels=channels, finetune_recipe=ft_recipe, finetune_steps=ft_steps,
                                 validation_every=max(1, ft_steps // job.protocol.validations_per_finetune), cells=cells,
                                 tuned_params=dict(params), search_budget=search_budget)
     return with_execution(tuned, job.execution)

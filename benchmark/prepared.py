@@ -9,9 +9,12 @@ pre-processing settings) and written as ``.npy`` arrays::
     <cache>/prepared/<task>-<settings hash>/<quoted case id>-<file fingerprint>/
         image.npy            float32 [C, X, Y, Z]
         label.npy            the label map in the smallest integer type that holds its values (absent: no label map)
-        body_slices.npy      axial slices with any non-zero voxel      } the VolumeIndex (tasks.base): what the samplers
-        labelled_slices.npy  axial slices with any label               } would otherwise scan the whole volume for,
-        foreground.npy       [K, 3] labelled voxels (label > 0)        } for every sample
+        body_slices.npy         axial slices with any non-zero voxel   } the VolumeIndex (tasks.base): what the
+        labelled_slices.npy     axial slices with any label            } samplers would otherwise scan the whole
+        foreground.npy          [K, 3] labelled voxels (label > 0) by  } volume for, for every sample
+                                label value, then in C order           }
+        foreground_classes.npy  [M, 2] each label value present and    }
+                                its first row in foreground.npy        }
         meta.json            case id, spacing, class, shapes, format version
 
 Each case folder is written once, atomically (``benchmark.store.write_folder_once``), so concurrent Jobs, runs and
@@ -61,9 +64,9 @@ from benchmark.store import write_folder_once
 from tasks import Case, Task, Volume, get_task
 from tasks.base import VolumeIndex
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: foreground voxels ordered by label value, foreground_classes
 PROGRESS_EVERY_S = 10.0
-_ARRAYS = ("image", "label", "body_slices", "labelled_slices", "foreground")
+_ARRAYS = ("image", "label", "body_slices", "labelled_slices", "foreground", "foreground_classes")
 
 
 def settings_hash(task: Task, *, volume_size: tuple[int, int, int] | None) -> str:
@@ -118,8 +121,9 @@ def write_case(folder: Path, volume: Volume) -> None:
         np.save(folder / "label.npy", np.ascontiguousarray(volume.label.astype(label_dtype)))
     np.save(folder / "body_slices.npy", preprocessing.body_slices(volume))
     np.save(folder / "labelled_slices.npy", preprocessing.labelled_slices(volume))
-    points = preprocessing.foreground_points(volume)
+    points, classes = preprocessing.foreground_by_class(volume)
     np.save(folder / "foreground.npy", points.astype(np.int32 if max(volume.image.shape) < 2**31 else np.int64))
+    np.save(folder / "foreground_classes.npy", classes.astype(np.int64))
     meta = {"case_id": volume.case_id, "spacing": list(map(float, volume.spacing)), "target": volume.target, "shape": list(volume.image.shape),
             "label_dtype": None if label_dtype is None else label_dtype.name, "format": FORMAT_VERSION}
     (folder / "meta.json").write_text(json.dumps(meta, sort_keys=True))
@@ -139,7 +143,8 @@ def open_case(folder: Path) -> Volume:
     meta = json.loads((folder / "meta.json").read_text())
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="c") if (folder / f"{name}.npy").exists() else None for name in _ARRAYS}
     index = VolumeIndex(image=arrays["image"], label=arrays["label"], body_slices=np.asarray(arrays["body_slices"]),
-                        labelled_slices=np.asarray(arrays["labelled_slices"]), foreground=arrays["foreground"])
+                        labelled_slices=np.asarray(arrays["labelled_slices"]), foreground=arrays["foreground"],
+                        foreground_classes=np.asarray(arrays["foreground_classes"]))
     return Volume(case_id=meta["case_id"], image=arrays["image"], label=arrays["label"], spacing=tuple(meta["spacing"]),
                   target=meta["target"], index=index)
 

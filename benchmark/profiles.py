@@ -9,7 +9,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmark.backbones import PAPER_SIZE, SMOKE_SIZE, BackboneSize
+from benchmark.backbones import BACKBONES, PAPER_SIZE, SMOKE_SIZE, BackboneSize
 from benchmark.errors import BenchmarkInputError
 from benchmark.methods import PretextTask, Recipe
 from benchmark.protocol import DEFAULT_PROTOCOL, Protocol
@@ -133,7 +133,24 @@ TINY = dataclasses.replace(
     SMOKE, name="tiny", finetune_recipes=_few_steps(SMOKE.finetune_recipes, 2), smoke_pretrain=_few_steps(SMOKE.smoke_pretrain, 2)
 )
 
-PROFILES = {p.name: p for p in (SMOKE, PAPER, TINY)}
+
+
+def with_plugin_backbones(profile: Profile) -> Profile:
+    """``profile`` plus the crop and recipes that each plugin backbone (``benchmark.plugins``) declares for it in
+    ``Backbone.profiles`` (tiny: its smoke entry with 2 steps per stage); the suite's own backbones are listed above."""
+    declared = {name: BACKBONES.get(name).profiles for name in BACKBONES.names() if BACKBONES.origin(name) is not None}
+    if not declared:
+        return profile
+    own = "smoke" if profile.name == "tiny" else profile.name
+    finetune = {name: d[own].finetune for name, d in declared.items()}
+    pretrain = {name: d["smoke"].pretrain for name, d in declared.items()} if profile.smoke_pretrain else {}
+    if profile.name == "tiny":
+        finetune, pretrain = _few_steps(finetune, 2), _few_steps(pretrain, 2)
+    return dataclasses.replace(profile, rois={**profile.rois, **{name: tuple(d[own].roi) for name, d in declared.items()}},
+                               finetune_recipes={**profile.finetune_recipes, **finetune}, smoke_pretrain={**profile.smoke_pretrain, **pretrain})
+
+
+PROFILES = {p.name: with_plugin_backbones(p) for p in (SMOKE, PAPER, TINY)}
 PROFILE_HELP = {
     "smoke": "built-in data, narrow networks, a few minutes on a CPU (default without --data-root)",
     "paper": "each paper's recipe: epochs, batch, learning rate, crop size (default with --data-root)",

@@ -15,6 +15,9 @@ from dataclasses import dataclass
 class Protocol:
     # nnU-Net-style foreground oversampling of fine-tuning crops (a third of the crops centred on a label).
     finetune_foreground_prob: float = 0.33
+    # Which labelled voxel such a crop is centred on: "class" (nnU-Net: a label value present in the case, uniformly,
+    # then one of its voxels; small organs are seen as often as the liver) or "voxel" (any labelled voxel, uniformly).
+    finetune_foreground_sampling: str = "class"
     # (Pretraining crops: a method's own setting, e.g. LADP's foreground_prob; only a label-aware one samples by labels.)
     # MONAI sliding-window inference on the test volumes.
     sliding_window_overlap: float = 0.25

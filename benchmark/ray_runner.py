@@ -43,6 +43,7 @@ from benchmark.plan import apply_params
 from benchmark.train import Hooks, local_claim, run_job
 
 # Ray Train V2, and its state tracking (else the dashboard's Train view stays empty), in every process of the run.
+_STARTED_HERE = False  # start_ray connected this process (release() disconnects it again)
 _TRAIN_ENV = {"RAY_TRAIN_V2_ENABLED": "1", "RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
 
 
@@ -59,6 +60,7 @@ def start_ray(address: str | None, *, dashboard: bool = True, connect_timeout_s:
     A given address is probed first: a cluster that does not answer is one clear error within seconds.
     Returns the dashboard URL ("" when none).
     """
+    global _STARTED_HERE
     if ray.is_initialized():
         return ""
     for key, value in _TRAIN_ENV.items():  # an embedded cluster's workers inherit them
@@ -70,6 +72,7 @@ def start_ray(address: str | None, *, dashboard: bool = True, connect_timeout_s:
         context = ray.init(address=address, runtime_env={"env_vars": {k: os.environ[k] for k in _TRAIN_ENV}}, **kwargs)
     else:
         context = ray.init(address="local", include_dashboard=dashboard, **kwargs)
+    _STARTED_HERE = True
     url = getattr(context, "dashboard_url", "") or ""
     return f"http://{url}" if url and not url.startswith("http") else url
 
@@ -518,8 +521,18 @@ def _dirname(name: str) -> str:
 
 
 def shutdown() -> None:
+    global _STARTED_HERE
     if ray.is_initialized():
         ray.shutdown()
+    _STARTED_HERE = False
+
+
+def release() -> None:
+    """Disconnect from (and, for an embedded cluster, stop) the Ray cluster ``start_ray`` connected to; a cluster
+    the caller had initialised itself stays. Done while the run still captures what the process prints: the
+    workers' last log lines, which Ray forwards asynchronously, would otherwise reach the console after the run."""
+    if _STARTED_HERE:
+        shutdown()
 
 
 # ---- hyperparameter search: Ray Tune + Optuna ---------------------------------------------------------------

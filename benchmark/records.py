@@ -66,6 +66,12 @@ class MetricInfo:
     scope: str = "case"
 
 
+# Per-case rows of segmentation tasks that are flags, not metrics: ``empty_pred_<region>`` = 1.0 where the region's
+# prediction is empty and its truth is not (its boundary distances are then undefined, NaN; tasks/metrics.py). The
+# report counts them beside the distance tables instead of tabulating them (reports/load.py).
+EMPTY_PRED_PREFIX = "empty_pred_"
+
+
 @dataclass(frozen=True)
 class MetricRow:
     """One value of one metric: of one test case (``case_id``) or of the whole test set (``case_id`` None)."""

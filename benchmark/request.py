@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from benchmark.records import ExecutionSettings, FinetuneSettings
 
 if TYPE_CHECKING:  # annotations only: building a request (the command line's --help) stays torch-free
+    from benchmark.external import PretrainedEntry
     from benchmark.plan import Fraction, MethodEntry
     from benchmark.profiles import Profile
     from tasks import Task
@@ -31,8 +32,9 @@ class RayOptions:
 @dataclass(frozen=True)
 class ReportOptions:
     test: str = "ttest"
-    holm: bool = False
+    holm: bool = True  # Holm per report table (--no-holm: uncorrected)
     publish: Path | None = None
+    paper_datasets: tuple[tuple[str, str], ...] = ()  # (task, a paper's in-house cohort the user says the data is)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class RunRequest:
     confirmed: bool = False  # --yes: start a paper-profile run whose estimate exceeds an hour without GPUs
     verbose: bool = False  # --verbose: Ray's, Tune's and the workers' own output on the console too (always in logs/run.log)
     storage: str | None = None  # --storage: what workers write and others read (benchmark.storage); None: the cache folder
+    pretrained: tuple[PretrainedEntry, ...] = ()  # --pretrained: rows fine-tuned from external checkpoints
 
     @property
     def storage_root(self) -> str:

@@ -22,14 +22,14 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from benchmark import console, storage
+from benchmark import console, external, storage
 from benchmark.datasources import attach_unlabeled, resolve_task_data
 from benchmark.console import format_duration
 from benchmark.estimate import estimate, load_step_times, record_step_times, reference_step_times, unit_work
 from benchmark.errors import BenchmarkInputError
 from benchmark.kinds import kind_of
 from benchmark.output_lock import one_writer
-from benchmark.plan import apply_params, build_plan
+from benchmark.plan import apply_params, build_plan, external_unsupported
 from benchmark.prepared import prepare_cases, prepared_dir, prepared_root, publish_cases
 from benchmark.request import ReportOptions, RunRequest
 from benchmark.store import ResultStore, cell_record, result_rows, variant_label, write_atomic
@@ -73,6 +73,24 @@ def resolve_data(request: RunRequest) -> tuple[list, list | None]:
     return [td for td in task_data if td.task.name in fine_tuned], corpus
 
 
+def resolve_pretrained(request: RunRequest) -> list:
+    """Every --pretrained checkpoint read (hash, backbone, key mapping) and its fit to each task's network checked, before
+    any data is read or prepared: a file that does not fit stops the run at once (``benchmark.external``)."""
+    out = []
+    for entry in request.pretrained:
+        checkpoint = external.resolve(entry, profile=request.profile, backbone=request.backbone, storage_root=request.storage_root)
+        for task in request.tasks:
+            reason = external_unsupported(entry.name, task, checkpoint.backbone, request.finetune)
+            if reason is not None:
+                _log(f"--pretrained {entry.name} on {task.name}: n/a: {reason}")
+                continue
+            spec = external.for_task(checkpoint, task, profile=request.profile)
+            _log(f"--pretrained {entry.name}: {checkpoint.backbone} weights from {entry.location} (sha256 {checkpoint.sha256[:12]}); "
+                 f"for {task.name}: {spec.transfer.describe()} ({spec.layout})")
+        out.append(checkpoint)
+    return out
+
+
 def _resolve(request: RunRequest, tasks: list) -> list:
     task_data = []
     for task in tasks:
@@ -108,6 +126,7 @@ def _execute(request: RunRequest) -> int:
         _log(f"run {request.run_name!r}, profile {request.profile.name}, output {request.output}")
     if console.current().log_path is not None:
         _log(f"log: {console.current().log_path} (Ray's, Tune's and the workers' output{'; also shown here: --verbose' if request.verbose else ''})")
+    checkpoints = resolve_pretrained(request) if not request.check_data and not request.prepare_only else []
     task_data, corpus = resolve_data(request)
     phases.mark("data_check")
     if request.check_data:
@@ -121,13 +140,16 @@ def _execute(request: RunRequest) -> int:
     plan = build_plan(methods=list(request.methods), task_data=task_data, fractions=list(request.fractions), seeds=list(request.seeds),
                       profile=request.profile, cache_dir=request.cache_dir, backbone=request.backbone, finetune=request.finetune,
                       folds=request.folds, corpus=corpus, workers=request.ray.num_workers, execution=request.execution,
-                      storage=request.storage_root)
+                      storage=request.storage_root, pretrained=checkpoints)
+    for path in external.publish(list(plan.jobs)):
+        _log(f"external checkpoint copied to the storage: {path}")
 
     store = ResultStore(request.output, request.run_name)
     versions = software_versions()
     store.write_json("config.json", {
         "run": request.run_name, "argv": list(request.argv), "profile": dataclasses.asdict(request.profile),
         "methods": [dataclasses.asdict(m) for m in request.methods], "tasks": [t.ref for t in request.tasks],
+        "pretrained": [dataclasses.asdict(p) for p in request.pretrained],
         "pretrain_corpus": [td.task.ref for td in corpus] if corpus else None,
         "fractions": [f.label for f in request.fractions], "seeds": list(request.seeds), "folds": request.folds,
         "data_roots": {td.task.name: str(td.root) for td in task_data}, "versions": versions,
@@ -164,6 +186,8 @@ def _run_plan(request: RunRequest, plan, *, store, versions: dict[str, str], pha
         phases.mark("ray_start")
         _check_estimate(pending, request=request, gpus_per_worker=gpus_per_worker)
     failures = _run_jobs(pending, request=request, store=store, versions=versions)
+    if pending or request.search.trials:
+        _release_ray()
     phases.mark("jobs")
     paths = build_report([request.output], output=request.output, title=f"medssl-bench leaderboard – {request.run_name}", options=request.report)
     phases.mark("report")
@@ -174,6 +198,12 @@ def _run_plan(request: RunRequest, plan, *, store, versions: dict[str, str], pha
         _log(f"{failures} job(s) failed; see 'failed' rows in {store.cells_path}", err=True)
         return 1
     return 0
+
+
+def _release_ray() -> None:
+    from benchmark import ray_runner  # lazy: Ray loads only when something runs (not for --report)
+
+    ray_runner.release()
 
 
 class _Phases:
@@ -389,7 +419,7 @@ def _define_by_run(job, options):
     """The search space of a Job's method (+ the opt-in fine-tuning part), or None when it is empty."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     recipe = job.finetune_recipe
-    space = SearchSpace(job.method, finetune_lr=recipe.lr if options.finetune_lr else None,
+    space = SearchSpace(job.method if job.external is None else None, finetune_lr=recipe.lr if options.finetune_lr else None,
                         finetune_batch_size=recipe.batch_size if options.finetune_lr and options.finetune_batch_size else None)
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
     return _TrialSpace(space) if space(probe) else None
@@ -441,7 +471,8 @@ def _headline(result) -> str:
 
 
 def build_report(run_dirs: list[Path], *, output: Path, title: str, options: ReportOptions) -> dict[str, Path]:
-    return build([Path(d) for d in run_dirs], out_dir=Path(output), publish_dir=options.publish, title=title, test=options.test, holm=options.holm)
+    return build([Path(d) for d in run_dirs], out_dir=Path(output), publish_dir=options.publish, title=title, test=options.test, holm=options.holm,
+                 paper_datasets=dict(options.paper_datasets))
 
 
 def report_only(run_dirs: list[Path], *, output: Path | None, options: ReportOptions) -> int:

@@ -15,6 +15,7 @@ decides who writes a shared key: that is the run layer's (``benchmark.ray_runner
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import tempfile
@@ -118,6 +119,21 @@ def read_bytes(location: str | os.PathLike) -> bytes:
         if filesystem.get_file_info(path).type == pafs.FileType.NotFound:
             raise FileNotFoundError(f"{location}: no such file") from None
         raise
+
+
+def sha256(location: str | os.PathLike, *, chunk: int = 1 << 22) -> str:
+    """The SHA-256 of the file's content (hex), read in chunks (checkpoints are large)."""
+    digest = hashlib.sha256()
+    filesystem, path = resolve(location)
+    with filesystem.open_input_stream(path) as stream:
+        while block := stream.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def copy(source: str | os.PathLike, location: str | os.PathLike) -> None:
+    """Copy the file ``source`` to ``location`` (either may be a path or a URI), atomically at the destination."""
+    write_bytes(location, read_bytes(source))
 
 
 def write_bytes(location: str | os.PathLike, data: bytes) -> None:

@@ -6,8 +6,9 @@
   ``scope``: "case" (a value of one test case) or "set" (a value of the whole test set, e.g. AUC;
   its case_id is empty).
 * ``cells.csv``   -- one row per cell: status (done / n/a / failed), reason, the variant label,
-  resolved config (JSON) and its short hash ``config_id``, pretraining checkpoint hash, wall time,
-  device-hours and software versions.
+  resolved config (JSON) and its short hash ``config_id``, pretraining checkpoint hash (an external checkpoint's:
+  the sha256 of its file, and what transferred: ``transfer_loaded`` / ``_missing`` / ``_unexpected`` / ``_replaced``),
+  wall time, device-hours and software versions.
 * ``curves.csv``  -- the fine-tuning curves of every cell: run, cell_id, step, metric (validation_score,
   train_loss), value; the validation-selected step is in the cell record (``selected_step``).
 * ``metrics.csv`` -- one row per metric a task records: direction (higher_is_better), whether it is
@@ -39,6 +40,7 @@ CELL_COLUMNS = [
     "run", "cell_id", "method", "backbone", "task", "fraction", "n_labeled", "seed", "fold", "status", "reason", "variant",
     "label_aware", "finetune_aug", "spatial_aug", "finetune_loss", "tta", "missing_series", "config_id", "pretrain_hash", "pretrain_reused", "pretrain_seconds", "finetune_seconds",
     "pretrain_loss_initial", "pretrain_loss_final",
+    "transfer_loaded", "transfer_missing", "transfer_unexpected", "transfer_replaced",
     "pretrain_resumed_from", "finetune_resumed_from", "node", "device_hours", "selected_step", "validation_score", "tuned_params", "search_budget", "precision", "compiled", "loader_workers",
     "max_steps", "step_seconds", "stage_seconds", "versions", "config",
 ]
@@ -79,10 +81,13 @@ def cell_record(job: "Job", cell: "CellSpec", *, status: str, reason: str = "", 
         "variant": variant_label(job.method_overrides), "label_aware": job.label_aware, "finetune_aug": job.finetune.augmentation,
         "spatial_aug": job.finetune.spatial_aug, "finetune_loss": job.finetune.loss, "tta": job.finetune.tta,
         "missing_series": job.finetune.missing_series, "config_id": cell.cell_id.rsplit("|", 1)[-1],
-        "pretrain_hash": job.pretrain.key if job.pretrain else "", "pretrain_reused": bool(result.pretrain_reused) if result else False,
+        # an external checkpoint's (--pretrained) hash is the sha256 of its file
+        "pretrain_hash": job.pretrain.key if job.pretrain else job.external.sha256 if job.external else "", "pretrain_reused": bool(result.pretrain_reused) if result else False,
         "pretrain_seconds": result.pretrain_seconds if result else None, "finetune_seconds": result.finetune_seconds if result else None,
         "pretrain_loss_initial": result.pretrain_loss[0] if result and result.pretrain_loss else None,
         "pretrain_loss_final": result.pretrain_loss[1] if result and result.pretrain_loss else None,
+        # what an external checkpoint gave the network (planned from the file; the worker logs the same)
+        **{f"transfer_{k}": getattr(job.external.transfer, k) if job.external else None for k in ("loaded", "missing", "unexpected", "replaced")},
         # the step an interrupted stage continued from (its checkpoint; 0: it ran from the start)
         "pretrain_resumed_from": result.resumed_from.get("pretrain", 0) if result else None,
         "finetune_resumed_from": result.resumed_from.get("finetune", 0) if result else None,

@@ -21,9 +21,10 @@ from torch.utils.data import DataLoader, Subset
 
 from benchmark import storage
 from benchmark.backbones import build_backbone
-from benchmark.backbones.transfer import transfer_model
+from benchmark.backbones.transfer import external_model, transfer_model
 from benchmark.checkpoints import StageCheckpoint, capture_rng, rank0_decides, restore_rng
 from benchmark.data import CropDataset, SourcePoolDataset, drop_series, load_corpus
+from benchmark.external import weights_of
 from benchmark.job import CellResult, Job, NetworkSpec
 from benchmark.kinds import kind_of, resolve_tta
 from benchmark.methods import PretextTask, Recipe, get_method
@@ -377,7 +378,8 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
     """
     hooks = dataclasses.replace(hooks or Hooks(), execution=job.execution, step_seconds={}, resumed_from={})
     task = get_task(job.task_ref)
-    method_cls = get_method(job.method)
+    method_cls = get_method(job.method) if job.external is None else None  # a --pretrained row has no method
+    external = weights_of(job) if job.external is not None else None  # its checkpoint, hash checked, keys mapped
     read = job_reader(job)
     load = lambda ids: read(task, ids, data_root=job.data_root)  # noqa: E731
     train_volumes = load(job.train_ids)
@@ -402,6 +404,12 @@ def run_job(job: Job, hooks: Hooks | None = None, *, evaluate_test: bool = True)
         hooks.resumed_from.pop("finetune", None)
         torch.manual_seed(job.seed * job.protocol.finetune_init_seed_stride + len(cell.labeled_ids))
         model = kind_of(task).job_model(job, task=task, state=state, networks=networks, hooks=hooks)
+        if model is None and external is not None:  # --pretrained: every tensor of the checkpoint that fits, reported
+            network, report = external_model(job.backbone, external, task=task, size=job.backbone_size, roi=job.roi,
+                                             encoder_only=job.external.encoder_only)
+            if hooks.is_main and cell is job.cells[0]:
+                hooks.log(f"  {job.external.name}: {report.describe()} from {job.external.source} ({external.layout})")
+            model = kind_of(task).build_model(network, task=task, backbone_name=job.backbone)
         if model is None:  # the usual case: the (pretrained) backbone, transferred, in the kind's wrapper
             network = transfer_model(method_cls, job.backbone, state=state, pretrain_channels=job.pretrain_channels, task=task,
                                      size=job.backbone_size, roi=job.roi)

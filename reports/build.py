@@ -13,9 +13,9 @@ import pandas as pd
 
 from reports import plots as figures
 from reports.load import Runs, load_runs
-from reports.published import PAPERS, TASKS as PAPER_TASKS, matches, paper_results
+from reports.published import PAPERS, SCALE_NOTES, TASKS as PAPER_TASKS, in_house_name, matches, paper_results
 from reports.ranking import Ranking, rank
-from reports.render import (delta_table_md, figure, friedman_text, html_frame, html_table, latex, markdown, page,
+from reports.render import (RANKING_INTRO, delta_table_md, figure, friedman_text, html_frame, html_table, latex, markdown, page,
                             published_rows, ranking_frame, ranking_note, reproducibility_html, write_atomic)
 from reports.stats import TESTS
 from reports.tables import Table, build_tables
@@ -40,7 +40,9 @@ def _synthetic(runs: Runs, task: str) -> bool:
     return bool(roots) and all("synthetic" in r for r in roots)
 
 
-def attach_published(tables: list[Table], runs: Runs) -> None:
+def attach_published(tables: list[Table], runs: Runs, *, paper_datasets: dict[str, str] | None = None) -> None:
+    """The papers' numbers beside our cells (``reports.published.matches``); ``paper_datasets``: task -> the paper's
+    in-house cohort the user says the task's data is (``--paper-dataset``)."""
     reference = paper_results()
     for table in tables:
         synthetic = _synthetic(runs, table.task)
@@ -49,7 +51,8 @@ def attach_published(tables: list[Table], runs: Runs) -> None:
                 cell = table.cells[(row.label, fraction)]
                 cell.published = matches(task=table.task, metric=table.metric, row=row, fraction=fraction,
                                          n_labeled=str(table.n_labeled.get(fraction)), profiles=cell.repro.get("profiles", []),
-                                         synthetic=synthetic, table=reference)
+                                         synthetic=synthetic, table=reference, config=cell.repro.get("config"),
+                                         paper_datasets=paper_datasets)
 
 
 def unmatched_published(tables: list[Table]) -> pd.DataFrame:
@@ -59,13 +62,22 @@ def unmatched_published(tables: list[Table]) -> pd.DataFrame:
     used = {(p.paper, p.table, p.value, p.setting) for t in tables for c in t.cells.values() for p in c.published}
     keep = reference[reference["task"].map(PAPER_TASKS).isin(tasks)]
     keep = keep.loc[np.array([(r.paper, str(r.table), float(r.value), str(r.label_setting)) not in used for r in keep.itertuples()], dtype=bool)]
+    notes = []
+    for r in keep.itertuples():
+        note = "" if pd.isna(r.note) else str(r.note)
+        cohort = in_house_name(str(r.dataset))
+        if cohort:  # why it is not beside ours, and how to attach it
+            note = (f"{note}; " if note else "") + (f"in-house cohort: shown beside {PAPER_TASKS.get(r.task)} only with "
+                                                     f"--paper-dataset {PAPER_TASKS.get(r.task)}={cohort}")
+        scale = SCALE_NOTES.get((str(r.paper), str(r.metric).lower()))
+        notes.append(f"{note}; {scale}" if scale and note else (scale or note))
     return pd.DataFrame({"task": keep["task"].map(PAPER_TASKS), "method (paper's name)": keep["method"], "metric": keep["metric"],
                          "published": keep["value"].map(lambda v: f"{v:g}"),
                          "source": [f"{PAPERS.get(p, (p,))[0]}, Table {t}" for p, t in zip(keep["paper"], keep["table"])],
-                         "setting": keep["dataset"] + ", " + keep["label_setting"], "paper note": keep["note"].fillna("")})
+                         "setting": keep["dataset"] + ", " + keep["label_setting"], "paper note": notes})
 
 
-def _plots(tables: list[Table], ranking: Ranking | None, runs: Runs, folder: Path) -> dict:
+def _plots(tables: list[Table], rankings: list[Ranking], runs: Runs, folder: Path) -> dict:
     if folder.exists():
         for old in list(folder.glob("*.png")) + list(folder.glob("*.svg")):
             old.unlink()
@@ -76,11 +88,15 @@ def _plots(tables: list[Table], ranking: Ranking | None, runs: Runs, folder: Pat
         made = {"label-efficiency": figures.label_efficiency(table, folder), "per-case": figures.per_case(table, folder),
                 "validation": figures.validation_curves(runs.curves, table, folder)}
         out[table.task] = {k: v for k, v in made.items() if v}
-    if ranking is not None:
+    for ranking in rankings:  # "_ranking" -> backbone -> kind -> paths
+        made = {}
         if ranking.friedman is not None:
-            out["_ranking"] = {"critical-difference": figures.critical_difference(ranking.friedman.mean_ranks, ranking.friedman.nemenyi, folder)}
+            made["critical-difference"] = figures.critical_difference(ranking.friedman.mean_ranks, ranking.friedman.nemenyi, folder,
+                                                                      name=ranking.backbone, cd=ranking.friedman.cd)
         if ranking.stability is not None:
-            out.setdefault("_ranking", {})["rank-stability"] = figures.rank_stability(ranking.stability, folder, ranking.n_boot)
+            made["rank-stability"] = figures.rank_stability(ranking.stability, folder, ranking.n_boot, name=ranking.backbone)
+        if made:
+            out.setdefault("_ranking", {})[ranking.backbone] = made
     return out
 
 
@@ -136,32 +152,41 @@ def _md_to_frame(md: str) -> pd.DataFrame:
     return pd.DataFrame(lines[1:], columns=[c.strip() for c in lines[0]])
 
 
-def _ranking_body(ranking: Ranking | None, plots: dict, out_dir: Path) -> list[str]:
-    if ranking is None:
-        return ["<h2>Ranking across tasks</h2><p class='note'>No task × fraction with two or more scored configurations yet.</p>"]
-    body = ["<h2>Ranking across tasks</h2>", html_frame(ranking_frame(ranking), cls="ranking"), f"<p class='note'>{html.escape(ranking_note(ranking))}</p>"]
-    if ranking.friedman is not None:
-        body.append(f"<p class='note'>{html.escape(friedman_text(ranking))}</p>")
-    else:
-        body.append("<p class='note'>Friedman test: needs at least 3 configurations present in at least 2 task × fraction problems.</p>")
-    for kind, paths in plots.get("_ranking", {}).items():
-        body.append(figure(paths, CAPTIONS[kind], base=out_dir))
+def _ranking_body(rankings: list[Ranking], plots: dict, out_dir: Path) -> list[str]:
+    if not rankings:
+        return ["<h2>Ranking across tasks</h2><p class='note'>No task × fraction with two or more scored configurations of one "
+                "backbone yet.</p>"]
+    body = ["<h2>Ranking across tasks</h2>", f"<p class='note'>{html.escape(RANKING_INTRO)}</p>"]
+    for ranking in rankings:
+        body += [f"<h3>Backbone {html.escape(ranking.backbone)}</h3>", html_frame(ranking_frame(ranking), cls="ranking"),
+                 f"<p class='note'>{html.escape(ranking_note(ranking))}</p>"]
+        if ranking.friedman is not None:
+            body.append(f"<p class='note'>{html.escape(friedman_text(ranking))}</p>")
+        else:
+            body.append("<p class='note'>Friedman test: needs at least 3 configurations of this backbone present in at least 2 "
+                        "task × fraction problems.</p>")
+        for kind, paths in plots.get("_ranking", {}).get(ranking.backbone, {}).items():
+            body.append(figure(paths, f"{ranking.backbone}: {CAPTIONS[kind]}", base=out_dir))
     return body
 
 
 def build_report(run_dirs: list[Path], *, out_dir: Path, publish_dir: Path | None = None, title: str,
-                 test: str = "ttest", holm: bool = False, n_boot: int = 500) -> dict[str, Path]:
+                 test: str = "ttest", holm: bool = True, n_boot: int = 500, paper_datasets: dict[str, str] | None = None) -> dict[str, Path]:
     """Write leaderboard.md / .csv / .tex, the HTML site (index.html, one page per task, leaderboard.html with
-    everything on one page, plots/) into ``out_dir``; copy the site to ``publish_dir`` when given."""
+    everything on one page, plots/) into ``out_dir``; copy the site to ``publish_dir`` when given.
+
+    ``holm``: Holm-correct each table's p-values (default; ``--no-holm`` switches it off). ``paper_datasets``: task ->
+    the paper's dataset that the user says the task's data is (``--paper-dataset mri_cls=Breast2023``): only then
+    are a paper's rows on an in-house cohort shown beside that task (``reports.published.IN_HOUSE``)."""
     if test not in TESTS:
         raise ValueError(f"--stat-test {test!r}: expected one of {sorted(TESTS)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     runs = load_runs([Path(d) for d in run_dirs])
     tables = build_tables(runs, test=test, holm=holm)
-    attach_published(tables, runs)
-    ranking = rank(tables, n_boot=n_boot)
-    plots = _plots(tables, ranking, runs, out_dir / "plots")
+    attach_published(tables, runs, paper_datasets=paper_datasets or {})
+    rankings = rank(tables, n_boot=n_boot)
+    plots = _plots(tables, rankings, runs, out_dir / "plots")
     notes = na_reasons(runs.cells)
     tasks = list(dict.fromkeys(t.task for t in tables))
     sources = ", ".join(Path(d).resolve().name for d in run_dirs)  # names, not paths: the site may be published
@@ -169,8 +194,12 @@ def build_report(run_dirs: list[Path], *, out_dir: Path, publish_dir: Path | Non
 
     paths = {"markdown": out_dir / "leaderboard.md", "csv": out_dir / "leaderboard.csv", "tex": out_dir / "leaderboard.tex",
              "html": out_dir / "index.html", "leaderboard_html": out_dir / "leaderboard.html"}
-    md_plots = {task: {k: {"png": os.path.relpath(v["png"], out_dir)} for k, v in kinds.items()} for task, kinds in plots.items()}
-    write_atomic(paths["markdown"], markdown(tables, ranking, title=title, intro=intro, notes=notes, plots=md_plots))
+    def relative(kinds: dict) -> dict:
+        return {k: {"png": os.path.relpath(v["png"], out_dir)} for k, v in kinds.items()}
+
+    md_plots = {task: relative(kinds) for task, kinds in plots.items() if task != "_ranking"}
+    md_plots["_ranking"] = {backbone: relative(kinds) for backbone, kinds in plots.get("_ranking", {}).items()}
+    write_atomic(paths["markdown"], markdown(tables, rankings, title=title, intro=intro, notes=notes, plots=md_plots))
     write_atomic(paths["csv"], render_csv(tables))
     write_atomic(paths["tex"], latex(tables, title=title))
 
@@ -178,7 +207,7 @@ def build_report(run_dirs: list[Path], *, out_dir: Path, publish_dir: Path | Non
     downloads = ("<p class='note'>Downloads: <a href='leaderboard.md'>Markdown</a> · <a href='leaderboard.csv'>CSV (one row per "
                  "table cell, with statistics, published values and reproducibility)</a> · <a href='leaderboard.tex'>LaTeX (booktabs)</a></p>")
     index = [f"<h1>{html.escape(title)}</h1>", f"<p class='note'>{html.escape(intro)}</p>", downloads]
-    index += _ranking_body(ranking, plots, out_dir)
+    index += _ranking_body(rankings, plots, out_dir)
     index.append("<h2>Tasks</h2>")
     for task in tasks:
         primary = [t for t in tables if t.task == task and t.primary]
@@ -190,7 +219,7 @@ def build_report(run_dirs: list[Path], *, out_dir: Path, publish_dir: Path | Non
     if notes:
         index += ["<h2>Not run</h2><ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
     write_atomic(paths["html"], page(title, index, nav=nav))
-    everything = [f"<h1>{html.escape(title)}</h1>", f"<p class='note'>{html.escape(intro)}</p>", downloads] + _ranking_body(ranking, plots, out_dir)
+    everything = [f"<h1>{html.escape(title)}</h1>", f"<p class='note'>{html.escape(intro)}</p>", downloads] + _ranking_body(rankings, plots, out_dir)
     for task in tasks:
         write_atomic(out_dir / task_page_name(task), page(f"{title} – {task}", _task_body(task, tables, plots, out_dir), nav=nav))
         everything += _task_body(task, tables, plots, out_dir, level=2)

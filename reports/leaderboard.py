@@ -11,9 +11,9 @@ from reports.render import delta_text
 from reports.tables import build_tables
 
 
-def _tables(results: pd.DataFrame, cells: pd.DataFrame, metric: str | None, test: str):
+def _tables(results: pd.DataFrame, cells: pd.DataFrame, metric: str | None, test: str, holm: bool = True):
     runs = runs_from_frames(results, cells)
-    tables = build_tables(runs, test=test, metrics="all" if metric else "primary")
+    tables = build_tables(runs, test=test, holm=holm, metrics="all" if metric else "primary")
     return [t for t in tables if (t.metric == metric if metric else t.primary)]
 
 
@@ -30,11 +30,13 @@ def leaderboard_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: st
     return out
 
 
-def paired_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: str | None = None, test: str = "wilcoxon") -> dict[str, pd.DataFrame]:
+def paired_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: str | None = None, test: str = "wilcoxon",
+                  holm: bool = True) -> dict[str, pd.DataFrame]:
     """task -> "Δ +0.031 (p=0.02, n=6)" per non-scratch configuration and fraction, against the scratch row of the
-    same backbone and fine-tuning settings, paired over matched test cases (set-level metrics: matched splits)."""
+    same backbone and fine-tuning settings, paired over per-split means (≥ 3 splits) or matched test cases (set-level
+    metrics: matched splits); p Holm-corrected per table unless ``holm=False``."""
     out = {}
-    for table in _tables(results, cells, metric, test):
+    for table in _tables(results, cells, metric, test, holm):
         rows = [r for r in table.rows if not r.is_scratch and any(table.cells[(r.label, f)].vs_scratch for f in table.fractions)]
         if not rows:
             continue
@@ -45,7 +47,7 @@ def paired_tables(results: pd.DataFrame, cells: pd.DataFrame, *, metric: str | N
     return out
 
 
-def write_leaderboard(folder: Path, *, title: str, test: str = "ttest", holm: bool = False) -> tuple[Path, Path]:
+def write_leaderboard(folder: Path, *, title: str, test: str = "ttest", holm: bool = True) -> tuple[Path, Path]:
     """The full report of one run folder, written into it; returns (leaderboard.md, leaderboard.html)."""
     from reports.build import build_report
 

@@ -10,6 +10,9 @@ Files read (missing ones are absent information, never an error):
 * ``curves.csv``  -- validation curves (cell_id, step, metric, value), when the run stored them.
 * ``config.json`` -- the run's resolved configuration (profile name, data folders) for protocol notes.
 
+``empty_pred_<region>`` rows of results.csv are not metrics: they flag the test cases whose prediction of a
+region was empty (where a boundary distance is undefined, NaN) and go to :attr:`Runs.empty_pred`.
+
 Several folders merge: a cell id present in more than one folder is taken from the last folder
 given (a rerun replaces the earlier attempt); its result rows come from that folder too.
 """
@@ -23,8 +26,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.records import EMPTY_PRED_PREFIX  # per-case flags of segmentation tasks: 1 = the region's prediction was empty
+
 SET_CASE_ID = "__set__"  # older results.csv: case id of set-level rows (tasks.classification.SET_CASE_ID)
-NOT_METRICS_PREFIXES = ("prob_",)  # per-case predictions of classification tasks, not metrics
+NOT_METRICS_PREFIXES = ("prob_", EMPTY_PRED_PREFIX)  # per-case predictions of classification tasks and empty-prediction flags, not metrics
 NOT_METRICS = {"target", "correct"}  # the case's class and a 0/1 hit: accuracy is the set-level metric
 CELL_DEFAULTS = {
     "run": "", "status": "done", "reason": "", "label_aware": False, "finetune_aug": "none", "missing_series": 0.0,
@@ -39,17 +44,26 @@ CELL_DEFAULTS = {
 REQUIRED = {"results.csv": ("cell_id", "metric", "value"), "cells.csv": ("cell_id", "method", "backbone", "task", "fraction"),
             "metrics.csv": ("task", "metric"), "curves.csv": ("cell_id", "step", "metric", "value")}
 CELL_KEYS = ["method", "backbone", "task", "fraction", "n_labeled", "seed", "fold"]
+EMPTY_PRED_COLUMNS = ["cell_id", "seed", "fold", "case_id", "region", "value"]
+
+
+# The metrics the suite records whose lower values are better, for folders without metrics.csv (which records every
+# metric's direction since it exists): surface distances in mm (benchmark/kinds/segmentation.py) and the synthesis
+# kind's perceptual distances (benchmark/kinds/synthesis.py: CoPer, LPIPS). A name matches itself or ``<name>_...``.
+LOWER_IS_BETTER = ("hd95", "hd", "masd", "assd", "asd", "coper", "lpips")
 
 
 def default_direction(metric: str) -> bool:
-    """True when higher is better: distances (hd95, masd, ``*distance*``) are lower-is-better, the rest higher."""
+    """True when higher is better: the distances of ``LOWER_IS_BETTER`` (and any ``*distance*``) are lower-is-better,
+    the rest (Dice, NSD, AUC, accuracy, PSNR, SSIM, ...) higher."""
     name = metric.lower()
-    return not (name.startswith("hd95") or name.startswith("masd") or "distance" in name or name.startswith("hd_"))
+    lower = any(name == known or name.startswith(known + "_") for known in LOWER_IS_BETTER) or "distance" in name
+    return not lower
 
 
 def default_primary(metrics: list[str]) -> str:
-    """``dice_mean`` if recorded, else ``auc``, else the first Dice, else the first metric."""
-    for name in ("dice_mean", "auc"):
+    """``dice_mean`` if recorded, else ``auc``, else ``psnr`` (synthesis), else the first Dice, else the first metric."""
+    for name in ("dice_mean", "auc", "psnr"):
         if name in metrics:
             return name
     dice = [m for m in metrics if m.startswith("dice")]
@@ -79,6 +93,8 @@ class Runs:
     curves: pd.DataFrame  # cell_id, step, metric, value (may be empty)
     run_configs: dict[int, dict] = field(default_factory=dict)  # folder index -> config.json
     folders: list[Path] = field(default_factory=list)
+    # cell_id, seed, fold, case_id, region, value (1.0: the region's prediction was empty); empty for older runs
+    empty_pred: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=EMPTY_PRED_COLUMNS))
 
     def task_metrics(self, task: str) -> list[str]:
         """The task's metrics, primary first, then in the order metrics.csv gives (or Dice, HD95, others)."""
@@ -177,10 +193,10 @@ def load_runs(run_dirs: list[Path]) -> Runs:
     cells = cells.drop_duplicates("cell_id", keep="last").reset_index(drop=True)
     results = pd.concat(all_results, ignore_index=True) if all_results else normalise_results(
         pd.DataFrame(columns=CELL_KEYS + ["cell_id", "case_id", "metric", "value"])).assign(_dir=-1)
-    results = _attach_cells(results, cells)
+    results, empty_pred = _split_flags(_attach_cells(results, cells))
     metrics = _metrics_table(results, pd.concat(all_metrics, ignore_index=True) if all_metrics else None, cells)
     curves = pd.concat(all_curves, ignore_index=True) if all_curves else pd.DataFrame(columns=["cell_id", "step", "metric", "value"])
-    return Runs(results=results, cells=cells, metrics=metrics, curves=curves, run_configs=configs, folders=folders)
+    return Runs(results=results, cells=cells, metrics=metrics, curves=curves, run_configs=configs, folders=folders, empty_pred=empty_pred)
 
 
 def runs_from_frames(results: pd.DataFrame, cells: pd.DataFrame, metrics: pd.DataFrame | None = None) -> Runs:
@@ -188,8 +204,19 @@ def runs_from_frames(results: pd.DataFrame, cells: pd.DataFrame, metrics: pd.Dat
     cells = normalise_cells(cells).assign(_dir=0).drop_duplicates("cell_id", keep="last").reset_index(drop=True)
     results = _attach_cells(normalise_results(results).assign(_dir=0), cells) if len(results) else _attach_cells(
         normalise_results(pd.DataFrame(columns=CELL_KEYS + ["cell_id", "case_id", "metric", "value"])).assign(_dir=0), cells)
+    results, empty_pred = _split_flags(results)
     return Runs(results=results, cells=cells, metrics=_metrics_table(results, metrics, cells),
-                curves=pd.DataFrame(columns=["cell_id", "step", "metric", "value"]), run_configs={0: {}}, folders=[])
+                curves=pd.DataFrame(columns=["cell_id", "step", "metric", "value"]), run_configs={0: {}}, folders=[], empty_pred=empty_pred)
+
+
+def _split_flags(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the metric rows, the ``empty_pred_<region>`` flags as EMPTY_PRED_COLUMNS); other non-metric rows (``prob_*``) dropped."""
+    names = results["metric"].astype(str)
+    is_flag = names.str.startswith(EMPTY_PRED_PREFIX).to_numpy(dtype=bool)
+    flags = results.loc[is_flag].assign(region=names[is_flag].str[len(EMPTY_PRED_PREFIX):])
+    flags = flags[EMPTY_PRED_COLUMNS].reset_index(drop=True) if len(flags) else pd.DataFrame(columns=EMPTY_PRED_COLUMNS)
+    keep = np.array([is_metric(str(m)) for m in results["metric"]], dtype=bool)
+    return results.loc[keep].reset_index(drop=True), flags
 
 
 def _attach_cells(results: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
@@ -211,7 +238,6 @@ def _attach_cells(results: pd.DataFrame, cells: pd.DataFrame) -> pd.DataFrame:
     results["fraction"] = results["fraction"].astype(str)
     for column in ("seed", "fold"):
         results[column] = pd.to_numeric(results[column], errors="coerce").fillna(0).astype(int)
-    results = results.loc[np.array([is_metric(str(m)) for m in results["metric"]], dtype=bool)]
     return results.reset_index(drop=True)
 
 

@@ -110,19 +110,20 @@ def validation_curves(curves: pd.DataFrame, table: Table, folder: Path) -> dict[
     return _save(fig, folder, f"{slug(table.task)}-validation")
 
 
-def critical_difference(mean_ranks: pd.Series, nemenyi: pd.DataFrame, folder: Path) -> dict[str, Path]:
-    """Critical-difference diagram (scikit-posthocs): methods joined by a bar are not significantly different."""
+def critical_difference(mean_ranks: pd.Series, nemenyi: pd.DataFrame, folder: Path, *, name: str, cd: float) -> dict[str, Path]:
+    """Critical-difference diagram of one backbone's ranking (scikit-posthocs): methods joined by a bar are not
+    significantly different; the title gives the Nemenyi critical difference."""
     import scikit_posthocs as sp
 
     fig = _figure(width=7.0, height=max(2.5, 0.3 * len(mean_ranks) + 1.5))
     ax = fig.add_subplot()
     sp.critical_difference_diagram(mean_ranks, nemenyi, ax=ax, label_fmt_left="{label} ({rank:.2f})  ",
                                    label_fmt_right="  ({rank:.2f}) {label}", text_h_margin=0.3)
-    ax.set_title("Critical difference (Friedman + Nemenyi, α = 0.05)", fontsize=9)
-    return _save(fig, folder, "critical-difference")
+    ax.set_title(f"{name}: critical difference {cd:.2f} (Friedman + Nemenyi, α = 0.05)", fontsize=9)
+    return _save(fig, folder, f"critical-difference-{slug(name)}")
 
 
-def rank_stability(share: pd.DataFrame, folder: Path, n_boot: int) -> dict[str, Path]:
+def rank_stability(share: pd.DataFrame, folder: Path, n_boot: int, *, name: str) -> dict[str, Path]:
     """Heat map: share of bootstrap draws putting each method at each overall rank."""
     fig = _figure(width=7.0, height=max(2.5, 0.35 * len(share) + 1.2))
     ax = fig.add_subplot()
@@ -135,6 +136,6 @@ def rank_stability(share: pd.DataFrame, folder: Path, n_boot: int) -> dict[str, 
             if v >= 0.005:
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="white" if v > 0.6 else "black")
     ax.set_xlabel("overall rank")
-    ax.set_title(f"Ranking stability: {n_boot} bootstrap resamples of the test cases", fontsize=9)
+    ax.set_title(f"{name}: ranking stability, {n_boot} bootstrap resamples of the test cases", fontsize=9)
     fig.colorbar(image, ax=ax, shrink=0.8)
-    return _save(fig, folder, "rank-stability")
+    return _save(fig, folder, f"rank-stability-{slug(name)}")

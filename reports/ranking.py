@@ -1,7 +1,12 @@
-"""Cross-task ranking of the configurations on each task's main metric, as challenge rankings do:
-rank per (task, fraction) among the configurations that have a value there, mean rank over those
-problems; Friedman test + Nemenyi post-hoc over the configurations present in every problem;
-ranking stability by bootstrap over the test cases."""
+"""Cross-task ranking of the configurations on each task's main metric, one ranking per backbone, as challenge
+rankings do: rank per (task, fraction) among the configurations of that backbone that have a value there, mean rank
+over those problems; Friedman test (exact permutation p at small N) + Nemenyi post-hoc with its critical difference
+over the configurations present in every problem; ranking stability by bootstrap over the test cases.
+
+Why per backbone: scratch rows and pretrained rows of different architectures in one ranking mostly rank the
+architectures (a ranking of the default run across backbones said unet2d beats swin_unetr, not which pretraining
+helps), and a problem where a backbone has fewer competitors would weigh differently. Within one backbone every
+configuration shares the architecture and its scratch baseline, so the ranks compare the pretraining."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,6 +19,7 @@ from reports.tables import Table
 
 @dataclass
 class Ranking:
+    backbone: str
     scores: pd.DataFrame  # problems ("task fraction") x configurations: the cell means
     ranks: pd.DataFrame  # same shape, 1 = best
     summary: pd.DataFrame  # per configuration: mean rank, problems, overall rank, bootstrap share keeping it
@@ -22,9 +28,16 @@ class Ranking:
     n_boot: int
 
 
-def rank(tables: list[Table], *, n_boot: int = 500, seed: int = 0) -> Ranking | None:
-    """Ranking over the main-metric tables; None when there is no scored cell."""
+def rank(tables: list[Table], *, n_boot: int = 500, seed: int = 0) -> list[Ranking]:
+    """One ranking per backbone over the main-metric tables (backbones in table order); a backbone without a
+    problem holding two scored configurations has none."""
     primary = [t for t in tables if t.primary]
+    backbones = dict.fromkeys(r.backbone for t in primary for r in t.rows)
+    out = [_rank_backbone(primary, backbone, n_boot=n_boot, seed=seed) for backbone in backbones]
+    return [r for r in out if r is not None]
+
+
+def _rank_backbone(primary: list[Table], backbone: str, *, n_boot: int, seed: int) -> Ranking | None:
     scores, direction, problems = {}, {}, {}
     for table in primary:
         for fraction in table.fractions:
@@ -33,7 +46,7 @@ def rank(tables: list[Table], *, n_boot: int = 500, seed: int = 0) -> Ranking | 
             splits: dict = {}
             for row in table.rows:
                 cell = table.cells[(row.label, fraction)]
-                if cell.status != "ok":
+                if row.backbone != backbone or cell.status != "ok":
                     continue
                 column[row.label] = cell.mean
                 for (seed_, fold), group in cell.values.groupby(["seed", "fold"]):
@@ -56,5 +69,5 @@ def rank(tables: list[Table], *, n_boot: int = 500, seed: int = 0) -> Ranking | 
         stability = bootstrap_ranks(problems, direction, list(summary.index), n_boot=n_boot, seed=seed)
         summary["kept_rank"] = [stability.loc[m, r] for m, r in zip(summary.index, summary["rank"])]
     summary.index.name = "configuration"
-    return Ranking(scores=scores, ranks=ranks, summary=summary, friedman=friedman_nemenyi(scores, direction),
+    return Ranking(backbone=backbone, scores=scores, ranks=ranks, summary=summary, friedman=friedman_nemenyi(scores, direction),
                    stability=stability, n_boot=n_boot)

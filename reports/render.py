@@ -55,11 +55,22 @@ def _md_cell(cell) -> str:
     return text + (f" {MARK[cell.marker]}" if cell.marker else "")
 
 
+def columns(table: Table) -> list[tuple[str, bool]]:
+    """(fraction, is the "undefined" count column) in display order: each fraction's values, followed by its count of
+    undefined values when some cell of the table has any (a distance with an empty prediction or reference)."""
+    return [(f, u) for f in table.fractions for u in ((False, True) if table.has_undefined else (False,))]
+
+
+def column_header(table: Table, fraction: str, undefined: bool) -> str:
+    return f"{fraction}: undefined" if undefined else table.column_label(fraction)
+
+
 def markdown_table(table: Table) -> str:
-    header = ["method (backbone)"] + [table.column_label(f) for f in table.fractions]
+    header = ["method (backbone)"] + [column_header(table, f, u) for f, u in columns(table)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.rows:
-        lines.append("| " + " | ".join([row.label] + [_md_cell(table.cells[(row.label, f)]) for f in table.fractions]) + " |")
+        cells = [(table.cells[(row.label, f)].undefined_text if u else _md_cell(table.cells[(row.label, f)])) for f, u in columns(table)]
+        lines.append("| " + " | ".join([row.label] + cells) + " |")
     return "\n".join(lines)
 
 
@@ -87,12 +98,16 @@ def published_rows(tables: list[Table]) -> list[dict]:
     return out
 
 
-def markdown(tables: list[Table], ranking: Ranking | None, *, title: str, intro: str, notes: list[str], plots: dict) -> str:
+def markdown(tables: list[Table], rankings: list[Ranking], *, title: str, intro: str, notes: list[str], plots: dict) -> str:
     md = [f"# {title}", "", intro, ""]
-    if ranking is not None:
-        md += ["## Ranking across tasks", "", ranking_note(ranking), "", _md_frame(ranking_frame(ranking)), ""]
-        if ranking.friedman is not None:
-            md += [friedman_text(ranking), ""]
+    if rankings:
+        md += ["## Ranking across tasks", "", RANKING_INTRO, ""]
+        for ranking in rankings:
+            md += [f"### Backbone {ranking.backbone}", "", ranking_note(ranking), "", _md_frame(ranking_frame(ranking)), ""]
+            if ranking.friedman is not None:
+                md += [friedman_text(ranking), ""]
+            for kind, paths in plots.get("_ranking", {}).get(ranking.backbone, {}).items():
+                md += [f"![{ranking.backbone} {kind}]({paths['png']})", ""]
     for task in dict.fromkeys(t.task for t in tables):
         task_tables = [t for t in tables if t.task == task]
         md += [f"## {task}", ""]
@@ -131,10 +146,14 @@ def ranking_frame(ranking: Ranking) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+RANKING_INTRO = ("One ranking per backbone: configurations are ranked only against configurations of the same backbone, so "
+                 "the ranks compare the pretraining (with its scratch baseline), not the architectures.")
+
+
 def ranking_note(ranking: Ranking) -> str:
     problems = ", ".join(ranking.scores.index)
-    text = (f"Each task's main metric; configurations ranked within each task × label fraction (1 = best, ties averaged; "
-            f"problems: {problems}), then the mean rank over the problems where a configuration has a value.")
+    text = (f"Each task's main metric; the {ranking.backbone} configurations ranked within each task × label fraction (1 = best, "
+            f"ties averaged; problems: {problems}), then the mean rank over the problems where a configuration has a value.")
     if ranking.stability is not None:
         text += (f" Stability: {ranking.n_boot} bootstrap resamples of the test cases of every split (the same cases for every "
                  "configuration; set-level metrics such as AUC are not resampled); the last column is the share of resamples in "
@@ -144,9 +163,12 @@ def ranking_note(ranking: Ranking) -> str:
 
 def friedman_text(ranking: Ranking) -> str:
     f = ranking.friedman
+    how = ("from the exact permutation distribution" if f.p_method == "exact" else f"a {f.p_method} estimate of the permutation p")
     return (f"Friedman test over the {len(f.methods)} configurations present in all {f.problems} problems: "
-            f"χ² = {f.statistic:.2f}, p = {_p(f.p)}. Critical-difference diagram: Nemenyi post-hoc test (scikit-posthocs), "
-            f"α = {ALPHA}; configurations joined by a bar are not significantly different.")
+            f"χ² = {f.statistic:.2f}, p = {_p(f.p)} ({how}; the χ² approximation, poor with few problems, gives {_p(f.p_chi2)}). "
+            f"Nemenyi critical difference CD = {f.cd:.2f} mean ranks at α = {ALPHA} (q_α·√(k(k+1)/6N), Demšar 2006): two "
+            f"configurations whose mean ranks differ by less are not significantly different; the diagram (scikit-posthocs, "
+            f"Nemenyi p-values) joins them by a bar.")
 
 
 # ---- CSV ----------------------------------------------------------------------------------------------------
@@ -165,8 +187,11 @@ def csv_rows(tables: list[Table]) -> pd.DataFrame:
                     "overrides": json_text(row.overrides) if row.overrides else "", "fraction": fraction,
                     "n_labeled": table.n_labeled.get(fraction), "status": cell.status, "text": cell.text,
                     "mean": cell.mean, "std": cell.std, "n_splits": cell.n_splits, "n_values": cell.n_values, "reason": cell.reason,
+                    "n_cases": cell.n_cases, "n_undefined": cell.n_undefined,
+                    "n_empty_pred": np.nan if cell.n_empty_pred is None else cell.n_empty_pred,
                     "bold": cell.bold, "marker": cell.marker, "test": table.test, "holm": table.holm,
                     "baseline": cell.baseline, "delta_vs_scratch": cell.vs_scratch.delta if cell.vs_scratch else np.nan,
+                    "unit_vs_scratch": cell.vs_scratch.unit if cell.vs_scratch else "",
                     "n_pairs_vs_scratch": cell.vs_scratch.n if cell.vs_scratch else np.nan,
                     "p_vs_scratch_raw": cell.vs_scratch.p if cell.vs_scratch else np.nan, "p_vs_scratch": cell.p_scratch,
                     "n_pairs_vs_best": cell.vs_best.n if cell.vs_best else np.nan,
@@ -200,14 +225,17 @@ def latex(tables: list[Table], *, title: str) -> str:
         out += [r"\begin{table}[htbp]", r"\centering", r"\small",
                 rf"\caption{{{_tex(_heading(table))}. {_tex(table.note())}}}",
                 rf"\label{{tab:{table.task}-{table.metric}}}".replace("_", "-"),
-                r"\begin{tabular}{l" + "r" * len(table.fractions) + "}", r"\toprule",
-                " & ".join(["Method (backbone)"] + [_tex(table.column_label(f)) for f in table.fractions]) + r" \\", r"\midrule"]
+                r"\begin{tabular}{l" + "r" * len(columns(table)) + "}", r"\toprule",
+                " & ".join(["Method (backbone)"] + [_tex(column_header(table, f, u)) for f, u in columns(table)]) + r" \\", r"\midrule"]
         for row, new_group in _groups(table):
             if new_group:
                 out.append(r"\midrule")
             cells = []
-            for fraction in table.fractions:
+            for fraction, undefined in columns(table):
                 cell = table.cells[(row.label, fraction)]
+                if undefined:
+                    cells.append(_tex(cell.undefined_text))
+                    continue
                 text = _tex(cell.text)
                 if cell.bold and cell.status == "ok":
                     text = rf"\textbf{{{text}}}"
@@ -274,10 +302,11 @@ def _html_cell(table: Table, cell) -> str:
 
 
 def html_table(table: Table) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["method (backbone)"] + [table.column_label(f) for f in table.fractions])
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ["method (backbone)"] + [column_header(table, f, u) for f, u in columns(table)])
     body = []
     for row, new_group in _groups(table):
-        cells = "".join(_html_cell(table, table.cells[(row.label, f)]) for f in table.fractions)
+        cells = "".join(f'<td class="undefined">{html.escape(table.cells[(row.label, f)].undefined_text)}</td>' if u
+                        else _html_cell(table, table.cells[(row.label, f)]) for f, u in columns(table))
         body.append(f'<tr{" class=group" if new_group else ""}><td>{html.escape(row.label)}</td>{cells}</tr>')
     return (f'<div class="scroll"><table class="leaderboard" data-task="{html.escape(table.task)}" data-metric="{html.escape(table.metric)}">'
             f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")

@@ -4,13 +4,19 @@
   or Wilcoxon signed-rank test (``scipy.stats.wilcoxon``) over matched values; pairs with a NaN on
   either side are dropped before the test and not counted in n.
 * :func:`holm`         -- Holm's step-down correction (``statsmodels.stats.multitest.multipletests``).
+* :func:`wilcoxon_smallest_p` -- the smallest two-sided p the Wilcoxon signed-rank test can give with n pairs
+  (2 / 2^n: 0.0625 at n = 5, so it cannot reach p < 0.05 below n = 6).
 * :func:`rank_problems`, :func:`friedman_nemenyi` -- challenge-style ranking (rank per task x fraction,
-  then mean rank), Friedman test (``scipy.stats.friedmanchisquare``) and Nemenyi post-hoc
-  (``scikit_posthocs.posthoc_nemenyi_friedman``) for the critical-difference diagram.
+  then mean rank), Friedman test (statistic: ``scipy.stats.friedmanchisquare``; p: the exact permutation
+  distribution at small N x k, :func:`friedman_permutation_p`) and Nemenyi post-hoc
+  (``scikit_posthocs.posthoc_nemenyi_friedman``) with its critical difference (:func:`nemenyi_cd`) for the
+  critical-difference diagram.
 * :func:`bootstrap_ranks` -- ranking stability: test cases resampled with replacement.
 """
 from __future__ import annotations
 
+import itertools
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -20,6 +26,9 @@ import pandas as pd
 TESTS = {"ttest": "two-sided paired t-test (scipy.stats.ttest_rel)",
          "wilcoxon": "two-sided Wilcoxon signed-rank test (scipy.stats.wilcoxon)"}
 ALPHA = 0.05
+WILCOXON_MIN_N = 6  # the fewest pairs with which the two-sided Wilcoxon signed-rank test can reach p < 0.05
+FRIEDMAN_EXACT_MAX_WORK = 3_000_000  # states x arrangements of the exact Friedman recursion before Monte-Carlo takes over
+FRIEDMAN_RESAMPLES = 100_000  # Monte-Carlo permutations when the exact distribution is too large
 
 
 @dataclass(frozen=True)
@@ -29,6 +38,7 @@ class Paired:
     n: int
     delta: float  # mean of a − b over the pairs
     p: float  # NaN when the test cannot be made (n < 2)
+    unit: str = "case"  # what a pair is: "case" (a test case of one split) or "split" (a split's mean / set-level value)
 
     @property
     def testable(self) -> bool:
@@ -71,6 +81,13 @@ def holm(pvalues: list[float]) -> list[float]:
     return list(out)
 
 
+def wilcoxon_smallest_p(n: int) -> float:
+    """The smallest two-sided p-value of the exact Wilcoxon signed-rank test with ``n`` pairs (no ties, no zeros):
+    all differences of one sign, P = 2 · (1/2)^n. Below n = 6 it is at least 0.0625, so no difference can be
+    significant at 0.05 (``WILCOXON_MIN_N``)."""
+    return min(1.0, 2.0 * 0.5 ** n)
+
+
 def rank_problems(scores: pd.DataFrame, higher_is_better: dict) -> pd.DataFrame:
     """scores: index problems (task, fraction), columns methods, NaN = not run -> ranks (1 = best, ties averaged)
     among the methods present in each problem. ``higher_is_better``: problem -> bool."""
@@ -82,14 +99,92 @@ def rank_problems(scores: pd.DataFrame, higher_is_better: dict) -> pd.DataFrame:
     return ranks
 
 
+def _doubled_ranks(blocks: np.ndarray) -> np.ndarray:
+    """Within-block mid-ranks times two (integers, ties included): N x k."""
+    from scipy.stats import rankdata
+
+    return np.rint(2 * rankdata(np.asarray(blocks, dtype=float), axis=1)).astype(np.int64)
+
+
+def friedman_null(doubled: np.ndarray, *, max_work: int = FRIEDMAN_EXACT_MAX_WORK) -> tuple[np.ndarray, np.ndarray] | None:
+    """The exact null distribution of S = Σ_j (2 R_j)² for blocks of doubled within-block ranks (N x k integers):
+    (the values of S, their probabilities), or None when it would take more than ``max_work`` (states x arrangements).
+
+    Under H0 every distinct arrangement of a block's ranks over the k methods is equally likely, independently per
+    block (Friedman 1937). The recursion runs over the blocks on the vector of rank sums, kept sorted (the null
+    distribution is symmetric in the methods, so only the sorted vector matters), each block adding every distinct
+    arrangement of its own ranks with equal probability (ties: its mid-ranks are permuted, the conditional test)."""
+    n, k = doubled.shape
+    radix = 2 * n * k + 1  # a doubled rank sum is at most 2Nk
+    powers = radix ** np.arange(k, dtype=np.int64)
+    states, weights = np.zeros((1, k), dtype=np.int64), np.ones(1)
+    for row in doubled:
+        if len(states) * math.factorial(k) > max_work:
+            return None
+        perms = np.unique(np.array(list(itertools.permutations(row)), dtype=np.int64), axis=0)  # distinct arrangements
+        grown = np.sort((states[:, None, :] + perms[None, :, :]).reshape(-1, k), axis=1)
+        if radix ** k < 2 ** 62:  # one integer per state: np.unique on a flat array is far faster than on rows
+            codes, inverse = np.unique(grown @ powers, return_inverse=True)
+            states = (codes[:, None] // powers) % radix
+        else:
+            states, inverse = np.unique(grown, axis=0, return_inverse=True)
+        weights = np.bincount(inverse.ravel(), weights=np.repeat(weights / len(perms), len(perms)), minlength=len(states))
+    values, inverse = np.unique((states ** 2).sum(axis=1), return_inverse=True)
+    return values, np.bincount(inverse.ravel(), weights=weights, minlength=len(values))
+
+
+def friedman_permutation_p(blocks, *, max_work: int = FRIEDMAN_EXACT_MAX_WORK, n_resamples: int = FRIEDMAN_RESAMPLES,
+                           seed: int = 0) -> tuple[float, str]:
+    """p-value of Friedman's test from its permutation distribution: (p, how) with how "exact" or
+    "Monte-Carlo (R permutations, seed S)".
+
+    blocks: N x k (problems x methods), higher = better. The statistic is S = Σ_j R_j² (R_j: method j's rank sum),
+    which orders samples exactly as χ²_r does, tie correction included (the correction is a constant of the blocks'
+    tie patterns, which permutations keep). scipy has no exact Friedman test (``friedmanchisquare`` uses the χ²
+    approximation, poor at small N), so the exact distribution comes from :func:`friedman_null`; when that would
+    exceed ``max_work`` (about k > 7, or large N x k) a Monte-Carlo estimate with a fixed seed,
+    (1 + #{S* >= S}) / (1 + R), labelled as such. (tests/test_report_stats.py checks it against
+    ``scipy.stats.permutation_test`` and the published critical values of the Friedman statistic.)
+    """
+    doubled = _doubled_ranks(blocks)  # N x k, integers
+    n, k = doubled.shape
+    observed = int((doubled.sum(axis=0) ** 2).sum())
+    null = friedman_null(doubled, max_work=max_work)
+    if null is not None:
+        values, probabilities = null
+        return min(1.0, float(probabilities[values >= observed].sum())), "exact"
+    rng = np.random.default_rng(seed)
+    exceed, done = 0, 0
+    while done < n_resamples:  # chunks: R x N x k keys at most ~ 4e6
+        chunk = min(n_resamples - done, max(1, 4_000_000 // (n * k)))
+        order = rng.random((chunk, n, k)).argsort(axis=2)
+        sums = np.take_along_axis(np.broadcast_to(doubled, (chunk, n, k)), order, axis=2).sum(axis=1)
+        exceed += int(((sums ** 2).sum(axis=1) >= observed).sum())
+        done += chunk
+    return (1 + exceed) / (1 + n_resamples), f"Monte-Carlo ({n_resamples:,} permutations, seed {seed})"
+
+
+def nemenyi_cd(k: int, n: int, *, alpha: float = ALPHA) -> float:
+    """Critical difference of mean ranks of the Nemenyi test (Demšar 2006, section 3.2.2):
+    q_α √(k(k+1) / (6N)), q_α the studentized range quantile of k groups with infinite degrees of freedom over √2
+    (Demšar's Table 5a: 2.343 at k = 3, 2.569 at k = 4, ... at α = 0.05)."""
+    from scipy.stats import studentized_range
+
+    q = float(studentized_range.ppf(1 - alpha, k, np.inf)) / math.sqrt(2)
+    return q * math.sqrt(k * (k + 1) / (6.0 * n))
+
+
 @dataclass
 class Friedman:
     methods: list[str]  # methods present in every problem (the complete block design tested)
     problems: int
-    statistic: float
-    p: float
+    statistic: float  # χ²_r with scipy's tie correction
+    p: float  # from the permutation distribution (``p_method``)
     mean_ranks: pd.Series  # over the complete block, 1 = best
     nemenyi: pd.DataFrame | None  # pairwise p-values
+    p_chi2: float = float("nan")  # the χ² approximation (k − 1 degrees of freedom), for reference
+    p_method: str = "exact"  # "exact" or "Monte-Carlo (...)"
+    cd: float = float("nan")  # Nemenyi critical difference of mean ranks at ALPHA
 
 
 def friedman_nemenyi(scores: pd.DataFrame, higher_is_better: dict) -> Friedman | None:
@@ -106,11 +201,13 @@ def friedman_nemenyi(scores: pd.DataFrame, higher_is_better: dict) -> Friedman |
             oriented.loc[problem] = -oriented.loc[problem]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        stat, p = friedmanchisquare(*[oriented[c].to_numpy() for c in oriented.columns])
+        stat, p_chi2 = friedmanchisquare(*[oriented[c].to_numpy() for c in oriented.columns])
         nemenyi = sp.posthoc_nemenyi_friedman(oriented.reset_index(drop=True))
+    p, how = friedman_permutation_p(oriented.to_numpy(dtype=float))
     ranks = oriented.rank(axis=1, ascending=False).mean()
     return Friedman(methods=list(complete.columns), problems=int(complete.shape[0]), statistic=float(stat), p=float(p),
-                    mean_ranks=ranks, nemenyi=nemenyi)
+                    mean_ranks=ranks, nemenyi=nemenyi, p_chi2=float(p_chi2), p_method=how,
+                    cd=nemenyi_cd(complete.shape[1], complete.shape[0]))
 
 
 def bootstrap_ranks(problems: dict, higher_is_better: dict, methods: list[str], *, n_boot: int = 500, seed: int = 0) -> pd.DataFrame:

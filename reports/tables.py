@@ -9,12 +9,25 @@ spatial augmentation, fine-tuning loss and test-time augmentation (never a scrat
 tested differently, e.g. when the report merges runs made with other settings).
 
 A cell is a (row, fraction): per split (seed x fold) the mean over test cases (case-level metrics)
-or the set-level value (AUC), then mean (std) over splits. Comparisons pair values of the same test
-case of the same split (set-level metrics: the same split); pairs with a NaN on either side are
-dropped (MASD's one-empty rule) and do not count in n.
+or the set-level value (AUC), then mean (std) over splits.
+
+The unit of a comparison (``compare``): with at least ``MIN_SPLITS`` (3) splits matched between the two cells,
+the per-split means are paired (n = splits: the SI paper's protocol; a split is one training run, so the test is
+about the methods); with fewer, the test cases of the matched splits are paired, which compares single training
+runs, and the note under the table says so. Set-level metrics are always paired over splits. Pairs with a NaN
+on either side are dropped and do not count in n.
+
+Undefined values: a boundary distance (HD95, MASD) is undefined when the prediction or the reference of the
+region is empty (Metrics Reloaded; the tasks store NaN, ``tasks/metrics.py``). They are left out of the mean and
+of the tests and counted per cell (``Cell.n_undefined``; ``n_empty_pred``: of them, cases whose prediction was
+empty, from the ``empty_pred_<region>`` flags the segmentation tasks record).
+
+Multiple comparisons: Holm per table by default (``holm=True``), separately over the comparisons vs scratch and
+the comparisons vs each column's best.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,9 +36,10 @@ import numpy as np
 import pandas as pd
 
 from reports.load import Runs, parse_json
-from reports.stats import ALPHA, TESTS, Paired, holm as holm_adjust, paired_test
+from reports.stats import ALPHA, TESTS, WILCOXON_MIN_N, Paired, holm as holm_adjust, paired_test, wilcoxon_smallest_p
 
 MISSING = "—"
+MIN_SPLITS = 3  # matched splits from which a comparison pairs per-split means instead of test cases
 
 
 BASELINE_METHODS = ("scratch", "l1")  # the method each backbone group is compared with (benchmark/plan.py adds it)
@@ -74,6 +88,17 @@ class Cell:
     p_best: float = float("nan")
     published: list = field(default_factory=list)
     repro: dict = field(default_factory=dict)
+    n_cases: int = 0  # case-level values (test cases x splits), defined or not
+    n_undefined: int = 0  # of them NaN: undefined (a distance with an empty prediction or reference), left out of the mean
+    n_empty_pred: int | None = None  # of the undefined, cases with an empty prediction (None: the run has no such flags)
+
+    @property
+    def undefined_text(self) -> str:
+        """"3/18 (2 empty pred.)": undefined values of the cell's case values ("" when none)."""
+        if not self.n_undefined:
+            return ""
+        text = f"{self.n_undefined}/{self.n_cases}"
+        return text + (f" ({self.n_empty_pred} empty pred.)" if self.n_empty_pred is not None else "")
 
     @property
     def text(self) -> str:
@@ -109,27 +134,65 @@ class Table:
         return f"{fraction} (n={self.n_labeled.get(fraction, '?')})"
 
     @property
-    def pairing(self) -> str:
-        return ("matched test cases (same seed, fold and case)" if self.scope == "case"
-                else "matched splits (same seed and fold; the metric is one value per test set)")
-
-    @property
     def baseline(self) -> str:
         """The name of the rows compared against: scratch, or l1 on a synthesis task (``BASELINE_METHODS``)."""
         return "/".join(sorted({r.method for r in self.rows if r.is_scratch})) or "scratch"
 
+    @property
+    def has_undefined(self) -> bool:
+        """Some cell has undefined (NaN) case values: the renderings add an "undefined" column per fraction."""
+        return any(c.n_undefined for c in self.cells.values())
+
+    def _comparisons(self, unit: str) -> list[Paired]:
+        return [p for c in self.cells.values() for p in (c.vs_scratch, c.vs_best) if p is not None and p.n and p.unit == unit]
+
+    @staticmethod
+    def _n_text(pairs: list[Paired]) -> str:
+        ns = sorted({p.n for p in pairs})
+        return f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
+
+    @property
+    def pairing(self) -> str:
+        """How the comparisons of this table paired their values, and what that means."""
+        if self.scope != "case":
+            pairs = self._comparisons("split")
+            return ("paired over matched splits (same seed and fold; the metric is one value per test set)"
+                    + (f", {self._n_text(pairs)}" if pairs else ", no pairs"))
+        by_split, by_case = self._comparisons("split"), self._comparisons("case")
+        parts = []
+        if by_split:
+            parts.append(f"paired over per-split means (same seed and fold, each the mean over that split's test cases; "
+                         f"{self._n_text(by_split)} splits) where ≥ {MIN_SPLITS} splits match, as the SI paper tests")
+        if by_case:
+            parts.append(f"paired over matched test cases (same seed, fold and case; {self._n_text(by_case)}) where fewer than "
+                         f"{MIN_SPLITS} splits match: such a test compares single training runs, not methods (another seed "
+                         "may reverse it)")
+        return "; ".join(parts) if parts else "no pairs"
+
     def note(self) -> str:
         """What the numbers and marks mean: printed under every rendering of the table."""
         arrow = "higher" if self.higher_is_better else "lower"
-        ns = sorted({c.vs_scratch.n for c in self.cells.values() if c.vs_scratch and c.vs_scratch.n})
-        n_text = f"n = {ns[0]}" if len(ns) == 1 else (f"n = {ns[0]}–{ns[-1]} pairs" if ns else "no pairs")
-        correction = (f"Holm correction over the {self.comparisons_scratch} comparisons vs {self.baseline} and, separately, the "
-                      f"{self.comparisons_best} comparisons vs each column's best of this table" if self.holm else "no correction for multiple comparisons")
+
+        def count(n: int) -> str:
+            return f"{n} comparison{'' if n == 1 else 's'}"
+
+        correction = (f"Holm correction over the {count(self.comparisons_scratch)} vs {self.baseline} and, separately, the "
+                      f"{count(self.comparisons_best)} vs each column's best of this table" if self.holm
+                      else "no correction for multiple comparisons (--no-holm)")
         how = ("mean over the test cases of each split, then mean (std) over splits" if self.scope == "case"
                else "one value per split's test set, mean (std) over splits")
-        return (f"Metric `{self.metric}` ({arrow} is better): {how}. Bold: the best cell of each column and every cell not "
+        text = (f"Metric `{self.metric}` ({arrow} is better): {how}. Bold: the best cell of each column and every cell not "
                 f"significantly different from it (a cell that cannot be paired with the best, n < 2, is not bold). ▲ / ▼: significantly better / worse than the {self.baseline} row of the same backbone "
-                f"and fine-tuning settings. Test: {TESTS[self.test]}, p < {ALPHA}, paired over {self.pairing}, {n_text}; {correction}.")
+                f"and fine-tuning settings. Test: {TESTS[self.test]}, p < {ALPHA}, {self.pairing}; {correction}.")
+        if self.test == "wilcoxon":
+            text += (f" The Wilcoxon signed-rank test cannot reach p < {ALPHA} below n = {WILCOXON_MIN_N} pairs (its smallest "
+                     f"two-sided p is 2/2^n: {wilcoxon_smallest_p(WILCOXON_MIN_N - 1):.4g} at n = {WILCOXON_MIN_N - 1}).")
+        if self.has_undefined:
+            text += (" Undefined values: a boundary distance is undefined when the prediction or the reference of the region is "
+                     "empty (Metrics Reloaded, Maier-Hein et al. 2024); they are left out of the mean and of the tests, so a "
+                     "mean beside a non-zero “undefined” count (undefined / values; empty pred.: of them, empty predictions) "
+                     "covers only the defined cases.")
+        return text
 
 
 def fmt(value: float) -> str:
@@ -235,13 +298,18 @@ def _keys(scope: str) -> list[str]:
 
 
 def compare(a: Cell, b: Cell, *, scope: str, test: str) -> Paired:
-    """Paired test of cell a vs cell b over matched test cases (set-level metrics: matched splits)."""
-    keys = _keys(scope)
-    pairs = a.values.merge(b.values, on=keys, suffixes=("_a", "_b"))
-    return paired_test(pairs["value_a"], pairs["value_b"], test=test)
+    """Paired test of cell a vs cell b: over per-split means when ≥ ``MIN_SPLITS`` splits match (the unit is a training
+    run), else over the matched test cases of the matched splits (set-level metrics: always over matched splits)."""
+    if scope == "case":
+        means = [c.values.groupby(["seed", "fold"])["value"].mean() for c in (a, b)]
+        splits = pd.concat(means, axis=1, join="inner").dropna()
+        if len(splits) >= MIN_SPLITS:
+            return dataclasses.replace(paired_test(splits.iloc[:, 0], splits.iloc[:, 1], test=test), unit="split")
+    pairs = a.values.merge(b.values, on=_keys(scope), suffixes=("_a", "_b"))
+    return dataclasses.replace(paired_test(pairs["value_a"], pairs["value_b"], test=test), unit="case" if scope == "case" else "split")
 
 
-def build_tables(runs: Runs, *, test: str = "ttest", holm: bool = False, metrics: str = "all") -> list[Table]:
+def build_tables(runs: Runs, *, test: str = "ttest", holm: bool = True, metrics: str = "all") -> list[Table]:
     """Every task x metric table (``metrics="primary"``: the main metric only), main metric first per task."""
     if test not in TESTS:
         raise ValueError(f"stat test {test!r}: expected one of {sorted(TESTS)}")
@@ -252,6 +320,7 @@ def build_tables(runs: Runs, *, test: str = "ttest", holm: bool = False, metrics
         cells = cells_all[cells_all["task"] == task]
         rows = task_rows(cells)
         results = runs.results[runs.results["task"] == task]
+        empty_pred = runs.empty_pred[runs.empty_pred["cell_id"].isin(cells["cell_id"])]
         fractions = fraction_order(list(cells["fraction"]) + list(results["fraction"]))
         n_labeled = {}
         for fraction in fractions:
@@ -267,6 +336,7 @@ def build_tables(runs: Runs, *, test: str = "ttest", holm: bool = False, metrics
             table = Table(task=task, metric=metric, higher_is_better=runs.direction(task, metric), primary=metric == names[0],
                           scope=scope, fractions=fractions, n_labeled=n_labeled, rows=rows, cells={}, test=test, holm=holm)
             grouped = dict(list(values.groupby("cell_id"))) if len(values) else {}
+            flags = dict(list(empty_pred.groupby("cell_id"))) if len(empty_pred) else {}
             for row in rows:
                 row_cells = cells[cells["cell_id"].isin(row.cell_ids)]
                 for fraction in fractions:
@@ -274,6 +344,8 @@ def build_tables(runs: Runs, *, test: str = "ttest", holm: bool = False, metrics
                     parts = [grouped[c] for c in here["cell_id"] if c in grouped]
                     frame = pd.concat(parts) if parts else values.iloc[0:0]
                     table.cells[(row.label, fraction)] = _cell(row, fraction, here, frame, scope, runs)
+                    if scope == "case":
+                        _count_undefined(table.cells[(row.label, fraction)], metric, [flags[c] for c in here["cell_id"] if c in flags])
             _mark(table)
             tables.append(table)
     return tables
@@ -295,6 +367,24 @@ def _cell(row: Row, fraction: str, cells: pd.DataFrame, values: pd.DataFrame, sc
     elif len(cells) and (cells["status"] == "failed").any():
         cell.status, cell.reason = "failed", str(cells.loc[cells["status"] == "failed", "reason"].iloc[0])
     return cell
+
+
+def _count_undefined(cell: Cell, metric: str, flags: list[pd.DataFrame]) -> None:
+    """Undefined (NaN) case values of a cell and, where the run recorded ``empty_pred_<region>`` flags, how many of
+    them had an empty prediction: the flag of the metric's region (``hd95_ET`` -> ``ET``), or of any region for a
+    metric over all regions (``hd95_mean``, ``masd``)."""
+    frame = cell.values
+    cell.n_cases = int(len(frame))
+    undefined = frame[frame["value"].isna()] if len(frame) else frame
+    cell.n_undefined = int(len(undefined))
+    if not flags:
+        return
+    flags = pd.concat(flags)
+    region = metric.split("_", 1)[1] if "_" in metric else ""
+    chosen = flags[flags["region"] == region] if region in set(flags["region"]) else flags
+    empty = chosen.groupby(["seed", "fold", "case_id"], as_index=False)["value"].max()
+    merged = undefined.merge(empty, on=["seed", "fold", "case_id"], how="left", suffixes=("", "_empty"))
+    cell.n_empty_pred = int((merged["value_empty"] > 0).sum())
 
 
 def _mark(table: Table) -> None:

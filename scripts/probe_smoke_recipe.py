@@ -3,8 +3,9 @@ profile, on one CPU thread (what each of the default run's two concurrent Jobs g
 
     python scripts/probe_smoke_recipe.py scratch unet2d btcv ft_steps=300 unet=8,16,32,64,64,8 [fr=100%,25%]
 
-Overrides (key=value): ft_steps, ft_bs, ft_lr, pt_steps, pt_bs, pt_lr (the backbone's smoke fine-tuning / pretraining
-recipe), roi (e.g. 64x64x32), unet (unet_features), swin_feature_size, swin_window, vit_dim, vit_depth, vit_patch,
+Overrides (key=value): ft_steps, ft_bs, ft_lr, ft_sched, pt_steps, pt_bs, pt_lr, pt_sched (the backbone's smoke
+fine-tuning / pretraining recipe), aug (the fine-tuning spatial augmentation: auto, none, si, dae, ...), roi (e.g. 64x64x32), vol (the profile's volume size, e.g. 32x32x32), shape (the built-in data's written grid),
+unet (unet_features), swin_feature_size, swin_window, vit_dim, vit_depth, vit_patch,
 dir (work folder, default /tmp/medssl-probe). Prints each cell's mean test Dice, its seconds, and the pretraining's
 logged losses: the numbers behind choosing the smoke recipes (issue 20), without a 7-minute run per try.
 """
@@ -21,6 +22,7 @@ from benchmark import profiles
 from benchmark.cli import parse_fractions
 from benchmark.datasources import resolve_task_data
 from benchmark.plan import MethodEntry, build_plan
+from benchmark.records import FinetuneSettings
 from benchmark.train import Hooks, run_job
 from tasks import get_task
 
@@ -33,7 +35,8 @@ def probe_profile(backbone: str, overrides: dict[str, str]) -> profiles.Profile:
     def recipe(current, prefix: str):
         return dataclasses.replace(current, steps=int(overrides.get(f"{prefix}_steps", current.steps)),
                                    batch_size=int(overrides.get(f"{prefix}_bs", current.batch_size)),
-                                   lr=float(overrides.get(f"{prefix}_lr", current.lr)))
+                                   lr=float(overrides.get(f"{prefix}_lr", current.lr)),
+                                   schedule=overrides.get(f"{prefix}_sched", current.schedule))
 
     size = base.backbone_size
     if "unet" in overrides:
@@ -42,7 +45,8 @@ def probe_profile(backbone: str, overrides: dict[str, str]) -> profiles.Profile:
     rois = dict(base.rois)
     if "roi" in overrides:
         rois[backbone] = tuple(int(x) for x in overrides["roi"].split("x"))
-    return dataclasses.replace(base, name="probe", rois=rois, backbone_size=size,
+    volume_size = tuple(int(x) for x in overrides["vol"].split("x")) if "vol" in overrides else base.volume_size
+    return dataclasses.replace(base, name="probe", rois=rois, backbone_size=size, volume_size=volume_size,
                                finetune_recipes={**base.finetune_recipes, backbone: recipe(base.finetune_recipes[backbone], "ft")},
                                smoke_pretrain={**base.smoke_pretrain, backbone: recipe(base.smoke_pretrain[backbone], "pt")})
 
@@ -53,11 +57,12 @@ def main(argv: list[str]) -> None:
     torch.set_num_threads(1)
     work = Path(overrides.get("dir", "/tmp/medssl-probe"))
     task = get_task(task_name)
-    data = work / f"data-{task_name}"
+    shape = tuple(int(x) for x in overrides["shape"].split("x")) if "shape" in overrides else task.synthetic_shape
+    data = work / f"data-{task_name}-{'x'.join(map(str, shape))}"
     if not data.exists():  # the default run's built-in data: same case count, grid and seed
-        task.write_synthetic(data, n_cases=task.synthetic_cases, shape=task.synthetic_shape, seed=0)
+        task.write_synthetic(data, n_cases=task.synthetic_cases, shape=shape, seed=0)
     task_data = resolve_task_data(task, data_root=data, cache_dir=work / "cache")
-    plan = build_plan(methods=[MethodEntry(method)], task_data=[task_data], fractions=parse_fractions(overrides.get("fr", "100%,25%")),
+    plan = build_plan(finetune=FinetuneSettings(spatial_aug=overrides.get("aug", "auto")), methods=[MethodEntry(method)], task_data=[task_data], fractions=parse_fractions(overrides.get("fr", "100%,25%")),
                       seeds=[0], profile=probe_profile(backbone, overrides), cache_dir=work / "cache",
                       backbone=backbone if method == "scratch" else None)
     job = next(j for j in plan.jobs if j.method == method and j.backbone == backbone)

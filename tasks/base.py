@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from benchmark.errors import BenchmarkInputError
+from benchmark.records import EMPTY_PRED_PREFIX
 from benchmark.registry import Registry
 from tasks.nifti import load_nifti, nifti_shape, voxel_spacing
 
@@ -54,6 +55,16 @@ def register_task_prefix(prefix: str, *, usage: str, kind: str, help: str):
         return build
 
     return decorator
+
+
+def plugin_problem(cls) -> str | None:
+    """Why an entry point's object (``benchmark.plugins``) cannot be a task, or None."""
+    if not (isinstance(cls, type) and issubclass(cls, Task)):
+        return f"{cls!r} is not a task class: expected a subclass of tasks.base.Task (e.g. tasks.base.SegmentationTask)"
+    missing = [a for a in ("kind", "description", "channels", "synthetic_cases", "synthetic_shape") if not hasattr(cls, a)]
+    if missing:
+        return f"{cls.__name__} declares no {' / '.join(missing)} (see tasks/base.py Task)"
+    return None
 
 
 def list_tasks() -> list[str]:
@@ -109,7 +120,9 @@ class Case:
 class VolumeIndex:
     """Where a volume's content is, computed once when it is prepared (``benchmark.prepared``) so that samplers need
     not scan the whole volume for every sample: the axial slices with any non-zero voxel (``body_slices``) and with
-    any label (``labelled_slices``), and every labelled voxel's [x, y, z] in C order (``foreground``, label > 0).
+    any label (``labelled_slices``), and every labelled voxel's [x, y, z] (``foreground``, label > 0) ordered by label
+    value, then in C order, with ``foreground_classes`` [M, 2]: each label value present and the row of ``foreground``
+    where its voxels start (so a sampler picks a class, then one of its voxels, without scanning).
 
     It describes the arrays ``image`` and ``label`` it was computed from and nothing else: a Volume whose arrays
     were replaced (resized, a series dropped) keeps a stale index, which its readers detect by identity
@@ -120,6 +133,7 @@ class VolumeIndex:
     body_slices: np.ndarray
     labelled_slices: np.ndarray
     foreground: np.ndarray
+    foreground_classes: np.ndarray
 
     def describes(self, volume: "Volume") -> bool:
         return self.image is volume.image and self.label is volume.label
@@ -361,14 +375,20 @@ class SegmentationTask(Task):
         """Every per-case metric of one case: bool regions [1, K, *spatial], ``spacing`` in mm per axis.
 
         Default: ``dice`` (dice_<region>, dice_mean) + hd95_<region>, hd95_mean in mm (empty-mask
-        rules in tasks/metrics.py). Tasks add their own by overriding (wmh: lesion recall; hie: MASD,
-        NSD, Dice by lesion size), using ``image`` (the normalised image [C, *spatial]) or ``label``
-        (raw values [1, 1, *spatial]) where a metric needs more than the regions.
+        rules in tasks/metrics.py: NaN, undefined, when exactly one of prediction and truth is empty;
+        hd95_mean is then NaN too, so two methods are compared on the same regions) + ``empty_pred_<region>``,
+        1.0 where the region's prediction is empty and its truth is not (a flag, not a metric: the report
+        counts the undefined distances of those cases as empty predictions). Tasks add their own by
+        overriding (wmh: lesion recall; hie: MASD, NSD, Dice by lesion size), using ``image`` (the
+        normalised image [C, *spatial]) or ``label`` (raw values [1, 1, *spatial]) where a metric needs
+        more than the regions.
         """
         from tasks.metrics import hd95
 
         out = self.dice(pred_regions, true_regions)
-        distances = hd95(pred_regions, true_regions, spacing=spacing)[0]  # [K]
+        distances = hd95(pred_regions, true_regions, spacing=spacing)[0]  # [K], NaN where undefined
         out.update({f"hd95_{name}": float(d) for name, d in zip(self.region_names, distances)})
         out["hd95_mean"] = float(distances.mean())
+        missed = ~pred_regions[0].flatten(1).any(dim=1) & true_regions[0].flatten(1).any(dim=1)  # [K]
+        out.update({f"{EMPTY_PRED_PREFIX}{name}": float(m) for name, m in zip(self.region_names, missed)})
         return out

@@ -7,20 +7,22 @@ size in mm per spatial axis (``Volume.spacing``). The distances are MONAI's
 in mm); only what MONAI leaves undefined is decided here. MONAI returns NaN or inf as soon as one mask is empty, so every function settles those
 cases first:
 
-=====================  ==========  =============================  =====  ====
-truth / prediction     HD95        MASD                           NSD    Dice
-=====================  ==========  =============================  =====  ====
-both empty             0           0                              1      1
-exactly one empty      diagonal    NaN (left out of the mean)     0      0
-=====================  ==========  =============================  =====  ====
+=====================  ============================  =============================  =====  ====
+truth / prediction     HD95                          MASD                           NSD    Dice
+=====================  ============================  =============================  =====  ====
+both empty             0                             0                              1      1
+exactly one empty      NaN (undefined; see below)    NaN (left out of the mean)     0      0
+=====================  ============================  =============================  =====  ====
 
-- HD95, one mask empty: the diagonal of the image grid in mm, the largest distance two points of
-  the volume can have, so a missed or hallucinated structure scores worse than any real
-  prediction. On BraTS' 240 x 240 x 155 grid of 1 mm voxels this is sqrt(240² + 240² + 155²) =
-  373.1287 mm, the value BraTS evaluation code assigns to an empty side (the BraTS 2023 lesion-wise
-  script, github.com/rachitsaluja/BraTS-2023-Metrics, rounds it up to 374); here it follows each
-  task's own grid. The WMH 2017 script returns NaN instead, which would drop empty predictions
-  from the mean.
+- HD95, one mask empty: undefined, NaN (Metrics Reloaded, Maier-Hein et al. 2024, Nat. Methods: a boundary
+  distance is undefined when the prediction or the reference is empty; the WMH 2017 script returns NaN too).
+  The tasks record ``empty_pred_<region>`` flags beside it (``SegmentationTask.metrics``) and the report leaves
+  the NaN out of the mean and the tests and counts them in their own column, so a missed structure is neither
+  hidden nor given a number. The old convention is still available as ``hd95(..., empty="diagonal")``: the
+  diagonal of the image grid in mm, the largest distance two points of the volume can have (on BraTS'
+  240 x 240 x 155 grid of 1 mm voxels sqrt(240² + 240² + 155²) = 373.1287 mm, the value BraTS evaluation code
+  assigns to an empty side; github.com/rachitsaluja/BraTS-2023-Metrics rounds it up to 374). As a silent
+  sentinel it dominated means (on the default run's BTCV 44 % of HD95 values were the 669.76 mm diagonal).
 - MASD / NSD / Dice: the BONBID-HIE 2023 evaluation (github.com/baorina/BONBID-HIE-MICCAI2023,
   ``bonbidhie_eval/evaluation.py``, ``score_case``): both empty -> Dice 1, MASD 0, NSD 1; one
   empty -> Dice 0, MASD NaN, NSD 0. The NaN row is kept: a pandas mean over cases skips it,
@@ -76,19 +78,24 @@ def grid_diagonal_mm(shape: Sequence[int], spacing: Sequence[float]) -> float:
     return math.sqrt(sum((n * s) ** 2 for n, s in zip(shape, spacing)))
 
 
-def hd95(pred, true, *, spacing: Sequence[float]) -> torch.Tensor:
+HD95_EMPTY = ("nan", "diagonal")  # the value of HD95 when exactly one mask is empty (module docstring)
+
+
+def hd95(pred, true, *, spacing: Sequence[float], empty: str = "nan") -> torch.Tensor:
     """95th-percentile Hausdorff distance in mm, [B, K] float64 (MONAI ``compute_hausdorff_distance``).
 
     max(95th percentile of prediction -> truth distances, 95th percentile of truth -> prediction),
-    percentiles linearly interpolated (``torch.quantile``). Both empty -> 0, one empty -> the grid
-    diagonal (module docstring).
+    percentiles linearly interpolated (``torch.quantile``). Both empty -> 0; one empty -> NaN, undefined
+    (``empty="nan"``, Metrics Reloaded) or the grid diagonal (``empty="diagonal"``, BraTS); module docstring.
     """
     from monai.metrics import compute_hausdorff_distance
 
+    if empty not in HD95_EMPTY:
+        raise ValueError(f"hd95 empty={empty!r}: expected one of {HD95_EMPTY}")
     pred, true = _batched(pred, spacing), _batched(true, spacing)
     p_any, t_any = _nonempty(pred), _nonempty(true)
     out = torch.zeros(p_any.shape, dtype=torch.float64)
-    out[p_any ^ t_any] = grid_diagonal_mm(pred.shape[2:], spacing)
+    out[p_any ^ t_any] = float("nan") if empty == "nan" else grid_diagonal_mm(pred.shape[2:], spacing)
     for b, k in (p_any & t_any).nonzero().tolist():
         value = compute_hausdorff_distance(pred[b : b + 1, k : k + 1], true[b : b + 1, k : k + 1], include_background=True,
                                            percentile=95, spacing=list(spacing))

@@ -69,6 +69,23 @@ def test_with_a_tty_bars_show_units_stage_step_and_loss():
     assert not console.bars_active
 
 
+def test_a_terminal_without_a_width_gets_plain_lines():
+    """A pseudo-terminal of 0 columns (``script`` under CI) is a TTY where tqdm draws nothing: plain lines there."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    with os.fdopen(slave, "w") as stream:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+        assert not Console(stream, stream).is_tty
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+        assert Console(stream, stream).is_tty
+    os.close(master)
+
+
 def test_captured_output_goes_to_the_log_and_only_with_verbose_to_the_console(tmp_path, capsys):
     for verbose in (False, True):
         log = tmp_path / f"verbose-{verbose}.log"

@@ -161,13 +161,17 @@ def test_wrong_mask_rank_is_an_error():
 
 # ---- empty-mask rules -------------------------------------------------------------------------------
 def test_hd95_empty_rules():
-    """Both empty -> 0; exactly one empty -> the grid diagonal in mm (either direction)."""
+    """Both empty -> 0; exactly one empty -> NaN, undefined (Metrics Reloaded; either direction), or with
+    empty="diagonal" the grid diagonal in mm (BraTS)."""
     pred, true = _masks()
     assert hd95(pred, true, spacing=SPACING).item() == 0.0
     diagonal = math.sqrt((8 * 0.5) ** 2 + (8 * 1.0) ** 2 + (8 * 3.0) ** 2)
     true[0, 0, 4, 4, 4] = True
-    assert hd95(pred, true, spacing=SPACING).item() == pytest.approx(diagonal)
-    assert hd95(true, pred, spacing=SPACING).item() == pytest.approx(diagonal)
+    assert math.isnan(hd95(pred, true, spacing=SPACING).item()) and math.isnan(hd95(true, pred, spacing=SPACING).item())
+    assert hd95(pred, true, spacing=SPACING, empty="diagonal").item() == pytest.approx(diagonal)
+    assert hd95(true, pred, spacing=SPACING, empty="diagonal").item() == pytest.approx(diagonal)
+    with pytest.raises(ValueError, match="empty="):
+        hd95(pred, true, spacing=SPACING, empty="max")
 
 
 def test_hd95_worst_case_is_brats_373_on_the_brats_grid():
@@ -175,7 +179,7 @@ def test_hd95_worst_case_is_brats_373_on_the_brats_grid():
     assert grid_diagonal_mm((240, 240, 155), (1.0, 1.0, 1.0)) == pytest.approx(373.1287, abs=1e-4)
     pred, true = _masks(shape=(240, 240, 155))
     pred[0, 0, 100, 100, 70] = True
-    assert hd95(pred, true, spacing=(1.0, 1.0, 1.0)).item() == pytest.approx(373.1287, abs=1e-4)
+    assert hd95(pred, true, spacing=(1.0, 1.0, 1.0), empty="diagonal").item() == pytest.approx(373.1287, abs=1e-4)
 
 
 @pytest.mark.parametrize("case", ["both_empty", "truth_empty", "prediction_empty"])
@@ -192,7 +196,8 @@ def test_hie_challenge_empty_mask_rules(case):
         assert (out["dice_lesion"], out["masd"], out["nsd"], out["hd95_lesion"]) == (1.0, 0.0, 1.0, 0.0)
     else:
         assert out["dice_lesion"] == 0.0 and out["nsd"] == 0.0 and math.isnan(out["masd"])
-        assert out["hd95_lesion"] == pytest.approx(grid_diagonal_mm((8, 8, 8), SPACING))
+        assert math.isnan(out["hd95_lesion"]) and math.isnan(out["hd95_mean"])  # undefined (Metrics Reloaded)
+    assert out["empty_pred_lesion"] == (1.0 if case == "prediction_empty" else 0.0)  # only a missed lesion is an empty prediction
 
 
 # ---- lesion-wise and size-grouped metrics ---------------------------------------------------------
@@ -251,8 +256,10 @@ def test_brats_dice_all_pools_the_three_regions():
     assert pooled_dice(pred, true).item() == pytest.approx(2 / 3)
     out = get_task("brats").metrics(pred, true, spacing=SPACING)
     assert out["dice_all"] == pytest.approx(2 / 3) and out["dice_mean"] == pytest.approx(1 / 3)
-    assert set(out) == {"dice_WT", "dice_TC", "dice_ET", "dice_mean", "dice_all", "hd95_WT", "hd95_TC", "hd95_ET", "hd95_mean"}
-    assert out["hd95_WT"] == 0.0 and out["hd95_TC"] == out["hd95_ET"] == pytest.approx(grid_diagonal_mm((8, 8, 8), SPACING))
+    assert set(out) == {"dice_WT", "dice_TC", "dice_ET", "dice_mean", "dice_all", "hd95_WT", "hd95_TC", "hd95_ET", "hd95_mean",
+                        "empty_pred_WT", "empty_pred_TC", "empty_pred_ET"}
+    assert out["hd95_WT"] == 0.0 and math.isnan(out["hd95_TC"]) and math.isnan(out["hd95_ET"]) and math.isnan(out["hd95_mean"])
+    assert (out["empty_pred_WT"], out["empty_pred_TC"], out["empty_pred_ET"]) == (0.0, 0.0, 1.0)  # TC: hallucinated, ET: missed
 
 
 def test_default_metrics_add_hd95_per_region_and_mean():
@@ -262,9 +269,11 @@ def test_default_metrics_add_hd95_per_region_and_mean():
     true[0, :, 4, 4, 4] = True
     pred[0, :, 4, 4, 5] = True  # every organ one slice off: 3 mm
     out = btcv.metrics(pred, true, spacing=SPACING)
-    assert set(out) == {f"dice_{n}" for n in btcv.region_names} | {f"hd95_{n}" for n in btcv.region_names} | {"dice_mean", "hd95_mean"}
+    assert set(out) == ({f"dice_{n}" for n in btcv.region_names} | {f"hd95_{n}" for n in btcv.region_names} | {"dice_mean", "hd95_mean"}
+                        | {f"empty_pred_{n}" for n in btcv.region_names})
     assert out["hd95_liver"] == pytest.approx(3.0) and out["hd95_mean"] == pytest.approx(3.0)
-    assert out == {**btcv.dice(pred, true), **{k: v for k, v in out.items() if k.startswith("hd95")}}
+    assert out == {**btcv.dice(pred, true), **{k: v for k, v in out.items() if k.startswith(("hd95", "empty_pred_"))}}
+    assert not any(v for k, v in out.items() if k.startswith("empty_pred_"))  # every organ predicted
 
 
 def test_wmh_metrics_keys_and_lesion_recall():
@@ -273,5 +282,5 @@ def test_wmh_metrics_keys_and_lesion_recall():
     true[0, 0, 1, 1, 1] = true[0, 0, 5, 5, 5] = True
     pred[0, 0, 5, 5, 5] = True
     out = get_task("wmh").metrics(pred, true, spacing=SPACING)
-    assert set(out) == {"dice_wmh", "dice_mean", "hd95_wmh", "hd95_mean", "lesion_recall"}
+    assert set(out) == {"dice_wmh", "dice_mean", "hd95_wmh", "hd95_mean", "lesion_recall", "empty_pred_wmh"}
     assert out["lesion_recall"] == 0.5 and out["dice_wmh"] == pytest.approx(2 / 3)

@@ -28,7 +28,8 @@ def run(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def tables(run):
-    return {(t.task, t.metric): t for t in build_tables(load_runs([run]), test="ttest")}
+    """Uncorrected (--no-holm), so each p is scipy's own; Holm, the default, is tested on its own."""
+    return {(t.task, t.metric): t for t in build_tables(load_runs([run]), test="ttest", holm=False)}
 
 
 def _pairs(run: Path, method: str, baseline: str, *, metric: str, fraction: str = "100%", aug: str = "none"):
@@ -57,15 +58,34 @@ def test_paired_ttest_and_wilcoxon_equal_scipy():
         paired_test(a, b, test="mannwhitney")
 
 
-def test_cell_p_values_are_scipy_on_matched_cases(run, tables):
-    """vs-scratch p of csi on brats dice_mean 100% = scipy on the 18 matched (seed, fold, case) pairs."""
-    a, b = _pairs(run, "csi", "scratch", metric="dice_mean")
+def _split_means(run: Path, method: str, baseline: str, *, metric: str, fraction: str = "100%"):
+    """Per-split (seed, fold) means of two configurations over their test cases, straight from the CSV files."""
+    results = pd.read_csv(run / "results.csv", dtype={"case_id": str})
+    cells = pd.read_csv(run / "cells.csv", keep_default_na=False)
+    values = results[(results.metric == metric) & results.cell_id.isin(cells[(cells.finetune_aug == "none") & (cells.fraction == fraction)].cell_id)]
+    means = values.groupby(["method", "seed", "fold"])["value"].mean()
+    return means[method].to_numpy(), means[baseline].to_numpy()
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss occurred")  # scipy on the constant per-split differences of the fixture
+def test_cell_p_values_are_scipy_on_matched_splits_or_cases(run, tables):
+    """With 3 seeds (100%) the test pairs the 3 per-split means (the SI paper's unit: a training run); with one seed
+    (25%) it pairs the 6 matched test cases of that single run. Both equal scipy on the values from the CSV."""
+    a, b = _split_means(run, "csi", "scratch", metric="dice_mean")
     cell = tables[("brats", "dice_mean")].cells[("csi (unet2d)", "100%")]
-    assert cell.vs_scratch.n == len(a) == 18
+    assert (cell.vs_scratch.n, cell.vs_scratch.unit) == (len(a), "split") == (3, "split")
     assert cell.vs_scratch.delta == pytest.approx(GAIN.mean())
+    noisy_a, noisy_b = _split_means(run, "inpainting", "csi", metric="hd95_mean")  # differences that vary: a finite p
+    noisy = tables[("brats", "hd95_mean")].cells[("inpainting (unet2d)", "100%")]
+    assert noisy.vs_best.unit == "split" and noisy.p_best == pytest.approx(stats.ttest_rel(noisy_b, noisy_a).pvalue)
     assert cell.p_scratch == pytest.approx(stats.ttest_rel(a, b).pvalue)
-    wil = {(t.task, t.metric): t for t in build_tables(load_runs([run]), test="wilcoxon")}
-    assert wil[("brats", "dice_mean")].cells[("csi (unet2d)", "100%")].p_scratch == pytest.approx(stats.wilcoxon(a - b).pvalue)
+    single_a, single_b = _pairs(run, "csi", "scratch", metric="dice_mean", fraction="25%")
+    single = tables[("brats", "dice_mean")].cells[("csi (unet2d)", "25%")]
+    assert (single.vs_scratch.n, single.vs_scratch.unit) == (len(single_a), "case") == (6, "case")
+    assert single.p_scratch == pytest.approx(stats.ttest_rel(single_a, single_b).pvalue)
+    wil = {(t.task, t.metric): t for t in build_tables(load_runs([run]), test="wilcoxon", holm=False)}
+    assert wil[("brats", "dice_mean")].cells[("csi (unet2d)", "100%")].p_scratch == pytest.approx(stats.wilcoxon(a - b).pvalue) == 0.25
+    assert wil[("brats", "dice_mean")].cells[("csi (unet2d)", "25%")].p_scratch == pytest.approx(stats.wilcoxon(single_a - single_b).pvalue)
 
 
 def test_nan_pairs_are_dropped_and_not_counted(run, tables):
@@ -95,7 +115,7 @@ def test_baseline_is_scratch_with_the_same_finetune_settings():
     """Bug 1: with a --finetune-aug mixup run in the same folder, csi was paired with both scratch variants
     (Δ +0.367, p 0.0005, n 12); now only with the scratch row fine-tuned the same way."""
     for with_mixup in (False, True):
-        table = paired_tables(*_issue_fixture(with_mixup), test="wilcoxon")["brats"]
+        table = paired_tables(*_issue_fixture(with_mixup), test="wilcoxon", holm=False)["brats"]
         assert table.loc["csi (unet2d)", "100%"] == f"Δ +0.067 (p={stats.wilcoxon(GAIN).pvalue:.2g}, n=6)" == "Δ +0.067 (p=0.031, n=6)"
     assert table.loc["csi (unet2d) + mixup", "100%"] == "Δ +0.067 (p=0.031, n=6)"
     built = build_tables(runs_from_frames(*_issue_fixture(True)), test="wilcoxon")[0]
@@ -131,7 +151,7 @@ NOISE = np.array([0.02, -0.03, 0.01, -0.02, 0.03, -0.01])
 def test_bold_best_and_not_significantly_different_markers_vs_scratch():
     """best: bold; a row within noise of it: bold (p ≥ 0.05); a clearly worse row: not bold. ▲/▼ vs scratch."""
     runs = _column({"scratch": BASE, "csi": BASE + 0.2, "dae": BASE + 0.195 + NOISE, "mae": BASE + 0.05 + NOISE / 4, "bad": BASE - 0.1 + NOISE / 5})
-    table = build_tables(runs, test="ttest")[0]
+    table = build_tables(runs, test="ttest", holm=False)[0]
     c = {label: table.cells[(label, "100%")] for label, _ in table.cells}
     assert [r.label for r in table.rows][0] == "scratch (unet2d)"  # scratch heads its backbone
     assert c["csi (unet2d)"].bold and c["dae (unet2d)"].bold and not c["mae (unet2d)"].bold and not c["scratch (unet2d)"].bold
@@ -144,7 +164,7 @@ def test_bold_best_and_not_significantly_different_markers_vs_scratch():
 def test_direction_comes_from_the_task_lower_is_better():
     """hd95 (lower is better): the lowest mean is the best, a lower value is significantly better than scratch."""
     runs = _column({"scratch": 10 + BASE, "csi": 8 + BASE + NOISE, "bad": 12 + BASE + NOISE}, metric="hd95_mean", higher=False)
-    table = build_tables(runs, test="ttest")[0]
+    table = build_tables(runs, test="ttest", holm=False)[0]
     c = {label: table.cells[(label, "100%")] for label, _ in table.cells}
     assert c["csi (unet2d)"].bold and not c["bad (unet2d)"].bold
     assert c["csi (unet2d)"].marker == "better" and c["bad (unet2d)"].marker == "worse"
@@ -172,6 +192,12 @@ def test_holm_equals_the_step_down_formula_and_can_remove_a_marker():
 
 
 # ---- ranking ---------------------------------------------------------------------------------------------------------
+def _rank_sum_squares(*samples):
+    """Σ_j R_j² of methods' samples (one per method, aligned over blocks): the Friedman statistic up to constants."""
+    ranks = stats.rankdata(np.stack(samples), axis=0)
+    return float((ranks.sum(axis=1) ** 2).sum())
+
+
 def test_ranking_mean_rank_friedman_and_bootstrap():
     """Ranks per (task, fraction), mean over problems; Friedman equals scipy on the complete block."""
     results, cells = [], []
@@ -183,14 +209,19 @@ def test_ranking_mean_rank_friedman_and_bootstrap():
             cells.append(rec)
             results += rows_for(rec, "dice_mean", mean + NOISE / 10)
     tables = build_tables(runs_from_frames(pd.DataFrame(results), pd.DataFrame(cells)))
-    ranking = rank(tables, n_boot=200)
+    rankings = rank(tables, n_boot=200)
+    assert [r.backbone for r in rankings] == ["unet2d"]
+    ranking = rankings[0]
     summary = ranking.summary
     assert summary.loc["a (unet2d)", "mean_rank"] == pytest.approx((1 + 2 + 1) / 3)
     assert summary.loc["b (unet2d)", "mean_rank"] == pytest.approx((2 + 1 + 3) / 3)
     assert summary.loc["scratch (unet2d)", "rank"] == 4 and list(summary.index[:1]) == ["a (unet2d)"]
     blocks = pd.DataFrame(means).T
     expected = stats.friedmanchisquare(*[blocks[m] for m in blocks.columns])
-    assert ranking.friedman.p == pytest.approx(expected.pvalue) and ranking.friedman.statistic == pytest.approx(expected.statistic)
+    assert ranking.friedman.p_chi2 == pytest.approx(expected.pvalue) and ranking.friedman.statistic == pytest.approx(expected.statistic)
+    exact = stats.permutation_test([blocks[m].to_numpy() for m in blocks.columns], _rank_sum_squares, permutation_type="samples",
+                                   n_resamples=np.inf, alternative="greater", vectorized=False)
+    assert ranking.friedman.p_method == "exact" and ranking.friedman.p == pytest.approx(exact.pvalue)  # 3 problems: not the χ² p
     assert ranking.friedman.nemenyi.shape == (4, 4)
     share = ranking.stability
     assert np.allclose(share.sum(axis=1), 1.0) and share.loc["scratch (unet2d)", 4] == 1.0  # always last
@@ -220,7 +251,7 @@ def test_build_report_writes_every_format(run, tmp_path):
     n_cells = sum(len(t.rows) * len(t.fractions) for t in build_tables(load_runs([run])))
     assert len(csv) == n_cells  # one row per table cell
     row = csv[(csv.metric == "dice_mean") & (csv.configuration == "csi (unet2d)") & (csv.fraction == "100%")].iloc[0]
-    assert row.marker == "better" and row.n_pairs_vs_scratch == 18 and row.pretrain_hashes.startswith("hash-csi")
+    assert row.marker == "better" and row.n_pairs_vs_scratch == 3 and row.unit_vs_scratch == "split" and row.pretrain_hashes.startswith("hash-csi")
     assert row.wall_seconds == 270 and json.loads(row.method_config) == {"lr": 0.001} and "torch" in row.versions
     tex = paths["tex"].read_text()
     assert r"\toprule" in tex and r"\textbf{" in tex and r"$^{\blacktriangle}$" in tex and "dice\\_mean" in tex
@@ -228,7 +259,7 @@ def test_build_report_writes_every_format(run, tmp_path):
     assert "task-brats.html" in index and "Ranking across tasks" in index and "<img" in index
     brats = (tmp_path / "out" / "task-brats.html").read_text()
     assert "brats-label-efficiency.png" in brats and "brats-per-case.png" in brats and "Reproducibility" in brats
-    for kind in ("brats-label-efficiency", "brats-per-case", "rank-stability"):
+    for kind in ("brats-label-efficiency", "brats-per-case", "rank-stability-unet2d", "rank-stability-vit"):
         assert (tmp_path / "out" / "plots" / f"{kind}.png").stat().st_size > 0 and (tmp_path / "out" / "plots" / f"{kind}.svg").exists()
     assert (site / "index.html").exists() and (site / "task-brats.html").exists() and (site / "plots" / "brats-per-case.png").exists()
     assert "http://" not in index and "https://" not in index  # no external assets
@@ -331,11 +362,11 @@ def test_critical_difference_validation_curves_and_tuning_records(tmp_path):
     pd.DataFrame(results).to_csv(folder / "results.csv", index=False)
     pd.DataFrame(curves).to_csv(folder / "curves.csv", index=False)
     paths = build_report([folder], out_dir=folder, title="t", n_boot=50)
-    assert (folder / "plots" / "critical-difference.png").exists() and (folder / "plots" / "t1-validation.svg").exists()
+    assert (folder / "plots" / "critical-difference-unet2d.png").exists() and (folder / "plots" / "t1-validation.svg").exists()
     assert "Friedman test over the 4 configurations present in all 3 problems" in paths["markdown"].read_text()
     row = pd.read_csv(paths["csv"]).query("task == 't1' and method == 'a'").iloc[0]
     assert row.search_budget == 8 and json.loads(row.tuned_params) == [{"lr": 0.001}]
-    assert "critical-difference.png" in paths["html"].read_text() and "search budget" in (folder / "task-t1.html").read_text()
+    assert "critical-difference-unet2d.png" in paths["html"].read_text() and "search budget" in (folder / "task-t1.html").read_text()
 
 
 def test_latex_compiles_when_pdflatex_is_there(run, tmp_path):

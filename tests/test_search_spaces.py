@@ -14,7 +14,7 @@ import pytest
 
 import search_spaces
 from benchmark.errors import BenchmarkInputError
-from benchmark.methods import get_method, list_methods
+from benchmark.methods import METHODS, get_method
 from search_spaces import finetune, get_space, list_spaces, tuned_space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -132,11 +132,12 @@ def _check_point(method, params, suggested):
 
 
 def test_every_registered_method_has_a_space_module():
-    assert set(list_spaces()) == set(list_methods())
-    assert set(FIXED) == set(list_methods()) == set(ALLOWED)
+    """Every method of the suite (a plugin's space is an entry point, or it runs untuned: tests/test_plugins.py)."""
+    assert set(list_spaces()) == set(METHODS.builtin_names())
+    assert set(FIXED) == set(METHODS.builtin_names()) == set(ALLOWED)
 
 
-@pytest.mark.parametrize("method", list_methods())
+@pytest.mark.parametrize("method", METHODS.builtin_names())
 def test_module_imports_and_documents_every_key(method):
     space = get_space(method)
     assert callable(space)
@@ -146,7 +147,7 @@ def test_module_imports_and_documents_every_key(method):
         assert f"``{key}``" in doc, f"search_spaces/{method}.py's docstring does not document {key}"
 
 
-@pytest.mark.parametrize("method", list_methods())
+@pytest.mark.parametrize("method", METHODS.builtin_names())
 def test_fixed_trial_returns_the_given_values(method):
     given, expected = FIXED[method] if isinstance(FIXED[method], tuple) else (FIXED[method], FIXED[method])
     trial = optuna.trial.FixedTrial(given)
@@ -158,7 +159,7 @@ def test_fixed_trial_returns_the_given_values(method):
     _check_point(method, params, trial.params)
 
 
-@pytest.mark.parametrize("method", list_methods())
+@pytest.mark.parametrize("method", METHODS.builtin_names())
 def test_seeded_study_samples_only_valid_configs(method):
     space = get_space(method)
     sampled = []
@@ -247,7 +248,7 @@ def test_finetune_batch_size_is_opt_in_half_same_double():
         finetune.space(optuna.trial.FixedTrial({}), lr=0.0, batch_size=2)
 
 
-@pytest.mark.parametrize("method", list_methods())
+@pytest.mark.parametrize("method", METHODS.builtin_names())
 def test_every_method_gets_the_fine_tuning_part(method):
     """The same budget for all: scratch and restart are tuned too (their fine-tuning learning rate)."""
     space = tuned_space(method, lr=1e-2, batch_size=8, tune_batch_size=True)

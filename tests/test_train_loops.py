@@ -268,9 +268,10 @@ def test_run_job_returns_dice_rows_per_cell(tiny_group):
             by_case.setdefault(row.case_id, {})[row.metric] = row.value
         assert set(by_case) == test_ids
         for metrics in by_case.values():
-            assert set(metrics) == {"dice_WT", "dice_TC", "dice_ET", "dice_mean", "dice_all", "hd95_WT", "hd95_TC", "hd95_ET", "hd95_mean"}
+            assert set(metrics) == {"dice_WT", "dice_TC", "dice_ET", "dice_mean", "dice_all", "hd95_WT", "hd95_TC", "hd95_ET", "hd95_mean",
+                                    "empty_pred_WT", "empty_pred_TC", "empty_pred_ET"}
             assert all(0.0 <= v <= 1.0 for k, v in metrics.items() if k.startswith("dice_"))
-            assert all(v >= 0.0 for k, v in metrics.items() if k.startswith("hd95_"))  # mm
+            assert all(v >= 0.0 or math.isnan(v) for k, v in metrics.items() if k.startswith("hd95_"))  # mm; NaN: undefined (empty mask)
             assert metrics["dice_mean"] == pytest.approx((metrics["dice_WT"] + metrics["dice_TC"] + metrics["dice_ET"]) / 3)
 
 

@@ -4,7 +4,9 @@ One family per file; ``base.py`` holds the interface (multi-scale encoder featur
 token grid where there is one, swappable input / output layers, transfer parts) and
 ``transfer.py`` the strict pretrained -> fine-tuning weight transfer.
 """
-from benchmark.backbones.registry import BACKBONES, PAPER_SIZE, SMOKE_SIZE, BackboneSize, build_backbone, list_backbones  # noqa: F401
+from benchmark.backbones.registry import (  # noqa: F401
+    BACKBONES, PAPER_SIZE, SMOKE_SIZE, BackboneProfile, BackboneSize, build_backbone, list_backbones, plugin_problem,
+)
 from benchmark.backbones.base import Backbone, conv_like, kaiming_init  # noqa: F401
 from benchmark.backbones.unet2d import UNet2D  # noqa: F401  (registration)
 from benchmark.backbones.swin_unetr import SwinUNETR3D  # noqa: F401
@@ -12,6 +14,9 @@ from benchmark.backbones.vit import SeriesViTEncoder, ViTSegmenter  # noqa: F401
 from benchmark.backbones.vgg_unet import VGGUNet  # noqa: F401
 from benchmark.backbones.resnet_unet import ResNetUNet  # noqa: F401
 from benchmark.backbones.unetr import SeriesTokenViT, UNETR3D  # noqa: F401
+from benchmark.plugins import GROUPS, load_plugins
+
+load_plugins(GROUPS["backbone"], BACKBONES, check=plugin_problem)  # separately installed backbones (entry points)
 
 # Former private names of benchmark/backbones.py.
 _kaiming_init, _conv_like = kaiming_init, conv_like

@@ -39,6 +39,12 @@ class Backbone(nn.Module, metaclass=ABCMeta):
     encoder_prefixes: ClassVar[tuple[str, ...]]
     input_prefixes: ClassVar[tuple[str, ...]]
     output_prefixes: ClassVar[tuple[str, ...]]
+    # A plugin backbone's crop and recipes per run profile, {"smoke": BackboneProfile(...), "paper": ...}
+    # (benchmark.backbones.registry.BackboneProfile); the suite's own backbones are listed in benchmark/profiles.py.
+    profiles: ClassVar[dict] = {}
+    # (old, new) substrings of the keys of checkpoints made elsewhere for this network family, renamed before they are
+    # matched to its own names (benchmark/backbones/transfer.py read_external), e.g. MONAI SSL weights' "mlp.fc1."
+    checkpoint_renames: ClassVar[tuple[tuple[str, str], ...]] = ()
     # Set by each backbone's __init__ (plain ints: no parameters, no random draws).
     bottleneck_channels: int
     bottleneck_stride: int

@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from benchmark.backbones.base import Backbone
+from benchmark.blocks.pretext import Recipe
 from benchmark.registry import Registry
 
 BACKBONES: Registry[type] = Registry("backbone")
@@ -43,6 +45,38 @@ class BackboneSize:
 SMOKE_SIZE = BackboneSize(unet_features=(16, 32, 64, 128, 128, 16), swin_feature_size=12, swin_window=4, swin_norm="layer", vit_dim=48, vit_depth=2, vit_heads=4, vit_patch=8, vgg_width=0.25,
                         resnet_depth=18, resnet_width=0.25, unetr_feature_size=8)
 PAPER_SIZE = BackboneSize()
+
+
+@dataclass(frozen=True)
+class BackboneProfile:
+    """What a run profile needs of a backbone it does not list itself (a plugin's, ``Backbone.profiles``): the training
+    crop / inference window, the fine-tuning recipe (every method on the backbone fine-tunes alike) and, for the smoke
+    profile (tiny: the same with 2 steps per stage), the pretraining recipe of every method on it."""
+
+    roi: tuple[int, ...]
+    finetune: Recipe
+    pretrain: Recipe | None = None
+
+
+PROFILE_NAMES = ("smoke", "paper")  # what a plugin backbone declares (tiny is smoke's)
+
+
+def plugin_problem(cls) -> str | None:
+    """Why an entry point's object (``benchmark.plugins``) cannot be a backbone, or None."""
+    if not (isinstance(cls, type) and issubclass(cls, Backbone)):
+        return f"{cls!r} is not a backbone class: expected a subclass of benchmark.backbones.base.Backbone"
+    name = cls.__name__
+    if getattr(cls, "spatial_dims", None) not in (2, 3):
+        return f"{name}.spatial_dims is {getattr(cls, 'spatial_dims', None)!r}; expected 2 (slice-wise) or 3 (volumetric)"
+    missing = [a for a in ("encoder_prefixes", "input_prefixes", "output_prefixes") if not isinstance(getattr(cls, a, None), tuple)]
+    if missing:
+        return f"{name} declares no {' / '.join(missing)}: expected tuples of parameter-name prefixes (its transfer parts)"
+    profiles = getattr(cls, "profiles", None) or {}
+    absent = [p for p in PROFILE_NAMES if not isinstance(profiles.get(p), BackboneProfile)]
+    if absent or profiles["smoke"].pretrain is None:
+        return (f"{name}.profiles lacks {absent or ['a smoke pretrain recipe']}: expected {{'smoke': BackboneProfile(roi, finetune, pretrain), "
+                "'paper': BackboneProfile(roi, finetune)}} (benchmark.backbones.registry.BackboneProfile)")
+    return None
 
 
 def build_backbone(name: str, *, in_channels: int, out_channels: int, size: BackboneSize, roi: tuple[int, ...]) -> nn.Module:

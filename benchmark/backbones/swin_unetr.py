@@ -17,6 +17,10 @@ class SwinUNETR3D(Backbone):
     # The tokeniser's projection and the first skip block both read the raw input.
     input_prefixes = ("net.swinViT.patch_embed.proj.", "net.encoder1.layer.conv1.conv.", "net.encoder1.layer.conv3.conv.")
     output_prefixes = ("net.out.conv.conv.",)
+    # MONAI's Swin-UNETR self-supervised weights (model_swinvit.pt of Project-MONAI/research-contributions SwinUNETR/
+    # Pretrain) name the blocks' MLP layers fc1 / fc2 where MONAI's SwinUNETR has linear1 / linear2 (SwinUNETR.load_from
+    # copies "module.layers1.0.blocks.0.mlp.fc1.weight" into "...mlp.linear1.weight"); some releases name the encoder swin_vit.
+    checkpoint_renames = (("mlp.fc1.", "mlp.linear1."), ("mlp.fc2.", "mlp.linear2."), ("swin_vit.", "swinViT."))
 
     def __init__(self, *, in_channels: int, out_channels: int, size: BackboneSize, roi: tuple[int, ...]) -> None:
         super().__init__()

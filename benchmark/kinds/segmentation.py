@@ -48,7 +48,7 @@ class SegmentationKind(TaskKind):
     def training_set(self, task, volumes, *, roi, length, seed, protocol: "Protocol", finetune: FinetuneSettings = FinetuneSettings()):
         augmentation = self.spatial_augmentation(task, finetune=finetune, spatial_dims=len(roi), protocol=protocol)
         return CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=True, foreground_prob=protocol.finetune_foreground_prob,
-                           augmentation=augmentation)
+                           foreground_sampling=protocol.finetune_foreground_sampling, augmentation=augmentation)
 
     def loss_fn(self, task: "SegmentationTask", model: "nn.Module", *, finetune: FinetuneSettings,
                 generator: "torch.Generator") -> Callable[[dict], torch.Tensor]:

@@ -1,6 +1,7 @@
 """SSL objectives: one file each, registered by name (explicit imports below)."""
 from benchmark.methods.base import (  # noqa: F401
-    METHOD_ALIASES, METHODS, DataSpec, PretextTask, Recipe, get_method, list_methods, register_method, resolve_method_alias,
+    METHOD_ALIASES, METHODS, DataSpec, PretextTask, Recipe, get_method, list_methods, plugin_problem, register_method,
+    resolve_method_alias,
 )
 from benchmark.methods import (  # noqa: F401  (registration)
     contrastive,
@@ -27,3 +28,6 @@ from benchmark.methods import (  # noqa: F401  (registration)
     synthesis_losses,
     wsi,
 )
+from benchmark.plugins import GROUPS, load_plugins  # noqa: E402
+
+load_plugins(GROUPS["method"], METHODS, check=plugin_problem)  # separately installed methods (entry points), after the suite's own
