@@ -123,6 +123,8 @@ class NetworkSpec:
     roi: tuple[int, ...]
     key: str
     path: str  # where the trained network is cached (shared storage on a cluster)
+    seed: int | None = None  # its initialisation and sampling seed (None: the Job's)
+    case_ids: tuple[str, ...] | None = None  # the split's non-test cases it trains on (None: all of them)
 
 
 @dataclass(frozen=True)

@@ -416,7 +416,7 @@ def _job(entry: MethodEntry, method_cls, cfg, backbone: str, td: TaskData, *, se
          execution: ExecutionSettings = ExecutionSettings(), locations: dict[str, str] | None = None) -> Job:
     network = kind_of(td.task).finetune_network(backbone)  # synthesis: the generator's crop and recipe, whatever the loss network
     roi = tuple(profile.rois[network])
-    ft_recipe = profile.finetune_recipes[network]
+    ft_recipe = profile.finetune_recipe(network, td.task.name)
     common = dict(
         method=entry.name, method_config=cfg, method_overrides=dict(entry.overrides), backbone=backbone, backbone_size=profile.backbone_size,
         task_ref=td.task.ref, task=td.task.name, data_root=str(td.root), seed=seed, fold=fold, n_folds=n_folds,

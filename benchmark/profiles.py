@@ -1,7 +1,7 @@
 """Run profiles: how big and how long. ``smoke`` for a laptop CPU, ``paper`` for each paper's recipe.
 
-Fine-tuning recipes are per BACKBONE, not per method: every method on a backbone (scratch
-included) is fine-tuned identically, which is what makes the comparison fair.
+Fine-tuning recipes are per BACKBONE (and, where a profile says so, per task and backbone), never per method: every
+method on a backbone (scratch included) is fine-tuned identically on a task, which is what makes the comparison fair.
 """
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ class Profile:
     finetune_recipes: dict[str, Recipe]
     smoke_pretrain: dict[str, Recipe] = field(default_factory=dict)  # per backbone; empty -> each paper's recipe
     protocol: Protocol = DEFAULT_PROTOCOL  # constants every method of a run shares (benchmark/protocol.py)
+    # task name -> backbone -> the fine-tuning recipe of that backbone on that task (else ``finetune_recipes``)
+    task_finetune_recipes: dict[str, dict[str, Recipe]] = field(default_factory=dict)
+
+    def finetune_recipe(self, network: str, task: str) -> Recipe:
+        """The fine-tuning recipe of ``network`` on the task named ``task``: the same for every method."""
+        return self.task_finetune_recipes.get(task, {}).get(network) or self.finetune_recipes[network]
 
     def pretrain_recipe(self, method: type[PretextTask], backbone: str, cfg: Any = None) -> Recipe:
         """The pretraining recipe of ``method`` (with ``cfg``: that configuration's) on ``backbone``."""
@@ -39,29 +45,44 @@ SMOKE = Profile(
     # The fine-tuning augmentation's elastic part on 2D slices only (~3 ms each); on 3D crops it costs ~0.5 s per deformed crop.
     protocol=dataclasses.replace(DEFAULT_PROTOCOL, validations_per_finetune=2, spatial_aug_elastic_dims=(2,)),
     backbone_size=SMOKE_SIZE,
-    volume_size=(64, 64, 32),
+    # Every volume at 32x32x32: 2D networks train on its 32x32 slices (4x cheaper than 64x64), 3D networks on whole
+    # volumes, so every structure is in every sample (at 64x64x32, 32^3 crops held a quarter of the abdomen and
+    # Swin-UNETR learned BTCV's liver alone in 180 steps; whole 32^3 volumes: 13 organs, mean Dice 0.63 in 200 steps).
+    volume_size=(32, 32, 32),
     # "pix2pix": the synthesis generator's crops and recipe (benchmark/kinds/synthesis.py ``finetune_network``).
-    # The 3D networks train on 32^3 crops of the 64x64x32 volumes at batch 2: per sample 4x cheaper than whole volumes at
-    # batch 1 (which also falls back to PyTorch's slow conv3d path on a CPU), and foreground-biased crops learn faster.
-    rois={"unet2d": (64, 64), "vgg_unet": (64, 64), "swin_unetr": (32, 32, 32), "vit": (32, 32, 32), "resnet_unet": (64, 64), "pix2pix": (64, 64),
+    rois={"unet2d": (32, 32), "vgg_unet": (32, 32), "vgg16_unet": (32, 32), "swin_unetr": (32, 32, 32), "vit": (32, 32, 32), "resnet_unet": (32, 32), "pix2pix": (32, 32),
           "unetr": (32, 32, 32)},  # UNETR's 16^3 patches: a 2x2x2 token grid
-    # AdamW with a constant-then-cosine schedule converges in the few steps a smoke run has.
+    # Measured with scripts/probe_smoke_recipe.py (one Job of the default run on one CPU thread, scratch at 100 % of the
+    # labels, mean test Dice; 2026-12-06, smoke grid 32^3): the numbers are in each recipe's ``source``.
     finetune_recipes={
-        "unet2d": Recipe(steps=160, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke: scripts/probe_smoke_recipe.py (btcv scratch: 100 steps 0.24, 200 steps 0.55)"),
+        "unet2d": Recipe(steps=160, batch_size=8, lr=1e-2, optimizer="adamw",
+                         source="smoke, probe_smoke_recipe.py: btcv scratch 160 steps 0.67 (25 %: 0.56)"),
         "vgg_unet": Recipe(steps=100, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke (no normalisation layers: lower lr)"),
-        # scripts/probe_smoke_recipe.py, scratch on brats at 100 %: swin 80 steps lr 1e-2 dice 0.97 (lr 2e-3 / 5e-4 at 64x64x32
-        # batch 1: 0.33 / 0.16 after 80 steps); vit 120 steps 0.88 (80: 0.72)
-        "swin_unetr": Recipe(steps=60, batch_size=2, lr=1e-2, optimizer="adamw", source="smoke: scripts/probe_smoke_recipe.py (brats scratch: 80 steps 0.97)"),
-        "vit": Recipe(steps=100, batch_size=2, lr=1e-2, optimizer="adamw", source="smoke: scripts/probe_smoke_recipe.py (brats scratch: 80 steps 0.72, 120 steps 0.88)"),
+        "vgg16_unet": Recipe(steps=100, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke: vgg_unet's (no normalisation layers: lower lr)"),
+        # A constant lr: Swin-UNETR is still learning its classes when a cosine decay would stop it (btcv 150 steps:
+        # cosine 0.09, constant 0.27).
+        "swin_unetr": Recipe(steps=60, batch_size=2, lr=1e-2, optimizer="adamw", schedule="constant",
+                             source="smoke, probe_smoke_recipe.py: brats scratch 60 steps 0.86 (25 %: 0.84)"),
+        "vit": Recipe(steps=100, batch_size=2, lr=1e-2, optimizer="adamw", source="smoke, probe_smoke_recipe.py: brats scratch 100 steps 0.67"),
         "resnet_unet": Recipe(steps=100, batch_size=8, lr=2e-3, optimizer="adamw", source="smoke"),
-        "pix2pix": Recipe(steps=40, batch_size=4, lr=2e-4, optimizer="adam", schedule="constant", source="smoke (pix2pix's Adam lr 2e-4)"),
+        # pix2pix's Adam (beta1 0.5) at 5x its lr 2e-4: 40 steps at 2e-4 left the generator at PSNR 11 dB (l1, 64x64
+        # slices), 1e-3 reached 20 dB.
+        "pix2pix": Recipe(steps=40, batch_size=4, lr=1e-3, optimizer="adam", momentum=0.5, schedule="constant",
+                          source="smoke: pix2pix's Adam (beta1 0.5); lr 1e-3 (40 steps: 2e-4 gave PSNR 11 dB, 1e-3 20 dB)"),
         # scripts/probe_smoke_recipe.py scratch unetr brats fr=100% (one thread): 100 steps 0.70 (26 s), 160 steps 0.92 (42 s);
         # lr 3e-3 at 100 steps 0.15
         "unetr": Recipe(steps=160, batch_size=2, lr=1e-2, optimizer="adamw", source="smoke: scripts/probe_smoke_recipe.py (brats scratch: 100 steps 0.70, 160 steps 0.92)"),
     },
+    # BTCV's 13 organs take a 3D network far more steps than BraTS's three nested regions (every method on the
+    # backbone gets these, scratch included).
+    task_finetune_recipes={
+        "btcv": {"swin_unetr": Recipe(steps=220, batch_size=2, lr=1e-2, optimizer="adamw", schedule="constant",
+                                      source="smoke, probe_smoke_recipe.py: btcv scratch 150 steps 0.27, 200 steps 0.63")},
+    },
     smoke_pretrain={
         "unet2d": Recipe(steps=80, batch_size=8, lr=1e-2, optimizer="adamw", source="smoke"),
         "vgg_unet": Recipe(steps=80, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke"),
+        "vgg16_unet": Recipe(steps=80, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke: vgg_unet's"),
         # batch 4: batch-wise losses (DAE's CMCL, contrastive coding) need positive and negative pairs in a batch
         # (a batch of 2 never holds both: tests/test_registry_contract.py checks every loss term on pipeline batches)
         "swin_unetr": Recipe(steps=30, batch_size=4, lr=2e-3, optimizer="adamw", source="smoke"),
@@ -79,6 +100,9 @@ PAPER = Profile(
     rois={
         "unet2d": (192, 192),  # SI 5.1.1 crops/pads slices to 200x200; 192 is the nearest size the 4-level U-Net divides
         "vgg_unet": (256, 256),  # LADP II.B: slices upscaled to 256x256
+        # CoPer's VGG-16 loss / metric network: pretrained like resnet_unet on crops of the 240x240 BraTS slices (224: the
+        # largest side <= 240 that five pools divide)
+        "vgg16_unet": (224, 224),
         "swin_unetr": (96, 96, 96),  # DAE 3.2
         "vit": (96, 96, 96),  # CSM IV.A (BT-MSD)
         "unetr": (96, 96, 96),  # CSM IV.A (BT-MSD; its Table I-II UNETR row); UNETR paper section 4 (BTCV 96^3 crops)
@@ -95,6 +119,10 @@ PAPER = Profile(
         "vgg_unet": Recipe(
             steps=None, epochs=30, batch_size=16, lr=1e-4, optimizer="adam", schedule="constant",
             source="LADP paper II.D: Adam lr 1e-4, 30 epochs, batch 16 (pretraining and fine-tuning)",
+        ),
+        "vgg16_unet": Recipe(
+            steps=None, epochs=30, batch_size=16, lr=1e-4, optimizer="adam", schedule="constant",
+            source="no paper fine-tunes this network for segmentation (CoPer uses it as a perceptual loss): vgg_unet's LADP recipe, II.D",
         ),
         "swin_unetr": Recipe(
             steps=None, epochs=600, batch_size=4, lr=4e-4, optimizer="adamw", weight_decay=1e-5, schedule="cosine",
@@ -116,9 +144,9 @@ PAPER = Profile(
             source="no paper fine-tunes this network for segmentation (CoPer uses it as a perceptual loss): unet2d's nnU-Net recipe, SI paper 5.5.1 and 5.5.3",
         ),
         "pix2pix": Recipe(
-            steps=None, epochs=200, batch_size=1, lr=2e-4, optimizer="adam", schedule="constant",
-            source="CoPer appendix C: pix2pix, lr 2e-4; epochs and batch not given: pix2pix's 200 epochs, batch 1 "
-                   "(pix2pix decays the lr linearly over the last 100 epochs; here it stays constant)",
+            steps=None, epochs=200, batch_size=1, lr=2e-4, optimizer="adam", momentum=0.5, schedule="constant",
+            source="CoPer appendix C: pix2pix, lr 2e-4; epochs, batch and Adam's beta1 not given: pix2pix's 200 epochs, batch 1, "
+                   "beta1 0.5 (pix2pix decays the lr linearly over the last 100 epochs; here it stays constant)",
         ),
     },
 )
@@ -130,7 +158,8 @@ def _few_steps(recipes: dict[str, Recipe], steps: int) -> dict[str, Recipe]:
 
 # Seconds per job: exercises every stage of the pipeline (used by the end-to-end tests).
 TINY = dataclasses.replace(
-    SMOKE, name="tiny", finetune_recipes=_few_steps(SMOKE.finetune_recipes, 2), smoke_pretrain=_few_steps(SMOKE.smoke_pretrain, 2)
+    SMOKE, name="tiny", finetune_recipes=_few_steps(SMOKE.finetune_recipes, 2), smoke_pretrain=_few_steps(SMOKE.smoke_pretrain, 2),
+    task_finetune_recipes={task: _few_steps(recipes, 2) for task, recipes in SMOKE.task_finetune_recipes.items()},
 )
 
 

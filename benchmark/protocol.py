@@ -26,6 +26,10 @@ class Protocol:
     # Sample dimensionalities (2: slices, 3: crops) whose fine-tuning augmentation keeps its elastic part
     # (benchmark/spatial_augmentation.py). The smoke profile leaves 3D elastic out: ~0.5 s per deformed 64x64x32 crop on a CPU.
     spatial_aug_elastic_dims: tuple[int, ...] = (2, 3)
+    # Synthesis (CoPer Table III): the scale PSNR / SSIM are computed on (benchmark/synthesis/evaluation.py):
+    # "slice_8bit" (the paper's images: each axial slice in gray levels 0-255, rounded; data range 255) or "slice_float"
+    # (the same levels, not rounded).
+    synthesis_quality: str = "slice_8bit"
     # Mixup's Beta(alpha, alpha) when --finetune-aug mixup is given without --mixup-alpha (the SI paper gives none).
     mixup_alpha: float = 0.4
     # Model selection: validation evaluations per fine-tuning run (every steps // n steps, and at the last step);
@@ -37,6 +41,9 @@ class Protocol:
     generator_seed_stride: int = 1_000  # torch.Generator of a stage: seed * stride + offset + worker rank
     finetune_generator_offset: int = 17  # fine-tuning augmentation draws (mixup, CarveMix)
     finetune_init_seed_stride: int = 7919  # fine-tuning initialisation: seed * stride + labelled cases
+    # A kind's scoring network that must not be the compared method's own (synthesis: the CoPer metric network vs the
+    # l1+coper loss network): initialised and trained with seed + offset, on its own seeded share of the cases.
+    evaluation_network_seed_offset: int = 30_000
 
 
 DEFAULT_PROTOCOL = Protocol()

@@ -57,13 +57,15 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """One metric a task records: its direction, whether it is the task's main one, and its scope
-    ("case": one value per test case; "set": one value per test set, e.g. AUC)."""
+    """One metric a task records: its direction, whether it is the task's main one, its scope
+    ("case": one value per test case; "set": one value per test set, e.g. AUC) and how it is computed where a
+    convention decides its scale (``description``, e.g. synthesis PSNR on 8-bit slices)."""
 
     name: str
     higher_is_better: bool = True
     primary: bool = False
     scope: str = "case"
+    description: str = ""
 
 
 # Per-case rows of segmentation tasks that are flags, not metrics: ``empty_pred_<region>`` = 1.0 where the region's

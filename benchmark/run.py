@@ -264,6 +264,11 @@ def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str
     options = request.ray
     gpus_per_worker = _start(request)
     device = "cuda" if gpus_per_worker else "cpu"
+    measured = load_step_times(request.cache_dir)
+    step_times = {**reference_step_times(), **measured}
+    # Longest planned Jobs first (LPT scheduling): the run's end is not a long Job started last on a slot of its own.
+    work = {job.name: sum(unit_work(job, step_times=step_times, device=device)[1].values()) for job in jobs}
+    jobs = sorted(jobs, key=lambda job: -work[job.name])
     by_name = {job.name: job for job in jobs}
     device_count = options.num_workers * (gpus_per_worker or 1)
     state = {"failures": 0, "done": 0}
@@ -271,8 +276,6 @@ def _run_jobs(jobs: list, *, request: RunRequest, store, versions: dict[str, str
 
     _, concurrency = ray_runner.job_slots(len(jobs), num_workers=options.num_workers, gpus_per_worker=gpus_per_worker,
                                           cpus_per_worker=options.cpus_per_worker, concurrency=options.concurrency)
-    measured = load_step_times(request.cache_dir)
-    step_times = {**reference_step_times(), **measured}
     units = {name: unit_work(job, step_times=step_times, device=device) for name, job in by_name.items()}
     guess = estimate(jobs, step_times=step_times, device=device)
     kind = "Ray Tune trials" if options.num_workers == 1 else f"Ray Train runs of {options.num_workers} DDP workers"

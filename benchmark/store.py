@@ -12,7 +12,8 @@
 * ``curves.csv``  -- the fine-tuning curves of every cell: run, cell_id, step, metric (validation_score,
   train_loss), value; the validation-selected step is in the cell record (``selected_step``).
 * ``metrics.csv`` -- one row per metric a task records: direction (higher_is_better), whether it is
-  the task's main metric (primary) and its scope; the report reads directions from here, not from code.
+  the task's main metric (primary), its scope and a description where a convention sets its scale (e.g. the
+  synthesis PSNR on 8-bit slices); the report reads directions from here, not from code.
 All are rewritten whole through a temp file + rename after every cell, so an interrupted run
 always leaves valid tables, and a rerun with the same run name skips finished cells.
 
@@ -45,7 +46,7 @@ CELL_COLUMNS = [
     "max_steps", "step_seconds", "stage_seconds", "versions", "config",
 ]
 CURVE_COLUMNS = ["run", "cell_id", "step", "metric", "value"]
-METRIC_COLUMNS = ["task", "metric", "higher_is_better", "primary", "scope"]
+METRIC_COLUMNS = ["task", "metric", "higher_is_better", "primary", "scope", "description"]
 LEGACY_SET_CASE_ID = "__set__"  # how results.csv marked set-level rows before the ``scope`` column
 
 
@@ -184,8 +185,8 @@ class ResultStore:
         """Record the metrics a task reports (``benchmark.records.MetricInfo``), replacing that task's earlier rows."""
         path = self.folder / "metrics.csv"
         old = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=METRIC_COLUMNS)
-        new = pd.DataFrame([{"task": task, "metric": i.name, "higher_is_better": i.higher_is_better, "primary": i.primary, "scope": i.scope}
-                            for i in infos], columns=METRIC_COLUMNS)
+        new = pd.DataFrame([{"task": task, "metric": i.name, "higher_is_better": i.higher_is_better, "primary": i.primary, "scope": i.scope,
+                             "description": i.description} for i in infos], columns=METRIC_COLUMNS)
         table = pd.concat([old[old["task"] != task], new], ignore_index=True) if len(old) else new
         write_atomic(path, table.to_csv(index=False))
 

@@ -375,11 +375,15 @@ def written_metrics(task: Task, volumes: list[Volume]) -> tuple[set[str], set[st
         return set(task.set_metrics(probs, targets)), case
     if task.kind == "synthesis":  # the image-quality metrics (no evaluator networks), and Dice on the synthetic images
         from benchmark.synthesis.evaluation import dice_on_synthetic, quality_rows
+        from benchmark.synthesis.scaling import SliceScale
 
         names = set()
         for v in volumes:
+            scale = SliceScale.of(torch.from_numpy(v.image), sources=task.source_index)
+            target = scale.to_pix2pix(torch.from_numpy(v.image[list(task.target_index)]), channels=task.target_index)  # [-1, 1]
+            names |= set(quality_rows((target + 0.1).clamp(-1, 1), target, scale=scale, targets=task.target_index, evaluator=None,
+                                      primary_only=False))
             real = torch.from_numpy(v.image[list(task.target_index)])
-            names |= set(quality_rows(real + 0.1, real, evaluator=None, primary_only=False))
             if task.label_task is not None:
                 torch.manual_seed(0)
                 segmenter = torch.nn.Conv3d(len(task.channels), task.label_task.num_outputs, 1)

@@ -85,7 +85,7 @@ def make_optimizer(params, recipe: Recipe) -> torch.optim.Optimizer:
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay, nesterov=True)
     if recipe.optimizer == "adam":
-        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+        return torch.optim.Adam(params, lr=recipe.lr, betas=(recipe.momentum, 0.999), weight_decay=recipe.weight_decay)
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     if recipe.optimizer == "lars":  # SwAV's LARC(SGD): trust coefficient 0.001, no clipping, plain momentum
@@ -583,23 +583,28 @@ def _train_network(spec: NetworkSpec, job: Job, train_volumes: list[Volume], val
                    checkpoint: StageCheckpoint | None = None) -> dict:
     """Train one planned evaluation network on the split's cases: a pretext pretraining on ``spec.task_ref``'s pretraining
     volumes (e.g. SwAV on the target series), or supervised fine-tuning of that task with model selection on its
-    validation cases. Seeded by the Job's seed, without touching the global RNG the cells draw from."""
+    validation cases. Seeded by the spec's seed (default the Job's) on the spec's cases (default all), without touching the
+    global RNG the cells draw from."""
     net_task = get_task(spec.task_ref)
+    seed = job.seed if spec.seed is None else spec.seed
+    if spec.case_ids is not None:
+        wanted = set(spec.case_ids)
+        train_volumes, val_volumes = [v for v in train_volumes if v.case_id in wanted], [v for v in val_volumes if v.case_id in wanted]
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(job.seed)
+        torch.manual_seed(seed)
         net = build_backbone(spec.backbone, in_channels=spec.channels[0], out_channels=spec.channels[1], size=job.backbone_size, roi=spec.roi)
         if spec.stage == "pretrain":
             method_cls = get_method(spec.method)
             method = method_cls(net, method_cls.make_config(), in_channels=spec.channels[0]).to(hooks.device)
             pool = kind_of(net_task).pretraining_volumes(net_task, [*train_volumes, *val_volumes])
-            pretrain(method, pool, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=job.seed, hooks=hooks, protocol=job.protocol,
+            pretrain(method, pool, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=seed, hooks=hooks, protocol=job.protocol,
                      stage=f"network {spec.role}", checkpoint=checkpoint)
             return {"backbone": {k: v.detach().cpu() for k, v in net.state_dict().items()}}
         if spec.stage == "finetune":
             model = net.to(hooks.device)
             every = max(1, spec.steps // job.protocol.validations_per_finetune)
             selection = ModelSelection(model, net_task, val_volumes, every=every, roi=spec.roi, hooks=hooks, protocol=job.protocol)
-            finetune(model, net_task, train_volumes, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=job.seed, hooks=hooks,
+            finetune(model, net_task, train_volumes, recipe=spec.recipe, steps=spec.steps, roi=spec.roi, seed=seed, hooks=hooks,
                      tag=f"evaluation network {spec.role} ({net_task.name}, real images)", protocol=job.protocol, selection=selection,
                      stage=f"network {spec.role}", checkpoint=checkpoint)
             selection.restore_best()

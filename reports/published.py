@@ -60,13 +60,13 @@ METHODS: dict[str, Target] = {
     "dae_downsample_only": Target("dae", (("noise", "false"), ("local_masking", "false"))),
     "dae_local_mask_only": Target("dae", (("noise", "false"), ("downsampling", "false"))),
     # CoPer Table III's loss rows -> our synthesis loss methods (benchmark/methods/synthesis_losses.py)
-    # (``l1+coper`` with its loss network as Config fields; the defaults, swav and vgg_unet, are not overrides)
-    "l1": Target("l1", backbone="vgg_unet"),
-    "coper_swav_vgg": Target("l1+coper", backbone="vgg_unet"),
+    # (``l1+coper`` with its loss network as Config fields; the defaults, swav and vgg16_unet, are not overrides; CoPer's "VGG" is VGG-16, Table II)
+    "l1": Target("l1", backbone="vgg16_unet"),
+    "coper_swav_vgg": Target("l1+coper", backbone="vgg16_unet"),
     "coper_swav_resnet": Target("l1+coper", (("loss_backbone", "resnet_unet"),), backbone="resnet_unet"),
-    "coper_simsiam_vgg": Target("l1+coper", (("loss_network", "simsiam"),), backbone="vgg_unet"),
+    "coper_simsiam_vgg": Target("l1+coper", (("loss_network", "simsiam"),), backbone="vgg16_unet"),
     "coper_simsiam_resnet": Target("l1+coper", (("loss_network", "simsiam"), ("loss_backbone", "resnet_unet")), backbone="resnet_unet"),
-    "rand_vgg": Target("l1+coper", (("loss_network", "rand"),), backbone="vgg_unet"),
+    "rand_vgg": Target("l1+coper", (("loss_network", "rand"),), backbone="vgg16_unet"),
     "rand_resnet": Target("l1+coper", (("loss_network", "rand"), ("loss_backbone", "resnet_unet")), backbone="resnet_unet"),
 }
 

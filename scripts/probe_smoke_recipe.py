@@ -46,7 +46,9 @@ def probe_profile(backbone: str, overrides: dict[str, str]) -> profiles.Profile:
     if "roi" in overrides:
         rois[backbone] = tuple(int(x) for x in overrides["roi"].split("x"))
     volume_size = tuple(int(x) for x in overrides["vol"].split("x")) if "vol" in overrides else base.volume_size
-    return dataclasses.replace(base, name="probe", rois=rois, backbone_size=size, volume_size=volume_size,
+    task_recipes = {task: {**recipes, backbone: recipe(recipes[backbone], "ft")} if backbone in recipes else recipes
+                    for task, recipes in base.task_finetune_recipes.items()}
+    return dataclasses.replace(base, name="probe", rois=rois, backbone_size=size, volume_size=volume_size, task_finetune_recipes=task_recipes,
                                finetune_recipes={**base.finetune_recipes, backbone: recipe(base.finetune_recipes[backbone], "ft")},
                                smoke_pretrain={**base.smoke_pretrain, backbone: recipe(base.smoke_pretrain[backbone], "pt")})
 

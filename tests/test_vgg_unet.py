@@ -115,3 +115,41 @@ def test_decoder_blocks_read_the_encoder_skip_features():
     assert torch.equal(seen["center"], pooled)
     for name, skip in (("dec5", conv5), ("dec4", conv4), ("dec3", conv3), ("dec2", conv2), ("dec1", conv1)):
         assert torch.equal(seen[name][:, -skip.shape[1]:], skip), name
+
+
+# ---- vgg16_unet: TernausNet's UNet16, the CoPer paper's VGG-16 --------------------------------------------------
+def test_vgg16_unet_encoder_is_timms_vgg16_with_lpips_layers_and_unet16_decoder():
+    """At width 1: exactly timm vgg16's 13 convolutions (14.7 M parameters, torchvision's VGG-16 features), its five
+    ReLU maps before each pool (LPIPS's relu1_2 ... relu5_3: 64, 128, 256, 512, 512 channels at strides 1..16) and
+    TernausNet UNet16's decoder (its fourth block gives 8 x 32 = 256 channels; UNet11's 128)."""
+    import timm
+
+    from benchmark.backbones import VGG16UNet
+
+    assert "vgg16_unet" in list_backbones() and "vgg_unet" in list_backbones()
+    torch.manual_seed(0)
+    net = build_backbone("vgg16_unet", in_channels=3, out_channels=1, size=PAPER_SIZE, roi=(64, 64))
+    assert isinstance(net, VGG16UNet) and net.vgg == "vgg16"
+    reference = timm.create_model("vgg16", pretrained=False, features_only=True, in_chans=3)
+    assert {k: v.shape for k, v in net.encoder.state_dict().items()} == {k: v.shape for k, v in reference.state_dict().items()}
+    assert sum(p.numel() for p in net.encoder.parameters()) == 14_714_688
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in net.encoder.modules()) == 13
+    assert net.encoder.feature_info.channels() == [64, 128, 256, 512, 512, 512]
+    assert net.encoder.feature_info.reduction() == [1, 2, 4, 8, 16, 32]
+    widths = {"center": (512, 512, 256), "dec5": (768, 512, 256), "dec4": (768, 512, 256), "dec3": (512, 256, 64), "dec2": (192, 128, 32)}
+    for name, (cin, mid, cout) in widths.items():
+        block = getattr(net, name)
+        assert (block[0][0].in_channels, block[0][0].out_channels, block[1].out_channels) == (cin, mid, cout), name
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        feats = net.encoder_features(x)
+        assert net(x).shape == (2, 1, 64, 64)
+    assert [f.shape[1:] for f in feats[:5]] == [(64, 64, 64), (128, 32, 32), (256, 16, 16), (512, 8, 8), (512, 4, 4)]
+    assert all(float(f.min()) >= 0 for f in feats[:5])  # ReLU activations, as LPIPS reads them
+
+
+def test_vgg16_unet_smoke_width_and_the_vgg11_network_are_unchanged():
+    small = build_backbone("vgg16_unet", in_channels=1, out_channels=1, size=SMOKE_SIZE, roi=(64, 64))
+    assert small.encoder.feature_info.channels() == [16, 32, 64, 128, 128, 128]
+    vgg11 = _build(in_channels=3, out_channels=1, size=PAPER_SIZE)
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in vgg11.encoder.modules()) == 8 and vgg11.dec4[1].out_channels == 128

@@ -11,7 +11,7 @@ from benchmark.backbones.base import Backbone, conv_like, kaiming_init  # noqa: 
 from benchmark.backbones.unet2d import UNet2D  # noqa: F401  (registration)
 from benchmark.backbones.swin_unetr import SwinUNETR3D  # noqa: F401
 from benchmark.backbones.vit import SeriesViTEncoder, ViTSegmenter  # noqa: F401
-from benchmark.backbones.vgg_unet import VGGUNet  # noqa: F401
+from benchmark.backbones.vgg_unet import VGG16UNet, VGGUNet  # noqa: F401
 from benchmark.backbones.resnet_unet import ResNetUNet  # noqa: F401
 from benchmark.backbones.unetr import SeriesTokenViT, UNETR3D  # noqa: F401
 from benchmark.plugins import GROUPS, load_plugins

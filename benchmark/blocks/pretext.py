@@ -35,7 +35,7 @@ class Recipe:
     lr: float
     optimizer: str = "adamw"  # adamw | adam | sgd
     weight_decay: float = 0.0
-    momentum: float = 0.9
+    momentum: float = 0.9  # SGD / LARS momentum; Adam's beta1 (0.9: torch's default; pix2pix: 0.5)
     schedule: str = "cosine"  # cosine | poly | constant
     warmup_steps: int = 0
     source: str = ""  # where in the paper the numbers come from

@@ -1,37 +1,43 @@
 """Image synthesis: translate a case's source series into its target series (CoPer paper III.C, IV.B, Table III).
 
 * methods: the generator losses of ``benchmark/methods/synthesis_losses.py`` (``l1`` and ``l1+coper``
-  with its loss network as Config fields); SSL pretrainings are n/a here (nothing of theirs is compared on synthesis);
-  the baseline, run once per loss-network backbone as scratch is elsewhere, is ``l1`` (a randomly
-  initialised generator trained with L1 + adversarial loss: Table III's first row; "scratch" would be the
+  with its loss network and the loss balance as Config fields); SSL pretrainings are n/a here (nothing of theirs is
+  compared on synthesis); the baseline, run once per loss-network backbone as scratch is elsewhere, is ``l1`` (a
+  randomly initialised generator trained with L1 + adversarial loss: Table III's first row; "scratch" would be the
   same generator with no defined loss, so it has no meaning here);
-* model: pix2pix (``benchmark/synthesis/pix2pix.py``): the generator is the suite's ``unet2d`` (MONAI
-  BasicUNet) for every variant (``finetune_network``), the Job's backbone is the loss network;
-* samples: 2D crops of axial slices holding every series; the kind splits them into X (sources) and Y (targets);
-* loss: eq. 5 with D trained by its own optimiser inside the loss step (``GanTrainer``);
+* model: pix2pix (``benchmark/synthesis/pix2pix.py``): the generator is pix2pix's U-Net (U-Net-256 at the paper's
+  256 crop, ``BackboneSize.pix2pix_filters`` wide) for every variant (``finetune_network``), the Job's backbone is
+  the loss network;
+* samples: axial slices holding every series in the pix2pix domain ([-1, 1] per slice, ``benchmark/synthesis/scaling.py``),
+  jittered (resize 286/256, random crop, flip: ``benchmark/synthesis/data.py``); the kind splits them into X and Y;
+* loss: adv·L_adv + rec·(λ1·L1 + (1 − λ1)·L_CoPer) with D trained by its own optimiser inside the loss step (``GanTrainer``);
 * evaluation: PSNR (main metric; model selection picks the validation PSNR, the paper's "evaluation metric
-  using an internal validation set", appendix C), SSIM, CoPer (SwAV-VGG on the target series), LPIPS (random
-  VGG-16, no download) and, for labelled base tasks, Dice on synthetic images (``benchmark/synthesis/evaluation.py``).
+  using an internal validation set", appendix C) and SSIM on 8-bit slices, CoPer (SwAV-VGG-16 on the target series,
+  trained apart from any loss network), LPIPS (random VGG-16, no download) and, for labelled base tasks, Dice on
+  synthetic images (``benchmark/synthesis/evaluation.py``).
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import TYPE_CHECKING, Any, Callable
 
+import numpy as np
 import torch
 
 from benchmark import storage
 from benchmark.backbones import build_backbone
-from benchmark.data import CropDataset
-from benchmark.inference import predict_volume
 from benchmark.job import NetworkSpec
 from benchmark.kinds.base import NetworkPlanning, TaskKind, register_kind
 from benchmark.methods import get_method, list_methods
 from benchmark.perceptual.metric import cnn_extractor, random_extractor
 from benchmark.records import FinetuneSettings, MetricInfo, MetricRow
 from benchmark.store import content_hash
-from benchmark.synthesis.evaluation import dice_on_synthetic, load_evaluator, quality_rows, target_series_volumes, with_evaluator
-from benchmark.synthesis.pix2pix import GanTrainer, Pix2Pix
+from benchmark.synthesis.data import SliceJitterDataset
+from benchmark.synthesis.evaluation import (
+    QUALITY_CONVENTION, dice_on_synthetic, load_evaluator, quality_rows, synthesize, target_series_volumes, with_evaluator,
+)
+from benchmark.synthesis.pix2pix import GanTrainer, LossWeights, Pix2Pix, build_generator
+from benchmark.synthesis.scaling import SliceScale
 
 if TYPE_CHECKING:
     from torch import nn
@@ -40,9 +46,9 @@ if TYPE_CHECKING:
     from tasks.base import Volume
     from tasks.synthesis import SynthesisTask
 
-GENERATOR = "unet2d"  # MONAI BasicUNet: pix2pix's U-Net generator, the same network for every loss variant
 SEGMENTER = "unet2d"  # the real-image segmentation network of the Dice-on-synthetic column (Table III)
-METRIC_PRETEXT, METRIC_BACKBONE = "swav", "vgg_unet"  # the CoPer scoring network: SwAV-VGG (V.B)
+METRIC_PRETEXT, METRIC_BACKBONE = "swav", "vgg16_unet"  # the CoPer scoring network: SwAV-VGG (V.B), VGG-16 (Table II)
+METRIC_CASE_SHARE = 0.5  # the CoPer scoring network trains on this seeded share of the split's non-test cases
 PROFILE_ENTRY = "pix2pix"  # the profiles' crop size and recipe of the generator (benchmark/profiles.py)
 
 
@@ -71,10 +77,17 @@ class SynthesisKind(TaskKind):
         return f"{' + '.join(task.sources)} -> {' + '.join(task.targets)}{labels}"
 
     def metric_info(self, task: "SynthesisTask") -> list[MetricInfo]:
-        out = [MetricInfo("psnr", primary=True), MetricInfo("ssim"), MetricInfo("coper", higher_is_better=False),
-               MetricInfo("lpips", higher_is_better=False)]
+        convention = QUALITY_CONVENTION.format(scale="rounded to 8 bit unless the profile's Protocol.synthesis_quality is slice_float")
+        out = [MetricInfo("psnr", primary=True, description=f"PSNR (dB, CoPer Table III): {convention}"),
+               MetricInfo("ssim", description=f"SSIM (Table III): {convention}"),
+               MetricInfo("coper", higher_is_better=False, description="CoPer metric (III.B, weights one): SwAV-pretrained VGG-16 "
+                          "trained apart from any loss network, on the z-scored slices with foreground, averaged"),
+               MetricInfo("lpips", higher_is_better=False, description="LPIPS formula on a random VGG-16 (no calibration, no download), "
+                          "[-1, 1] slices with foreground, averaged")]
         if task.label_task is not None:
-            out += [MetricInfo(f"dice_synth_{r}") for r in task.label_task.region_names] + [MetricInfo("dice_synth_mean")]
+            out += [MetricInfo(f"dice_synth_{r}", description="Dice of a segmenter trained on real images, target series synthetic")
+                    for r in task.label_task.region_names]
+            out += [MetricInfo("dice_synth_mean", description="mean of the dice_synth regions")]
         return out
 
     # ---- pretraining of the loss network ----------------------------------------------------------
@@ -90,23 +103,32 @@ class SynthesisKind(TaskKind):
         """The networks every method of a comparison is scored with, trained once per task / seed / split before the
         cells (``benchmark.train.run_job``), then only loaded (``job_model``):
 
-        * ``coper_metric``: SwAV on vgg_unet, pretrained on the TARGET series of the split's non-test cases (IV.B), as
-          the default ``l1+coper`` loss network is (trained separately, so a run without that method still has it);
+        * ``coper_metric``: SwAV on vgg16_unet, pretrained on the TARGET series (IV.B) of its own seeded half of the
+          split's non-test cases (``METRIC_CASE_SHARE``) with its own seed (the Job's + ``Protocol.evaluation_network_seed_offset``):
+          the ``l1+coper`` loss network is trained with the Job's seed on all of them, so the CoPer column never scores
+          a generator with the network it was trained against (and a run without that method still has it);
         * ``segmenter`` (a labelled base task only): a unet2d segmentation network of the base task trained on the
           REAL images of the split's training cases, every series, validation-selected (Table III's downstream Dice).
         """
         profile = plan.profile
         base_key = {"task": task.ref, "data": plan.data_fingerprint, "seed": plan.seed, "train_ids": list(plan.train_ids),
                     "val_ids": list(plan.val_ids), "volume_size": profile.volume_size, "backbone_size": dataclasses.asdict(profile.backbone_size),
-                    "version": 2}
+                    "version": 3}
         folder = storage.join(plan.storage, "synthesis_eval")
         swav = get_method(METRIC_PRETEXT)
         recipe, roi = profile.pretrain_recipe(swav, METRIC_BACKBONE), tuple(profile.rois[METRIC_BACKBONE])
-        steps = recipe.steps_for(plan.epoch_slices * len(task.targets))  # one grey volume per target series and case
+        seed = plan.seed + plan.protocol.evaluation_network_seed_offset
+        pool = sorted((*plan.train_ids, *plan.val_ids))
+        share = max(1, round(METRIC_CASE_SHARE * len(pool)))
+        cases = tuple(sorted(np.random.default_rng(seed).choice(pool, size=share, replace=False).tolist()))
+        slices = max(1, round(plan.epoch_slices * share / max(1, len(pool))))
+        steps = recipe.steps_for(slices * len(task.targets))  # one grey volume per target series and case
         key = content_hash({**base_key, "what": "coper_metric", "pretext": METRIC_PRETEXT, "config": dataclasses.asdict(swav.make_config()),
-                            "recipe": dataclasses.asdict(recipe), "steps": steps, "roi": roi, "series": list(task.targets)})
+                            "recipe": dataclasses.asdict(recipe), "steps": steps, "roi": roi, "series": list(task.targets),
+                            "network_seed": seed, "cases": list(cases)})
         networks = [NetworkSpec(role="coper_metric", stage="pretrain", method=METRIC_PRETEXT, backbone=METRIC_BACKBONE, task_ref=task.ref,
-                                channels=(1, 1), recipe=recipe, steps=steps, roi=roi, key=key, path=storage.join(folder, f"coper-{key}.pt"))]
+                                channels=(1, 1), recipe=recipe, steps=steps, roi=roi, key=key, path=storage.join(folder, f"coper-{key}.pt"),
+                                seed=seed, case_ids=cases)]
         base = task.label_task
         if base is not None:
             recipe, roi = profile.finetune_recipes[SEGMENTER], tuple(profile.rois[SEGMENTER])  # as for any segmentation task
@@ -120,9 +142,10 @@ class SynthesisKind(TaskKind):
 
     def job_model(self, job, *, task: "SynthesisTask", state: dict | None, networks: dict[str, dict], hooks) -> "nn.Module":
         """pix2pix for one cell of ``job``: a fresh generator, the variant's frozen loss network (random, seeded,
-        or the Job's pretrained one) and eq. 5's weights, scored by the Job's trained evaluation ``networks``."""
+        or the Job's pretrained one) and the loss weights, scored by the Job's trained evaluation ``networks``."""
         method_cls = get_method(job.method)
-        generator = build_backbone(GENERATOR, in_channels=len(task.sources), out_channels=len(task.targets), size=job.backbone_size, roi=job.roi)
+        filters = job.backbone_size.pix2pix_filters
+        generator = build_generator(in_channels=len(task.sources), out_channels=len(task.targets), filters=filters, roi=job.roi)
         loss_network, source = None, method_cls.loss_network_of(job.method_config)
         if source == "rand":  # Table III "rand.": a seeded random network, the same for every run
             loss_network = random_extractor(job.backbone, size=job.backbone_size, in_channels=1, seed=job.seed)
@@ -133,16 +156,16 @@ class SynthesisKind(TaskKind):
                                  size=job.backbone_size, roi=job.roi)
             net.load_state_dict(state)
             loss_network = cnn_extractor(net, job.backbone, job.pretrain_channels[0])
-        lambda1 = method_cls.lambda1(job.method_config, task)
-        model = Pix2Pix(generator, loss_network=loss_network, lambda1=lambda1, lambda2=job.method_config.lambda2,
-                        discriminator_channels=job.backbone_size.unet_features[0], discriminator_lr=job.finetune_recipe.lr,
+        lambda1, adversarial, reconstruction = method_cls.loss_weights(job.method_config, task)
+        model = Pix2Pix(generator, loss_network=loss_network, weights=LossWeights(lambda1=lambda1, adversarial=adversarial, reconstruction=reconstruction),
+                        discriminator_channels=filters, discriminator_lr=job.finetune_recipe.lr,
                         source_channels=len(task.sources), target_channels=len(task.targets))
         specs = {n.role: n for n in job.networks}
         return with_evaluator(model, load_evaluator(specs, networks, size=job.backbone_size, segmenter_task=task.label_task))
 
     def training_set(self, task, volumes, *, roi, length, seed, protocol: "Protocol", finetune: FinetuneSettings = FinetuneSettings()):
-        """2D crops of every series (the kind splits X and Y); crops centred on foreground, as the paper drops empty slices."""
-        return CropDataset(volumes, roi=roi, length=length, seed=seed, with_label=False)
+        """pix2pix's samples: axial slices with foreground in the pix2pix domain, jittered and flipped (CoPer appendix C)."""
+        return SliceJitterDataset(volumes, roi=roi, length=length, seed=seed, sources=task.source_index)
 
     def loss_fn(self, task: "SynthesisTask", model: "nn.Module", *, finetune: FinetuneSettings,
                 generator: "torch.Generator") -> Callable[[dict], torch.Tensor]:
@@ -151,17 +174,23 @@ class SynthesisKind(TaskKind):
     # ---- evaluation ----------------------------------------------------------------------------
     def evaluate(self, model, task: "SynthesisTask", volumes: list["Volume"], *, roi, device: Any, protocol: "Protocol", log,
                  primary_only: bool = False, tta: str = "none") -> list[MetricRow]:
+        """Per case: its slice map (from the sources' foreground), the generator on its source series in the pix2pix
+        domain, then every metric (``benchmark/synthesis/evaluation.py``)."""
         model = getattr(model, "module", model)
         evaluator = model.evaluator
         rows = []
         for v in volumes:
-            image = torch.from_numpy(v.image).to(device)
-            fake = predict_volume(model, image[list(task.source_index)], roi=roi, protocol=protocol)[0]  # [n, X, Y, Z]
-            real = image[list(task.target_index)]
-            values = quality_rows(fake, real, evaluator=evaluator, primary_only=primary_only)
+            image = torch.from_numpy(np.asarray(v.image)).to(device)  # z-scored [C, X, Y, Z]
+            scale = SliceScale.of(image, sources=task.source_index)
+            fake = synthesize(model, scale.to_pix2pix(image[list(task.source_index)], channels=task.source_index), roi=roi,
+                              protocol=protocol)  # [n, X, Y, Z] in [-1, 1]
+            real = scale.to_pix2pix(image[list(task.target_index)], channels=task.target_index)
+            values = quality_rows(fake, real, scale=scale, targets=task.target_index, evaluator=evaluator, primary_only=primary_only,
+                                  quality_scale=protocol.synthesis_quality)
             if not primary_only and evaluator is not None and evaluator.segmenter is not None and v.label is not None:
-                values.update(dice_on_synthetic(evaluator.segmenter, task.label_task, v.image, v.label, fake, target_index=task.target_index,
-                                                segmenter_roi=evaluator.segmenter_roi, device=device, protocol=protocol))
+                values.update(dice_on_synthetic(evaluator.segmenter, task.label_task, image, v.label, scale.to_zscore(fake, channels=task.target_index),
+                                                target_index=task.target_index, segmenter_roi=evaluator.segmenter_roi, device=device,
+                                                protocol=protocol))
             rows.extend(MetricRow(metric=k, value=val, case_id=v.case_id) for k, val in values.items())
         return rows
 

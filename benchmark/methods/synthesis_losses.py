@@ -1,8 +1,8 @@
 """Generator losses of the CoPer paper's image synthesis (III.C, eq. 5; Table III rows), as leaderboard methods.
 
 On a synthesis task (``tasks/synthesis.py``) the compared "methods" are pix2pix generator losses, not SSL
-pretrainings: L_G = λ1·L1 + (1 − λ1)·L_CoPer + λ2·L_adv (eq. 5, λ2 = 10) with the CoPer loss (eqs. 3-4)
-on a frozen loss network:
+pretrainings. The generator loss is adv·L_adv + rec·(λ1·L1 + (1 − λ1)·L_CoPer) with the CoPer loss (eqs. 3-4) on a
+frozen loss network; ``balance`` says how eq. 5's weights are read (``SynthesisLossConfig``):
 
 * ``l1``: no perceptual term (λ1 = 1): "ℓ-1 norm loss", Table III's baseline (the synthesis baseline,
   run once per loss-network backbone as scratch is for segmentation);
@@ -12,13 +12,14 @@ on a frozen loss network:
   extract the perceptual representations of target modalities", through the normal pretraining cache: the
   pretraining IS the registered method, looked up in the registry, not imported, on one-channel volumes of the
   target series, ``SynthesisKind.pretraining_volumes``) or ``rand`` (a seeded, randomly initialised network,
-  "+ rand. VGG / ResNet": nothing pretrains); ``loss_backbone`` = ``vgg_unet`` / ``resnet_unet`` (the Job's
-  backbone). The default, SwAV-VGG, is the paper's best row.
+  "+ rand. VGG / ResNet": nothing pretrains); ``loss_backbone`` = ``vgg16_unet`` / ``resnet_unet`` (the Job's
+  backbone; ``vgg_unet``, TernausNet's VGG11, also runs). The default, SwAV-VGG on VGG-16 (the VGG of CoPer Table II and
+  of LPIPS), is the paper's best row.
 
 The six names of earlier versions (``l1+rand_vgg``, ``l1+coper_swav_resnet``, ...) are deprecated aliases of
 ``l1+coper`` variants (``DEPRECATED_ALIASES``; the command line prints the new spelling). The generator is the same
-for every variant (the synthesis kind's MONAI U-Net). λ1 affects fine-tuning only, so it is left out of the
-pretraining cache key (``pretraining_config``): a λ1 search pretrains once.
+for every variant (the synthesis kind's pix2pix U-Net). λ1 and the loss weights affect fine-tuning only, so they are
+left out of the pretraining cache key (``pretraining_config``): a λ1 search pretrains once.
 """
 from __future__ import annotations
 
@@ -33,22 +34,45 @@ from benchmark.blocks.pretext import DataSpec, PretextTask, Recipe
 from benchmark.methods.base import get_method, register_method, register_method_alias
 
 LAMBDA2 = 10.0  # CoPer III.C: "We use the default setting λ2 = 10 [25] in all of our experiments"
+PIX2PIX_LAMBDA = 100.0  # pix2pix [25] section 4 / its code's --lambda_L1: L = L_cGAN + λ L_L1, λ = 100
+BALANCES = ("pix2pix", "eq5")
 LOSS_NETWORKS = ("swav", "simsiam", "rand")  # Table III: "+ SwAV-", "+ SimSiam-", "+ rand." networks
-LOSS_BACKBONES = ("vgg_unet", "resnet_unet")  # Table III: "-VGG", "-ResNet"
+LOSS_BACKBONES = ("vgg16_unet", "resnet_unet", "vgg_unet")  # Table III: "-VGG" (VGG-16, Table II), "-ResNet"; vgg_unet: VGG11
 
 
 @dataclass(frozen=True)
 class SynthesisLossConfig:
-    """λ1 of eq. 5 (None: the task's paper value, Fig. 8: 0.70 for T2, 0.55 for FLAIR); λ2 = 10 (III.C)."""
+    """λ1 of eq. 5 (None: the task's paper value, Fig. 8: 0.70 for T2, 0.55 for FLAIR) and how eq. 5 balances the
+    reconstruction against the adversarial term (``balance``, with ``lambda2`` the weight the paper calls λ2):
+
+    * ``pix2pix`` (default): L_G = L_adv + λ2·(λ1·L1 + (1 − λ1)·L_CoPer), λ2 = 100. The paper writes eq. 5 as
+      λ1·L1 + (1 − λ1)·L_CoPer + λ2·L_adv but sets λ2 by citing pix2pix: "We use the default setting λ2 = 10 [25]".
+      pix2pix's only weight is the one on its L1 term, L_cGAN + λ·L1 with λ = 100 (its section 4 and code's
+      ``--lambda_L1 100``); CoPer's appendix C takes every other pix2pix default (lr 2e-4, load 286 / crop 256,
+      flips, normalisation), so its networks were most likely trained with pix2pix's balance, i.e. the cited default
+      on the reconstruction side. Read literally, eq. 5 weighs L1 (0.7 at λ1 = 0.7) about 1400 times less against the
+      adversarial term than pix2pix (0.07 vs 100), a GAN-dominated objective no pix2pix setting produces;
+    * ``eq5``: eq. 5 as printed, L_G = λ1·L1 + (1 − λ1)·L_CoPer + λ2·L_adv, λ2 = 10.
+
+    ``lambda2`` None: the reading's default (100 / 10)."""
 
     lambda1: float | None = None
-    lambda2: float = LAMBDA2
+    balance: str = "pix2pix"
+    lambda2: float | None = None
 
     def __post_init__(self) -> None:
         if self.lambda1 is not None and not 0.0 <= self.lambda1 <= 1.0:
             raise ValueError(f"lambda1 must be in [0, 1] (eq. 5 weighs L1 by lambda1 and CoPer by 1 - lambda1), got {self.lambda1}")
-        if self.lambda2 < 0:
+        if self.balance not in BALANCES:
+            raise ValueError(f"balance must be one of {', '.join(BALANCES)} (how eq. 5's lambda2 is read), got {self.balance!r}")
+        if self.lambda2 is not None and self.lambda2 < 0:
             raise ValueError(f"lambda2 must be >= 0, got {self.lambda2}")
+
+    def loss_weights(self) -> tuple[float, float]:
+        """(adversarial weight, reconstruction weight) of the generator loss under ``balance``."""
+        if self.balance == "pix2pix":
+            return 1.0, PIX2PIX_LAMBDA if self.lambda2 is None else float(self.lambda2)
+        return LAMBDA2 if self.lambda2 is None else float(self.lambda2), 1.0
 
 
 @dataclass(frozen=True)
@@ -56,7 +80,7 @@ class CoPerLossConfig(SynthesisLossConfig):
     """eq. 5's weights and the CoPer loss network: how it is obtained (``loss_network``) and its backbone (``loss_backbone``)."""
 
     loss_network: str = "swav"
-    loss_backbone: str = "vgg_unet"
+    loss_backbone: str = "vgg16_unet"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -75,7 +99,7 @@ class SynthesisLoss(PretextTask):
     paper = "coper_perceptual_metric"
     paper_recipe = Recipe(steps=0, batch_size=1, lr=0.0, source="no pretraining")
     # The Job's backbone names the loss network (and, for l1, the baseline's group); the CoPer loss is 2D (VI).
-    default_backbone = "vgg_unet"
+    default_backbone = "vgg16_unet"
     supported_backbones = BACKBONES_2D
     unsupported_backbones = unsupported(BACKBONES_3D, "the CoPer loss and the pix2pix generator work on 2D slices (CoPer VI)")
     # Which tasks: the task kinds decide (``SynthesisKind`` takes only these methods; the other kinds none of them).
@@ -91,6 +115,11 @@ class SynthesisLoss(PretextTask):
         if cls.loss_network_of(cfg) == "none":
             return 1.0
         return cfg.lambda1 if cfg.lambda1 is not None else task.paper_lambda1
+
+    @classmethod
+    def loss_weights(cls, cfg: SynthesisLossConfig, task: Any) -> tuple[float, float, float]:
+        """(λ1, adversarial weight, reconstruction weight) of the generator loss on ``task`` (``SynthesisLossConfig``)."""
+        return (cls.lambda1(cfg, task), *cfg.loss_weights())
 
     def forward(self, batch, *, generator):
         raise RuntimeError(f"{self.registry_name} is a generator loss; it has no pretext task to run")
@@ -166,7 +195,8 @@ class L1CoPer(SynthesisLoss):
         return self.inner({**batch, "image": image.reshape(-1, 1, *image.shape[2:])}, generator=generator)
 
 
-# The method names of earlier versions: each is an ``l1+coper`` variant (the defaults, swav and vgg_unet, left out).
+# The method names of earlier versions: each is an ``l1+coper`` variant (the defaults, swav and vgg16_unet, left out; their
+# "vgg" was the VGG the loss ran on, now VGG-16 as in the paper).
 DEPRECATED_ALIASES = {
     "l1+rand_vgg": "l1+coper:loss_network=rand",
     "l1+rand_resnet": "l1+coper:loss_network=rand:loss_backbone=resnet_unet",

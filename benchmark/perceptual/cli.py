@@ -1,11 +1,13 @@
 """Command line of the CoPer metric: ``python -m benchmark.perceptual {distance,twoafc,agreement} ...``.
 
-    python -m benchmark.perceptual distance A.nii.gz B.nii.gz [--network rand:resnet_unet | CHECKPOINT] [--slice Z]
+    python -m benchmark.perceptual distance A.nii.gz B.nii.gz [--network rand:resnet_unet | CHECKPOINT | l1 | ...] [--slice Z]
     python -m benchmark.perceptual twoafc [ROOT] [--network ...]      # default ROOT: the built-in triplets
     python -m benchmark.perceptual agreement ROOT [--network ...]     # ROOT/ratings.csv (CoPer IV.A.4)
 
-``distance`` z-scores both images with their joint non-zero statistics (the same transform for
-both, so the distance is symmetric); ``twoafc`` z-scores each triplet with its reference's.
+``--network`` takes a comma-separated list; each gives one row (CoPer Table II's layout), e.g. its baselines that need
+no download: ``--network l1,l2,psnr,ssim,rand:vgg16_unet,rand:resnet_unet`` (``benchmark.perceptual.baselines``;
+``--resnet-depth 34`` for Table II's ResNet-34). ``distance`` z-scores both images with their joint non-zero statistics
+(the same transform for both, so the distance is symmetric); ``twoafc`` z-scores each triplet with its reference's.
 """
 from __future__ import annotations
 
@@ -21,8 +23,11 @@ DEFAULT_CACHE = Path(os.environ.get("MEDSSL_CACHE", Path.home() / ".cache" / "me
 
 def _network_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--network", default="rand:resnet_unet",
-                   help="rand:<resnet_unet|vgg_unet|unet2d|vit> (random weights) or a checkpoint <cache>/pretrained/<key>.pt (default: %(default)s)")
+                   help="comma-separated: rand:<resnet_unet|vgg16_unet|vgg_unet|unet2d|vit> (random weights), a checkpoint "
+                        "<cache>/pretrained/<key>.pt, or a pixel metric l1|l2|psnr|ssim (default: %(default)s)")
     p.add_argument("--size", default="paper", choices=("paper", "smoke"), help="network size of a rand: network (default: %(default)s)")
+    p.add_argument("--resnet-depth", type=int, default=None, choices=(18, 34, 50, 101, 152),
+                   help="ResNet depth of rand:resnet_unet (default: the size's, 50 at paper size; Table II also has 34)")
     p.add_argument("--seed", type=int, default=0, help="initialisation seed of a rand: network")
 
 
@@ -54,24 +59,42 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args) -> int:
+    import dataclasses
+
     import numpy as np
     import torch
 
-    from benchmark.perceptual.metric import coper_distance, load_extractor, triplet_distances
+    from benchmark.perceptual.baselines import PIXEL_METRICS, pixel_distance, pixel_triplet_distances
+    from benchmark.perceptual.metric import coper_distance, load_extractor, resolve_size, triplet_distances
     from benchmark.perceptual.twoafc import expert_agreement, read_ratings, read_slice, read_triplets, standardize, twoafc_score
 
     if args.command == "twoafc" and args.root is not None and not (args.root / "triplets.csv").is_file():
         raise BenchmarkInputError(f"{args.root}: no triplets.csv; expected ROOT/triplets.csv with columns ref,p0,p1,h")
-    extractor = load_extractor(args.network, size=args.size, seed=args.seed)
+    names = [n.strip() for n in args.network.split(",") if n.strip()]
+    if not names:
+        raise BenchmarkInputError("--network: expected at least one network or pixel metric")
+    size = resolve_size(args.size)
+    if args.resnet_depth is not None:
+        size = dataclasses.replace(size, resnet_depth=args.resnet_depth)
+
+    extractors = {name: load_extractor(name, size=size, seed=args.seed) for name in names if name not in PIXEL_METRICS}  # errors first
+
+    def distance_of(name: str):
+        """(reference [B, c, H, W], image) -> [B] for a pixel metric or a network."""
+        if name in PIXEL_METRICS:
+            return lambda a, b: pixel_distance(name, a, b)
+        return lambda a, b: coper_distance(a, b, extractors[name])
+
     if args.command == "distance":
         a = read_slice(args.image0, slice_index=args.slice)
         b = read_slice(args.image1, slice_index=args.slice)
         if a.shape != b.shape:
             raise BenchmarkInputError(f"{args.image1}: shape {a.shape[1:]} differs from {args.image0}'s {b.shape[1:]}; expected the same size")
         a, b = standardize(a, b)
-        with torch.no_grad():
-            d = coper_distance(torch.from_numpy(a)[None], torch.from_numpy(b)[None], extractor)
-        print(f"{float(d):.6f}")
+        for name in names:
+            with torch.no_grad():
+                d = distance_of(name)(torch.from_numpy(a)[None], torch.from_numpy(b)[None])
+            print(f"{float(d):.6f}" if len(names) == 1 else f"{name} {float(d):.6f}")
         return 0
     if args.command == "twoafc":
         root = args.root
@@ -80,18 +103,23 @@ def _run(args) -> int:
 
             root = builtin_triplet_root(args.cache_dir)
         triplets = read_triplets(root)
-        d0, d1 = triplet_distances(triplets, extractor)
-        score = twoafc_score(d0, d1, [t.h for t in triplets])
-        print(f"2AFC {score:.4f} on {len(triplets)} triplets of {root} with {args.network}")
+        for name in names:
+            if name in PIXEL_METRICS:
+                d0, d1 = pixel_triplet_distances(triplets, name)
+            else:
+                d0, d1 = triplet_distances(triplets, extractors[name])
+            score = twoafc_score(d0, d1, [t.h for t in triplets])
+            print(f"2AFC {score:.4f} on {len(triplets)} triplets of {root} with {name}")
         return 0
     pairs = read_ratings(args.root)
-    distances = []
-    with torch.no_grad():
-        for pair in pairs:
-            a, b = standardize(read_slice(pair.real), read_slice(pair.synthetic))
-            distances.append(float(coper_distance(torch.from_numpy(a)[None], torch.from_numpy(b)[None], extractor)))
-    for rater in sorted({p.rater for p in pairs}):
-        idx = [i for i, p in enumerate(pairs) if p.rater == rater]
-        res = expert_agreement(np.asarray(distances)[idx], [pairs[i].rating_real for i in idx], [pairs[i].rating_synthetic for i in idx])
-        print(f"{rater}: " + ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
+    images = [standardize(read_slice(pair.real), read_slice(pair.synthetic)) for pair in pairs]
+    for name in names:
+        distance = distance_of(name)
+        with torch.no_grad():
+            distances = [float(distance(torch.from_numpy(a)[None], torch.from_numpy(b)[None])) for a, b in images]
+        for rater in sorted({p.rater for p in pairs}):
+            idx = [i for i, p in enumerate(pairs) if p.rater == rater]
+            res = expert_agreement(np.asarray(distances)[idx], [pairs[i].rating_real for i in idx], [pairs[i].rating_synthetic for i in idx])
+            prefix = f"{rater}: " if len(names) == 1 else f"{name} {rater}: "
+            print(prefix + ", ".join(f"{k} {v:.4f}" for k, v in res.items()))
     return 0

@@ -15,8 +15,10 @@ Which maps each network gives (``FEATURE_LAYERS``):
 
 * ``resnet_unet``: the timm ResNet's five ``features_only`` maps (stem ReLU, layer1..layer4 outputs:
   all post-ReLU, strides 2..32);
-* ``vgg_unet``: VGG11's five ReLU maps before each max-pool (strides 1..16), as LPIPS takes VGG's
-  relu{1_2,2_2,3_3,4_3,5_3}; the encoder's sixth map (the last max-pool of the fifth) is left out;
+* ``vgg16_unet``: VGG-16's five ReLU maps before each max-pool (strides 1..16): relu1_2, relu2_2, relu3_3, relu4_3,
+  relu5_3, exactly LPIPS's VGG layers (CoPer Table II's VGG is VGG-16); the encoder's sixth map (the last max-pool)
+  is left out;
+* ``vgg_unet``: the same five maps of VGG11 (TernausNet's encoder, the LADP paper's network);
 * ``unet2d``: BasicUNet's five encoder maps (MONAI's LeakyReLU(0.1) activations, not ReLU);
 * ``vit`` (``rand:vit`` only): a 2D timm ``VisionTransformer`` (appendix A: ViT-S/16 at the paper
   size; ``BackboneSize.vit_*`` otherwise). The patch tokens after each of five evenly spaced blocks
@@ -39,9 +41,9 @@ from benchmark.errors import BenchmarkInputError
 
 EPS = 1e-10  # lpips.normalize_tensor's eps
 SIZES = {"paper": PAPER_SIZE, "smoke": SMOKE_SIZE}
-CNN_BACKBONES = ("resnet_unet", "vgg_unet", "unet2d")
-FEATURE_LAYERS = {"resnet_unet": (0, 1, 2, 3, 4), "vgg_unet": (0, 1, 2, 3, 4), "unet2d": (0, 1, 2, 3, 4)}
-RELU_FEATURES = {"resnet_unet": True, "vgg_unet": True, "unet2d": False, "vit": False}
+CNN_BACKBONES = ("resnet_unet", "vgg16_unet", "vgg_unet", "unet2d")
+FEATURE_LAYERS = {"resnet_unet": (0, 1, 2, 3, 4), "vgg16_unet": (0, 1, 2, 3, 4), "vgg_unet": (0, 1, 2, 3, 4), "unet2d": (0, 1, 2, 3, 4)}
+RELU_FEATURES = {"resnet_unet": True, "vgg16_unet": True, "vgg_unet": True, "unet2d": False, "vit": False}
 
 
 class FeatureExtractor(nn.Module):
@@ -241,7 +243,8 @@ class CoPerLoss(nn.Module):
     network's channels, appendix B); phi_i are its n feature maps (ReLU activations for resnet / vgg).
     The squared norm per sample is averaged over the batch. The target's features carry no gradient;
     the prediction's carry gradients to the generator, never to the network. The full generator loss
-    (eq. 5) is ``lambda1 * L1 + (1 - lambda1) * CoPerLoss + lambda2 * L_adv`` (the synthesis kind's job).
+    (eq. 5) weighs ``lambda1 * L1 + (1 - lambda1) * CoPerLoss`` against the adversarial term (the synthesis kind's job,
+    ``benchmark/synthesis/pix2pix.py``). The images are on the scale the network was trained on (the caller's job).
     """
 
     def __init__(self, extractor: FeatureExtractor) -> None:

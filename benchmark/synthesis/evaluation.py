@@ -1,20 +1,28 @@
 """Evaluation of synthetic images as CoPer Table III does it, the same for every method of a comparison.
 
-Per test case, over its axial slices that hold foreground (the real target is non-zero there; Table III
-"averaged across the 2D slices"):
+The generator works in the pix2pix domain (``scaling``: each axial slice of each series mapped to [-1, 1] by its own
+foreground range). Per test case, over its axial slices that hold foreground (Table III: "averaged across the 2D
+slices"):
 
-* ``psnr`` / ``ssim``: MONAI ``PSNRMetric`` / ``SSIMMetric`` (Gaussian window 11, σ 1.5, Wang et al. 2004) on
-  the images rescaled by the REAL target's intensity range of the case ([min, max] -> [0, 1]; data range 1);
-* ``coper``: the CoPer metric (III.B, weights one) with the paper's evaluation network: a SwAV-pretrained VGG
-  (SwAV is the paper's choice for domain-specific representations, V.B) trained on the TARGET series of the
-  split's non-test cases, like the default ``l1+coper`` loss network (trained separately here, so that a run
-  without that method still has it);
+* ``psnr`` / ``ssim``: on the paper's 8-bit slices (IV.A.2: slices "rescale[d] to [0, 255]"; pix2pix saves its
+  outputs as 8-bit images): the real and the synthetic slice mapped from [-1, 1] to the gray levels 0..255 and
+  rounded (``Protocol.synthesis_quality`` = ``slice_8bit``; ``slice_float``: not rounded), PSNR = 10 log10(255² / MSE)
+  per slice (data range 255; MSE floored at 1e-10, so an identical slice scores 148 dB, not infinity), SSIM with MONAI's
+  ``SSIMMetric`` (Gaussian window 11, σ 1.5, K 0.01 / 0.03, Wang et al. 2004; data range 255) per slice, both averaged
+  over the slices (``QUALITY_CONVENTION``). One slice's range decides its scale, as for the paper's images: the whole
+  volume's range would score the same error 4-5 dB apart;
+* ``coper``: the CoPer metric (III.B, weights one) with the paper's evaluation network, a SwAV-pretrained VGG-16
+  (SwAV is the paper's choice for domain-specific representations, V.B) trained on the TARGET series of the split's
+  non-test cases: its own seed and its own half of those cases, so it is never the network an ``l1+coper`` row trained
+  against (``SynthesisKind.planned_networks``). It reads both images on the scale it was trained on: the z-scored
+  slices (the synthetic one mapped back by the real slice's map, ``SliceScale.to_zscore``);
 * ``lpips``: the LPIPS formula (Zhang et al. 2018) with the ``lpips`` package's own randomly initialised
   VGG-16 trunk and no calibrated linear layers (``pretrained=False, pnet_rand=True, lpips=False``: nothing is
-  downloaded), seeded, inputs scaled to [-1, 1] as LPIPS expects;
+  downloaded), seeded, on the [-1, 1] slices as LPIPS expects;
 * ``dice_synth_<region>`` / ``dice_synth_mean`` (labelled base tasks only): the Dice of a segmentation network
-  trained on REAL images (the base task's kind, all its series) applied to the case with its target series
-  replaced by the synthetic one (Table III's downstream Dice; the "upper bound" is that network on the real case).
+  trained on REAL z-scored images (the base task's kind, all its series) applied to the case with its target series
+  replaced by the synthetic one, mapped back to the z-scored scale (Table III's downstream Dice; the "upper bound" is
+  that network on the real case: a perfect synthesis gives it exactly).
 
 The segmentation and CoPer networks are planned with each Job (``SynthesisKind.planned_networks``: keyed by content
 hash, cached in ``<cache>/synthesis_eval/``), trained by the loops before the cells like a pretraining
@@ -30,11 +38,13 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from benchmark.backbones import build_backbone
 from benchmark.inference import predict_volume
 from benchmark.perceptual.metric import FeatureExtractor, cnn_extractor, coper_distance
+from benchmark.synthesis.scaling import SliceScale, to_levels
 
 LPIPS_SEED = 0
 
@@ -57,26 +67,19 @@ def target_series_volumes(task, volumes: list) -> list:
 
 
 # ---- per-slice image quality ------------------------------------------------------------------------------
-def foreground_slices(real: torch.Tensor) -> torch.Tensor:
-    """Indices of the axial slices where the real target [n, X, Y, Z] has any non-zero voxel (all if none has)."""
-    keep = (real != 0).flatten(0, 2).any(dim=0) if real.dim() == 4 else (real != 0).flatten(0, 1).any(dim=0)
-    idx = torch.nonzero(keep).flatten()
-    return idx if len(idx) else torch.arange(real.shape[-1])
+QUALITY_CONVENTION = ("per axial slice with foreground: real and synthetic slice in the paper's gray levels 0-255 (each slice's "
+                      "foreground range; {scale}), PSNR with data range 255 and SSIM (Gaussian 11, sigma 1.5) per slice, "
+                      "averaged over the slices")
+MSE_FLOOR = 1e-10
 
 
-def rescale(fake: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both images mapped by the real image's [min, max] to [0, 1] (the fake is not clipped)."""
-    lo, hi = real.min(), real.max()
-    scale = (hi - lo).clamp_min(1e-8)
-    return (fake - lo) / scale, (real - lo) / scale
+def slice_quality(fake: torch.Tensor, real: torch.Tensor, *, data_range: float = 255.0) -> dict[str, float]:
+    """PSNR and SSIM of slices [S, 1, H, W] already in [0, ``data_range``], per slice, averaged over the slices."""
+    from monai.metrics import SSIMMetric
 
-
-def slice_quality(fake: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
-    """PSNR and SSIM (MONAI, data range 1) of slices [S, 1, H, W] already in [0, 1], averaged over the slices."""
-    from monai.metrics import PSNRMetric, SSIMMetric
-
-    psnr = PSNRMetric(max_val=1.0, reduction="none")(fake, real).flatten()
-    ssim = SSIMMetric(spatial_dims=2, data_range=1.0, reduction="none")(fake, real).flatten()
+    mse = (fake - real).pow(2).flatten(1).mean(dim=1).clamp_min(MSE_FLOOR)  # [S]
+    psnr = 10 * torch.log10(data_range ** 2 / mse)
+    ssim = SSIMMetric(spatial_dims=2, data_range=data_range, reduction="none")(fake, real).flatten()
     return {"psnr": float(psnr.mean()), "ssim": float(ssim.mean())}
 
 
@@ -94,19 +97,22 @@ def lpips_network(seed: int = LPIPS_SEED) -> nn.Module:
 
 
 @torch.no_grad()
-def quality_rows(fake: torch.Tensor, real: torch.Tensor, *, evaluator: Evaluator | None, primary_only: bool) -> dict[str, float]:
-    """Every image-quality metric of one case: fake, real [n, X, Y, Z] (n target series; averaged over them)."""
-    idx = foreground_slices(real)
+def quality_rows(fake: torch.Tensor, real: torch.Tensor, *, scale: SliceScale, targets: tuple[int, ...], evaluator: Evaluator | None,
+                 primary_only: bool, quality_scale: str = "slice_8bit") -> dict[str, float]:
+    """Every image-quality metric of one case (module docstring): ``fake``, ``real`` [n, X, Y, Z] in the pix2pix domain
+    (n target series, the case's series ``targets``; averaged over them), ``scale`` the case's slice map."""
+    idx = scale.slices()
     out: dict[str, list[float]] = {}
-    for j in range(real.shape[0]):
-        f, r = rescale(fake[j], real[j])
-        fs, rs = f[..., idx].permute(2, 0, 1)[:, None], r[..., idx].permute(2, 0, 1)[:, None]  # [S, 1, X, Y]
-        values = {"psnr": slice_quality(fs, rs)["psnr"]} if primary_only else slice_quality(fs, rs)
+    as_slices = lambda v: v[..., idx].permute(2, 0, 1)[:, None]  # noqa: E731 - [X, Y, Z] -> [S, 1, X, Y]
+    for j, channel in enumerate(targets):
+        fs, rs = as_slices(fake[j]), as_slices(real[j])
+        quality = slice_quality(to_levels(fs, quality_scale), to_levels(rs, quality_scale))
+        values = {"psnr": quality["psnr"]} if primary_only else quality
         if not primary_only and evaluator is not None:
-            device = fs.device
-            values["coper"] = float(coper_distance(fs, rs, evaluator.metric_network.to(device)).mean())
-            lp = evaluator.lpips_net.to(device)
-            values["lpips"] = float(lp(fs.repeat(1, 3, 1, 1) * 2 - 1, rs.repeat(1, 3, 1, 1) * 2 - 1).mean())
+            zf, zr = (as_slices(scale.to_zscore(v[j][None], channels=(channel,))[0]) for v in (fake, real))
+            values["coper"] = float(coper_distance(zf, zr, evaluator.metric_network.to(fs.device)).mean())
+            lp = evaluator.lpips_net.to(fs.device)
+            values["lpips"] = float(lp(fs.repeat(1, 3, 1, 1), rs.repeat(1, 3, 1, 1)).mean())
         for k, v in values.items():
             out.setdefault(k, []).append(v)
     return {k: float(np.mean(v)) for k, v in out.items()}
@@ -130,15 +136,25 @@ def load_evaluator(specs: dict, states: dict[str, dict], *, size, segmenter_task
 
 
 @torch.no_grad()
-def dice_on_synthetic(segmenter: nn.Module, base_task, image: np.ndarray, label: np.ndarray, synthetic: torch.Tensor, *,
+def dice_on_synthetic(segmenter: nn.Module, base_task, image: torch.Tensor, label: np.ndarray, synthetic: torch.Tensor, *,
                       target_index: tuple[int, ...], segmenter_roi, device: Any, protocol) -> dict[str, float]:
-    """Dice of ``segmenter`` on the case ``image`` [C, X, Y, Z] with its target series replaced by ``synthetic``
-    [n, X, Y, Z]: dice_synth_<region> and dice_synth_mean (the base task's regions, MONAI DiceMetric)."""
-    mixed = torch.from_numpy(image).to(device).clone()
+    """Dice of ``segmenter`` on the z-scored case ``image`` [C, X, Y, Z] with its target series replaced by ``synthetic``
+    [n, X, Y, Z] (on the same z-scored scale): dice_synth_<region> and dice_synth_mean (the base task's regions, MONAI DiceMetric)."""
+    mixed = torch.as_tensor(image).to(device).clone()
     mixed[list(target_index)] = synthetic.to(device)
     logits = predict_volume(segmenter.to(device), mixed, roi=segmenter_roi, protocol=protocol)
     truth = base_task.label_to_regions(torch.from_numpy(np.asarray(label, dtype=np.int64)).to(device)[None, None])
     return {f"dice_synth_{k[len('dice_'):]}": v for k, v in base_task.dice(base_task.logits_to_regions(logits), truth).items()}
+
+
+@torch.no_grad()
+def synthesize(model: nn.Module, sources: torch.Tensor, *, roi, protocol) -> torch.Tensor:
+    """The generator on every axial slice of ``sources`` [m, X, Y, Z] (pix2pix domain) -> [n, X, Y, Z]: MONAI's sliding
+    window over the slices, which are first padded to the crop with background (-1, not the window's 0: mid-gray here)."""
+    pad = [max(0, r - s) for r, s in zip(roi, sources.shape[1:3])]
+    padded = F.pad(sources, (0, 0, 0, pad[1], 0, pad[0]), value=-1.0) if any(pad) else sources
+    out = predict_volume(model, padded, roi=roi, protocol=protocol)[0]  # [n, X', Y', Z]
+    return out[:, : sources.shape[1], : sources.shape[2]]
 
 
 def with_evaluator(model, evaluator: Evaluator) -> Any:
