@@ -67,6 +67,7 @@ class DenoisingAutoencoder(PretextTask):
     supported_backbones = ALL_BACKBONES  # only the backbone's forward is used
     transfer = "all"  # the whole U-Net initialises fine-tuning, as DDP's; the output layer is replaced
     paper = "label_aware_denoising"
+    pretrain_aug = "ladp"  # LADP II.D: flips in the self-pretraining of every row of Table 1, this baseline's too
     paper_recipe = LADP_PAPER_RECIPE  # LADP II.D: one recipe for pretraining its rows (Adam 1e-4, 30 epochs, batch 16)
 
     def __init__(self, backbone, cfg: DenoisingAEConfig, *, in_channels: int) -> None:

@@ -146,6 +146,8 @@ class DINO(PretextTask):
     transfer = "encoder"  # the ViT encoder is fine-tuned with the task head, as CSM's
     trains_whole_backbone = False  # the segmentation decoder is unused while pretraining
     paper = "cross_series_masking"
+    # CSM IV.A: the paper's pretraining pipeline flips and crops for every row (mae3d alike); DINO's own views follow
+    pretrain_aug = "csm"
     paper_recipe = DINO_RECIPE
 
     @classmethod
