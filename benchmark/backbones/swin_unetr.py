@@ -8,6 +8,20 @@ from benchmark.backbones.base import Backbone, conv_like
 from benchmark.backbones.registry import BACKBONES, BackboneSize
 
 
+SWIN_NORMS = ("instance", "group", "layer")
+
+
+def _norm_groups(size: BackboneSize) -> int:
+    return {"group": size.swin_feature_size, "layer": 1}.get(size.swin_norm, 0)
+
+
+def _norm_name(size: BackboneSize):
+    """MONAI's ``norm_name`` for ``BackboneSize.swin_norm`` (the widths 12..192 x feature_size/12 all divide by feature_size)."""
+    if size.swin_norm not in SWIN_NORMS:
+        raise ValueError(f"swin_norm {size.swin_norm!r}; expected one of {SWIN_NORMS}")
+    return ("group", {"num_groups": _norm_groups(size)}) if size.swin_norm != "instance" else "instance"
+
+
 @BACKBONES.register("swin_unetr")
 class SwinUNETR3D(Backbone):
     """Swin-UNETR (Tang et al. 2022) from MONAI; the DAE paper's backbone (section 2)."""
@@ -32,11 +46,12 @@ class SwinUNETR3D(Backbone):
             feature_size=size.swin_feature_size,
             window_size=size.swin_window,
             spatial_dims=3,
-            norm_name=("group", {"num_groups": 1}) if size.swin_norm == "layer" else size.swin_norm,
+            norm_name=_norm_name(size),
         )
         self.bottleneck_channels = 16 * size.swin_feature_size  # channels of the deepest encoder stage
         self.bottleneck_stride = 32  # patch embedding 2x, then four 2x patch mergings
-        self.norm_kind = size.swin_norm  # heads on the bottleneck normalise alike (benchmark.blocks.heads.reconstruction_head)
+        # heads on the bottleneck normalise alike (benchmark.blocks.heads.reconstruction_head)
+        self.norm_kind, self.norm_groups = size.swin_norm, _norm_groups(size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, D, H, W] -> [B, out, D, H, W]
         return self.net(x)

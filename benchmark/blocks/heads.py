@@ -2,6 +2,8 @@
 head, and the MAE-style masked-token decoder. A method owns its heads; they never transfer."""
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -36,22 +38,28 @@ def swav_projector(in_dim: int, hidden: int, out_dim: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(in_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
 
 
-def reconstruction_head(dim: int, out_channels: int, *, stride: int = 32, spatial_dims: int = 3, norm: str = "instance") -> nn.Sequential:
+def reconstruction_head(dim: int, out_channels: int, *, stride: int = 32, spatial_dims: int = 3, norm: str = "instance",
+                        groups: int = 1) -> nn.Sequential:
     """Tang et al.'s SSLHead default ("vae") inpainting head, for a bottleneck at any power-of-two ``stride``.
 
     log2(stride) stages of (conv 3, instance norm, leaky ReLU, 2x linear upsampling) from the
     bottleneck features, widths dim/2, /4, /8, /16, /16, ... (halved up to four times), then a
     1x1 conv to the image channels. At stride 32 in 3D this is the reference head exactly (five
-    stages). The convs before a norm have no bias (the norm removes it, so it would get no gradient). ``norm="layer"``:
-    group norm with one group instead, for a backbone built so (``BackboneSize.swin_norm``): the smoke crop's 32^3 gives
-    a 1-voxel bottleneck, which instance norm cannot normalise.
+    stages). The convs before a norm have no bias (the norm removes it, so it would get no gradient). ``norm="group"``
+    (``groups`` groups, at most one per channel) or ``"layer"`` (one group) instead, for a backbone built so
+    (``BackboneSize.swin_norm``): the smoke crop's 32^3 gives a 1-voxel bottleneck, which instance norm cannot normalise.
     """
     stages = stride.bit_length() - 1
     if stride < 1 or 2**stages != stride:
         raise ValueError(f"reconstruction_head needs a power-of-two bottleneck stride, got {stride}")
     conv = nn.Conv3d if spatial_dims == 3 else nn.Conv2d
     instance = nn.InstanceNorm3d if spatial_dims == 3 else nn.InstanceNorm2d
-    make_norm = (lambda c: nn.GroupNorm(1, c)) if norm == "layer" else instance
+    if norm == "instance":
+        make_norm = instance
+    elif norm in ("group", "layer"):
+        make_norm = lambda c: nn.GroupNorm(math.gcd(c, groups if norm == "group" else 1), c)  # noqa: E731
+    else:
+        raise ValueError(f"reconstruction_head norm {norm!r}; expected instance, group or layer")
     mode = "trilinear" if spatial_dims == 3 else "bilinear"
     widths = [dim] + [max(1, dim // 2 ** min(i + 1, 4)) for i in range(stages)]
     layers: list[nn.Module] = []

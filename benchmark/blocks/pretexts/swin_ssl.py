@@ -86,7 +86,7 @@ class SwinSSLPretext(PretextTask):
         self.contrastive_head = nn.Linear(dim, cfg.projection_dim) if cfg.contrastive_weight > 0 else None
         self.reconstruction_head = reconstruction_head(
             dim, in_channels, stride=backbone.bottleneck_stride, spatial_dims=backbone.spatial_dims,
-            norm=getattr(backbone, "norm_kind", "instance")) if cfg.reconstruction_weight > 0 else None
+            norm=getattr(backbone, "norm_kind", "instance"), groups=getattr(backbone, "norm_groups", 1)) if cfg.reconstruction_weight > 0 else None
 
     def forward(self, batch, *, generator):
         x = batch["image"]  # [B, C, X, Y(, Z)]
