@@ -29,7 +29,7 @@ from benchmark.backbones import build_backbone
 from benchmark.job import NetworkSpec
 from benchmark.kinds.base import NetworkPlanning, TaskKind, kind_of, register_kind
 from benchmark.methods import get_method, list_methods
-from benchmark.perceptual.metric import cnn_extractor, random_extractor
+from benchmark.perceptual.metric import CoPerLoss, cnn_extractor, random_extractor
 from benchmark.protocol import DEFAULT_PROTOCOL
 from benchmark.records import FinetuneSettings, MetricInfo, MetricRow
 from benchmark.store import content_hash
@@ -158,7 +158,8 @@ class SynthesisKind(TaskKind):
             net.load_state_dict(state)
             loss_network = cnn_extractor(net, job.backbone, job.pretrain_channels[0])
         lambda1, adversarial, reconstruction = method_cls.loss_weights(job.method_config, task)
-        model = Pix2Pix(generator, loss_network=loss_network, weights=LossWeights(lambda1=lambda1, adversarial=adversarial, reconstruction=reconstruction),
+        coper = None if loss_network is None else CoPerLoss(loss_network, feature_norm=method_cls.feature_norm_of(job.method_config))
+        model = Pix2Pix(generator, coper=coper, weights=LossWeights(lambda1=lambda1, adversarial=adversarial, reconstruction=reconstruction),
                         discriminator_channels=filters, discriminator_lr=job.finetune_recipe.lr,
                         source_channels=len(task.sources), target_channels=len(task.targets))
         specs = {n.role: n for n in job.networks}
