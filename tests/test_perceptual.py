@@ -218,7 +218,7 @@ def test_coper_loss_unit_reading_is_the_coper_metric_per_layer(vgg):
 
 def test_default_coper_loss_stays_the_size_of_the_l1_term_on_a_network_with_large_deep_features():
     """A VGG-16 whose conv weights are scaled by 1.6 (deep activations ~100x the shallow ones, as the smoke
-    SwAV-trained VGG-16: relu1_2 RMS 1.2 ... relu5_3 300): eq. 3 as printed makes the CoPer term hundreds of times the L1
+    SwAV-trained VGG-16: relu1_2 RMS 0.7 ... relu5_3 83): eq. 3 as printed makes the CoPer term hundreds of times the L1
     term of a blurred, noisy prediction; the default reading keeps the two within 10x, whatever the network's scale."""
     from benchmark.methods import get_method
 

@@ -343,6 +343,18 @@ def test_coper_loss_network_and_backbone_are_config_fields_that_change_the_job(s
         get_method("l1+coper").make_config({"loss_network": "vgg"})
 
 
+def test_feature_norm_and_the_loss_weights_reach_the_job_but_not_the_pretraining_key(synthesis_data):
+    """feature_norm and the eq. 5 weights change fine-tuning only: one loss-network pretraining serves them all; the
+    Job's config (recorded per cell) holds the resolved fields, the deprecated lambda2 as the field it means."""
+    tmp, td = synthesis_data
+    variants = ["l1+coper", "l1+coper:feature_norm=none", "l1+coper:lambda2=5"]
+    with pytest.warns(FutureWarning, match="lambda2 is deprecated"):
+        jobs = [j for j in _plan(tmp, td, variants).jobs if j.method == "l1+coper"]
+    assert len({j.pretrain.key for j in jobs}) == 1
+    configs = {(j.method_config.feature_norm, j.method_config.reconstruction_weight) for j in jobs}
+    assert configs == {("energy", None), ("energy", 5), ("none", None)}
+
+
 def test_coper_on_another_backbone_than_its_config_is_na(synthesis_data):
     tmp, td = synthesis_data
     (job,) = [j for j in _plan(tmp, td, ["l1+coper"], backbone="resnet_unet").jobs if j.method == "l1+coper"]

@@ -74,7 +74,7 @@ class SynthesisLossConfig:
         if self.lambda1 is not None and not 0.0 <= self.lambda1 <= 1.0:
             raise ValueError(f"lambda1 must be in [0, 1] (eq. 5 weighs L1 by lambda1 and CoPer by 1 - lambda1), got {self.lambda1}")
         if self.balance not in BALANCES:
-            raise ValueError(f"balance must be one of {', '.join(BALANCES)} (how eq. 5's lambda2 is read), got {self.balance!r}")
+            raise ValueError(f"balance must be one of {', '.join(BALANCES)} (how eq. 5's λ2 is read), got {self.balance!r}")
         for name in ("reconstruction_weight", "adversarial_weight"):
             value = getattr(self, name)
             if value is not None and not value >= 0:
@@ -102,8 +102,9 @@ class CoPerLossConfig(SynthesisLossConfig):
     two reconstruction terms were of one size: Fig. 8 trades λ1 between 0.1 and 0.9 with an interior optimum (0.70 for
     T2, 0.55 for FLAIR), which a CoPer term hundreds of times the L1 term cannot give (every λ1 < 1 would be the
     CoPer loss alone). Raw eq. 3 has that size only on a network whose activations are O(1); the suite's VGG-16 has no
-    BatchNorm, and after SwAV its relu5_3 RMS is about 300 (relu1_2: 1.2), so ``none`` makes the CoPer term about 250
-    times the L1 term at λ1 = 0.7 and the λ1 search finds no balance. ``energy`` removes exactly that arbitrary per-layer
+    BatchNorm, and after SwAV its relu5_3 RMS is about 100 times its relu1_2's (smoke run: 83 vs 0.7), so ``none`` makes
+    the CoPer term about 250 times the L1 term at λ1 = 0.7 (the untrained generator's first batch; ``energy``: 0.7
+    times) and the λ1 search finds no balance. ``energy`` removes exactly that arbitrary per-layer
     scale and keeps eq. 3's distance on the ReLU features (the term is about the L1 term's size, see the README);
     ``unit`` changes the distance itself (a cosine over channels) and is kept as the metric's reading.
     The field changes fine-tuning only: it is not in the pretraining cache key."""

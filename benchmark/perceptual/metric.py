@@ -246,8 +246,8 @@ class CoPerLoss(nn.Module):
 
     * ``none``: eq. 3 as printed, 1/(C_i H_i W_i)·||φ_ij(y_j) − φ_ij(ŷ_j)||² on the raw activations (Johnson et al.'s
       feature reconstruction loss, CoPer ref. [5]), averaged over the batch. Its size is the network's activation scale
-      squared: on the smoke profile's SwAV-trained VGG-16 (no BatchNorm) relu5_3 has an RMS of about 300 against 1.2 at
-      relu1_2, so this term is hundreds of times the L1 term at any λ1 the paper searched;
+      squared: on the smoke profile's SwAV-trained VGG-16 (no BatchNorm) relu5_3 has an RMS about 100 times relu1_2's,
+      so this term is hundreds of times the L1 term at any λ1 the paper searched;
     * ``energy``: the same squared distance divided by the layer's mean φ_ij(y_j)² over the batch (the target's feature
       energy, no gradient): eq. 3 on the function-equivalent network (ReLU layers are positively homogeneous) whose
       every layer is rescaled to unit RMS on the targets. It keeps eq. 3's distance on the raw ReLU activations and
