@@ -38,7 +38,7 @@ from tasks.base import Volume
 IN_CHANNELS = 2  # two series: the smallest input every method (cross-series masking included) accepts
 # Narrower than SMOKE_SIZE; Swin-UNETR needs feature_size a multiple of 12.
 TINY = BackboneSize(unet_features=(8, 8, 16, 16, 16, 8), swin_feature_size=12, swin_window=4, vit_dim=24, vit_depth=1, vit_heads=2,
-                    vit_patch=8, vgg_width=0.125, resnet_depth=18, resnet_width=0.125)
+                    vit_patch=8, vgg_width=0.125, resnet_depth=18, resnet_width=0.125, unetr_feature_size=8)
 # 2D: multiples of 32 (VGG / ResNet); 3D: multiples of 32 for Swin-UNETR, equal X and Y for rotations,
 # and a bottleneck with more than one voxel (instance norm).
 ROI = {2: (64, 64), 3: (32, 32, 64)}
@@ -124,9 +124,13 @@ def check_loss_terms_non_zero(run: MethodRun) -> None:
 
 
 def check_gradients_reach_heads(run: MethodRun) -> None:
-    """Every parameter outside method.backbone (heads, decoders, tokens) gets a non-zero gradient."""
+    """Every trainable parameter outside method.backbone (heads, decoders, tokens) gets a non-zero gradient; frozen
+    ones (requires_grad False: DINO's EMA teacher, a weight-norm gain fixed at 1) get none."""
     backbone_ids = {id(p) for p in run.method.backbone.parameters()}
-    heads = [(n, p) for n, p in run.method.named_parameters() if id(p) not in backbone_ids]
+    outside = [(n, p) for n, p in run.method.named_parameters() if id(p) not in backbone_ids]
+    frozen_with_grad = [n for n, p in outside if not p.requires_grad and p.grad is not None]
+    assert not frozen_with_grad, f"{run.name} on {run.backbone}: frozen parameters got a gradient {frozen_with_grad}"
+    heads = [(n, p) for n, p in outside if p.requires_grad]
     missing = [n for n, p in heads if p.grad is None or not torch.any(p.grad != 0)]
     assert not missing, f"{run.name} on {run.backbone}: no gradient for head parameters {missing}"
 

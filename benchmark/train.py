@@ -572,7 +572,7 @@ def _pretrain(job: Job, method_cls, task: Task, train_volumes: list[Volume], hoo
     volumes = kind_of(task).pretraining_volumes(task, volumes)  # e.g. synthesis: the target series only (CoPer IV.B)
     losses = pretrain(method, volumes, recipe=spec.recipe, steps=spec.steps, roi=job.roi, seed=job.seed, hooks=hooks, protocol=job.protocol,
                       modality_ids=modality_ids, checkpoint=checkpoint, augmentation=spec.augmentation)
-    state = {k: v.detach().cpu() for k, v in method.backbone.state_dict().items()}
+    state = method.pretrained_state()  # the backbone's weights (DINO: its teacher's)
     return {"backbone": state, "key": spec.key, "losses": losses, "job": job.to_dict()}
 
 

@@ -5,7 +5,7 @@ profile, on one CPU thread (what each of the default run's two concurrent Jobs g
 
 Overrides (key=value): ft_steps, ft_bs, ft_lr, ft_sched, pt_steps, pt_bs, pt_lr, pt_sched (the backbone's smoke
 fine-tuning / pretraining recipe), aug (the fine-tuning spatial augmentation: auto, none, si, dae, ...), roi (e.g. 64x64x32), vol (the profile's volume size, e.g. 32x32x32), shape (the built-in data's written grid),
-unet (unet_features), swin_feature_size, swin_window, vit_dim, vit_depth, vit_patch,
+unet (unet_features), swin_norm (instance | layer | batch), swin_feature_size, swin_window, vit_dim, vit_depth, vit_patch,
 dir (work folder, default /tmp/medssl-probe). Prints each cell's mean test Dice, its seconds, and the pretraining's
 logged losses: the numbers behind choosing the smoke recipes (issue 20), without a 7-minute run per try.
 """
@@ -42,6 +42,8 @@ def probe_profile(backbone: str, overrides: dict[str, str]) -> profiles.Profile:
     if "unet" in overrides:
         size = dataclasses.replace(size, unet_features=tuple(int(x) for x in overrides["unet"].split(",")))
     size = dataclasses.replace(size, **{k: int(overrides[k]) for k in SIZE_KEYS if k in overrides})
+    if "swin_norm" in overrides:
+        size = dataclasses.replace(size, swin_norm=overrides["swin_norm"])
     rois = dict(base.rois)
     if "roi" in overrides:
         rois[backbone] = tuple(int(x) for x in overrides["roi"].split("x"))

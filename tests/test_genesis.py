@@ -429,7 +429,7 @@ def test_registered_with_si_paper_settings(name):
     """Registered by name; unet2d default, 2D and 3D backbones; whole network transfers; CSI's recipe."""
     cls = get_method(name)
     assert cls is METHODS[name][0] and issubclass(cls, ReconstructionPretext)
-    assert cls.default_backbone == "unet2d" and set(cls.supported_backbones) == {"unet2d", "vgg_unet", "resnet_unet", "swin_unetr", "vit"}
+    assert cls.default_backbone == "unet2d" and set(cls.supported_backbones) == {"unet2d", "vgg_unet", "vgg16_unet", "resnet_unet", "swin_unetr", "vit", "unetr"}
     assert cls.transfer == "all" and cls.replace_input_on_transfer and cls.paper == "source_identification"
     assert cls.paper_recipe == CrossPatientSI.paper_recipe
     assert cls.backbone_channels(cls.make_config(), in_channels=3) == (3, 3)

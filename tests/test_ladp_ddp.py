@@ -92,7 +92,7 @@ def test_config_defaults_and_validation():
 def test_class_description_and_paper_recipe():
     assert METHODS.get("ddp") is DecoderDenoising and METHODS.get("ladp") is LabelAwareDenoising
     for cls in (DecoderDenoising, LabelAwareDenoising):
-        assert cls.default_backbone == "vgg_unet" and set(cls.supported_backbones) == {"vgg_unet", "unet2d", "resnet_unet", "swin_unetr", "vit"}
+        assert cls.default_backbone == "vgg_unet" and set(cls.supported_backbones) == {"vgg_unet", "vgg16_unet", "unet2d", "resnet_unet", "swin_unetr", "vit", "unetr"}
         assert cls.transfer == "all" and cls.paper == "label_aware_denoising"
         r = cls.paper_recipe
         assert (r.optimizer, r.lr, r.epochs, r.batch_size, r.steps) == ("adam", 1e-4, 30, 16, None)

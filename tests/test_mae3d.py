@@ -107,7 +107,7 @@ def test_class_description():
     assert get_method("mae3d") is MAE3D
     assert MAE3D.paper_recipe == CrossSeriesMasking.paper_recipe and MAE3D.paper == "cross_series_masking"
     assert MAE3D.transfer == "encoder" and not MAE3D.trains_whole_backbone
-    assert MAE3D.default_backbone == "vit" and MAE3D.supported_backbones == ("vit",)
+    assert MAE3D.default_backbone == "vit" and MAE3D.supported_backbones == ("vit", "unetr")  # the series-token encoders
     assert MAE3D.make_config().mask_ratio == 0.75
     # the same target normalisation as CSM (neither paper asks for MAE's norm_pix_loss)
     assert MAE3D.make_config().norm_pix_loss == CrossSeriesMasking.make_config().norm_pix_loss is False

@@ -260,7 +260,7 @@ def test_installed_plugin_is_listed_with_its_package_and_uninstalling_removes_it
     listed = _run("--list", site=site, cache=tmp_path / "cache")
     assert listed.returncode == 0, listed.stderr
     line = next(line for line in listed.stdout.splitlines() if line.strip().startswith("denoise_ae "))
-    assert "unet2d *vgg_unet,resnet_unet,swin_unetr,vit" in line and line.endswith("[plugin: medssl-example-denoise 0.1.0]")
+    assert "unet2d *vgg_unet,vgg16_unet,resnet_unet,swin_unetr,vit,unetr" in line and line.endswith("[plugin: medssl-example-denoise 0.1.0]")
     assert "plugins left out:" in listed.stdout and "medssl-broken-import 0.1.0 (entry point medssl_bench.methods: broken_import" in listed.stdout
     asked = _run("--methods", "broken_import", "--tasks", "brats", "--profile", "tiny", site=site, cache=tmp_path / "cache")
     assert asked.returncode == 2 and "Traceback" not in asked.stderr

@@ -57,7 +57,8 @@ def test_every_reported_loss_term_is_non_zero_on_a_pipeline_batch(trained):
 
 
 def test_gradients_reach_every_head_parameter(trained):
-    """Every parameter outside method.backbone (heads, decoders, tokens) gets a non-zero gradient."""
+    """Every trainable parameter outside method.backbone (heads, decoders, tokens) gets a non-zero gradient; frozen ones
+    (requires_grad False: DINO's EMA teacher, a weight-norm gain fixed at 1) get none."""
     contract.check_gradients_reach_heads(trained)
 
 

@@ -39,6 +39,9 @@ ALLOWED = {
     "csm": {"mask_ratio": {0.5, 0.875}, "same_position_masks": {False, True},  # CSM Tables VII-VIII
             "series_masking": {False, True}, "reconstruct_masked_series": {False, True}},
     "ddp": {"gamma": GAMMA},
+    "denoising_ae": {"corruption": {"gaussian", "masking"}, "gamma": GAMMA, "mask_fraction": {0.1, 0.25, 0.4}},  # Vincent et al. 2.3
+    "dino": {"teacher_temp": {0.04, 0.05, 0.06, 0.07}, "momentum_teacher": {0.99, 0.996, 0.9995},  # main_dino.py help texts
+             "out_dim": {4096, 16384, 65536}, "local_crops_number": {2, 6, 8, 10}},
     "ladp": {"gamma": GAMMA, "sigma_a": {1.0, 1.25, 1.5, 1.75, 2.0}, "sigma_b": {0.4, 0.6, 0.8, 1.0}},
     "swav": {"temperature": {0.05, 0.1, 0.2}, "epsilon": {0.03, 0.05}, "n_prototypes": {300, 1000, 3000}},
     "simsiam": {"predictor_hidden_dim": {256, 512, 1024}},
@@ -64,6 +67,8 @@ FIXED = {
     "mae3d": {"mask_ratio": 0.875},
     "csm": {"mask_ratio": 0.5, "same_position_masks": True, "series_masking": True, "reconstruct_masked_series": False},
     "ddp": {"gamma": 0.9},
+    "denoising_ae": {"corruption": "masking", "mask_fraction": 0.4},
+    "dino": {"teacher_temp": 0.07, "momentum_teacher": 0.9995, "out_dim": 4096, "local_crops_number": 2},
     "ladp": {"gamma": 0.99, "sigma_a": 2.0, "sigma_b": 0.4},
     "swav": {"temperature": 0.2, "epsilon": 0.03, "n_prototypes": 300},
     "simsiam": {"predictor_hidden_dim": 1024},
@@ -91,6 +96,9 @@ def _csm_constraints(params, cfg):
 CONSTRAINTS = {
     "csi": _si_constraints, "wsi": _si_constraints, "dsi": _si_constraints,
     "csm": _csm_constraints,
+    # each corruption's strength is suggested only with that corruption (the Config rejects the other's)
+    "denoising_ae": lambda params, cfg: _check(("gamma" in params) == (params["corruption"] == "gaussian")
+                                               and ("mask_fraction" in params) == (params["corruption"] == "masking")),
     "ladp": lambda params, cfg: _check(params["sigma_a"] >= params["sigma_b"]),  # more noise in the ROI (II.C)
     "simsiam": lambda params, cfg: _check(params["predictor_hidden_dim"] < cfg.projection_dim),  # a bottleneck
 }

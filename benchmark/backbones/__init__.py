@@ -13,6 +13,7 @@ from benchmark.backbones.swin_unetr import SwinUNETR3D  # noqa: F401
 from benchmark.backbones.vit import SeriesViTEncoder, ViTSegmenter  # noqa: F401
 from benchmark.backbones.vgg_unet import VGG16UNet, VGGUNet  # noqa: F401
 from benchmark.backbones.resnet_unet import ResNetUNet  # noqa: F401
+from benchmark.backbones.unetr import SeriesTokenViT, UNETR3D  # noqa: F401
 from benchmark.plugins import GROUPS, load_plugins
 
 load_plugins(GROUPS["backbone"], BACKBONES, check=plugin_problem)  # separately installed backbones (entry points)

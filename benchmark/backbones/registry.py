@@ -40,11 +40,14 @@ class BackboneSize:
     # pix2pix (the synthesis kind's generator and discriminator, benchmark/synthesis/pix2pix.py): ngf = ndf, the filters of
     # the first layer (pix2pix's 64: U-Net-256 C64-...-C512, 70x70 PatchGAN C64-C128-C256-C512).
     pix2pix_filters: int = 64
+    # unetr: MONAI UNETR's feature_size, the width of its convolutional decoder (16: MONAI's and the UNETR paper's default,
+    # Hatamizadeh et al. 2022 section 4); its ViT takes vit_dim / vit_heads (12 blocks and 16^3 patches are fixed by MONAI).
+    unetr_feature_size: int = 16
 
 
 # Smoke: window 4 because 7 pads the tiny feature maps of a 64x64x32 crop (3x slower on CPU).
 SMOKE_SIZE = BackboneSize(unet_features=(16, 32, 64, 128, 128, 16), swin_feature_size=12, swin_window=4, swin_norm="layer", vit_dim=48, vit_depth=2, vit_heads=4, vit_patch=8, vgg_width=0.25,
-                        resnet_depth=18, resnet_width=0.25, pix2pix_filters=16)
+                        resnet_depth=18, resnet_width=0.25, pix2pix_filters=16, unetr_feature_size=8)
 PAPER_SIZE = BackboneSize()
 
 

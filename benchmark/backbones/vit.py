@@ -6,6 +6,7 @@ from torch import nn
 
 from benchmark.backbones.base import Backbone, conv_like
 from benchmark.backbones.registry import BACKBONES, BackboneSize
+from benchmark.blocks.tokens import grid_position_embedding
 
 
 class SeriesViTEncoder(nn.Module):
@@ -38,11 +39,13 @@ class SeriesViTEncoder(nn.Module):
         self.norm = nn.LayerNorm(size.vit_dim)
 
     def tokenize(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B, S, D, H, W] -> tokens [B, S, N, dim] with position and series embeddings added."""
+        """x [B, S, D, H, W] -> tokens [B, S, N, dim] with position and series embeddings added (a crop of another
+        multiple of the patch gets the position embedding interpolated to its grid: ``grid_position_embedding``)."""
         b, s = x.shape[:2]
         t = self.patch_embed(x.reshape(b * s, 1, *x.shape[2:]))  # [B*S, dim, d, h, w]
-        t = t.flatten(2).transpose(1, 2).reshape(b, s, self.num_patches, self.dim)
-        return t + self.pos_embed + self.series_embed[:, :s]
+        grid = tuple(t.shape[2:])  # self.grid for the crop the network was built for; DINO's local crops are smaller
+        t = t.flatten(2).transpose(1, 2).reshape(b, s, -1, self.dim)
+        return t + grid_position_embedding(self.pos_embed, grid=self.grid, to=grid) + self.series_embed[:, :s]
 
     def encode(self, tokens: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """tokens [B, L, dim] -> [B, L, dim]; attn_mask [B, 1, L, L] bool (True = may attend)."""

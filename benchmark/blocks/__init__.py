@@ -10,6 +10,10 @@
 * ``distributed``  cross-worker gathers and sums for batch-wide losses
 * ``heads``        projection / prediction heads, the upsampling reconstruction head, the masked-token decoder
 * ``multicrop``    SwAV-style multi-crop views of 2D slices
+* ``multicrop3d``  DINO's multi-crop views of 3D crops
+* ``dino``         DINO's head, self-distillation loss, EMA update and schedules
+* ``masking_noise``  the denoising autoencoder's masking noise (Vincent et al. 2008)
+* ``tokens``       a learned position embedding interpolated to another token grid
 * ``carvemix``     CarveMix's signed distance and λ rule (LADP's noise region, CarveMix fine-tuning augmentation)
 * ``recipes``      paper recipes that several methods share
 * ``pretexts``     shared pretext bases of method families (reconstruction, source identification,

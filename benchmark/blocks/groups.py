@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 BACKBONES_2D = ("unet2d", "vgg_unet", "vgg16_unet", "resnet_unet")
-BACKBONES_3D = ("swin_unetr", "vit")
+BACKBONES_3D = ("swin_unetr", "vit", "unetr")
 ALL_BACKBONES = BACKBONES_2D + BACKBONES_3D
 
 

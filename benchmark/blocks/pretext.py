@@ -217,5 +217,12 @@ class PretextTask(nn.Module):
         planner knows the epoch length, the method alone does not.
         """
 
+    def pretrained_state(self) -> dict[str, torch.Tensor]:
+        """The backbone weights this pretraining hands to fine-tuning, under the backbone's names (on the CPU).
+
+        Default: the trained backbone's. A method whose transferred network is not the one the optimiser trains
+        (DINO evaluates its EMA teacher) returns that one instead."""
+        return {k: v.detach().cpu() for k, v in self.backbone.state_dict().items()}
+
     def forward(self, batch: dict[str, torch.Tensor], *, generator: torch.Generator) -> dict[str, torch.Tensor]:
         raise NotImplementedError

@@ -9,6 +9,8 @@ from benchmark.methods import (  # noqa: F401  (registration)
     csm,
     dae,
     ddp,
+    denoising_ae,
+    dino,
     dsi,
     inpainting,
     intensity_shift,

@@ -10,8 +10,9 @@ The ablations of section IV.C (tables VII/VIII) are configuration, not classes:
 ``same_position_masks`` (random patch-mask ×), ``series_masking=False`` (series-mask ×),
 ``reconstruct_masked_series=False`` (series-mask ○) and ``mask_ratio=0.5``.
 
-Backbone: the series-token ViT only (``Backbone.token_encoder``): the method needs every series
-tokenised separately and an encoder that sees only the visible tokens.
+Backbones: those with a series-token encoder (``Backbone.token_encoder``): the ViT and UNETR (whose
+MONAI ViT tokenises every series separately, as the CSM paper's ViT-B/16). The method needs every
+series tokenised separately and an encoder that sees only the visible tokens.
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ class CrossSeriesMasking(PretextTask):
 
     Config = CSMConfig
     default_backbone = "vit"
-    supported_backbones = ("vit",)
+    supported_backbones = ("vit", "unetr")
     unsupported_backbones = {
         **unsupported(("swin_unetr",), "cross-series masking tokenises every series separately and encodes only the visible "
                                        "tokens (CSM III.B); Swin-UNETR embeds all series into one token and its windowed "

@@ -49,7 +49,7 @@ class MAE3D(PretextTask):
 
     Config = MAE3DConfig
     default_backbone = "vit"
-    supported_backbones = ("vit",)
+    supported_backbones = ("vit", "unetr")  # the series-token encoders (CSM IV.A: the ViT-B/16 of every SSL row)
     unsupported_backbones = {
         **unsupported(("swin_unetr",), "MAE's encoder sees only the visible tokens (He et al. 2022); Swin-UNETR's windowed "
                                        "attention needs the full token grid, so it has no token encoder"),

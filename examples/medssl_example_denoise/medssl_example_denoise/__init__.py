@@ -24,7 +24,7 @@ class DenoisingAutoencoder(PretextTask):
 
     Config = DenoiseConfig
     default_backbone = "unet2d"
-    supported_backbones = ("unet2d", "vgg_unet", "resnet_unet", "swin_unetr", "vit")
+    supported_backbones = ("unet2d", "vgg_unet", "vgg16_unet", "resnet_unet", "swin_unetr", "vit", "unetr")
     paper_recipe = Recipe(steps=2000, batch_size=8, lr=1e-3, optimizer="adamw", source="this example's choice: no paper recipe")
 
     def forward(self, batch, *, generator):
