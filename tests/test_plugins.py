@@ -190,6 +190,8 @@ def test_a_backbone_the_suite_adds_later_leaves_a_plugins_contract_intact(site):
     class SilentNa(DenoisingAutoencoder):
         """Says n/a without naming the backbone."""
 
+        supported_backbones = ("unet2d",)
+
         @classmethod
         def unsupported_reason(cls, *, task, backbone):
             return None if backbone in cls.supported_backbones else "not here"
