@@ -133,6 +133,17 @@ def test_crop_sizes_are_the_papers_and_scale_down_to_small_inputs():
     assert [tuple(v.shape) for v in views] == [(3, 2, 64, 64)] * 2 + [(3, 2, 32, 32)] * 6
 
 
+def test_views_are_never_smaller_than_the_encoder_reads():
+    """The smoke grid's 32x32 slices for a stride-32 encoder (VGG / ResNet): the scaled local crop (16) would vanish in
+    the encoder; it is kept at the stride, and the paper's sizes are untouched wherever they exceed it."""
+    assert crop_sizes(SwAVConfig(), 32)[:2] == (32, 16)
+    assert crop_sizes(SwAVConfig(), 32, minimum=32)[:2] == (32, 32)
+    assert crop_sizes(SwAVConfig(), 64, minimum=32)[:2] == (64, 32) and crop_sizes(SwAVConfig(), 224, minimum=32)[:2] == (192, 96)
+    assert crop_sizes(SwAVConfig(), 16, minimum=32)[:2] == (16, 16)  # never above the input (check_view_sizes then says so)
+    views = multi_crop(torch.randn(3, 2, 32, 32), SwAVConfig(), generator=_gen(), minimum=32)
+    assert [tuple(v.shape) for v in views] == [(3, 2, 32, 32)] * 8
+
+
 def test_multi_crop_respects_scales_aspect_ratio_and_flip():
     """Each view covers a fraction of the input area inside its scale range (measured on coordinate ramps)."""
     cfg = SwAVConfig(jitter_prob=0.0, blur_prob=0.0, flip_prob=0.0, channel_mode="all")
@@ -214,7 +225,8 @@ def test_resnet_unet_registered_in_every_profile():
     assert "resnet_unet" in list_backbones() and ResNetUNet.spatial_dims == 2
     for profile in (SMOKE, TINY, PAPER):
         assert len(profile.rois["resnet_unet"]) == 2 and "resnet_unet" in profile.finetune_recipes
-    assert SMOKE.rois["resnet_unet"] == (64, 64) and "resnet_unet" in SMOKE.smoke_pretrain
+    # the smoke crop (the profile's to choose) holds the encoder's five stride-2 stages
+    assert all(r % 32 == 0 for r in SMOKE.rois["resnet_unet"]) and "resnet_unet" in SMOKE.smoke_pretrain
 
 
 @pytest.mark.parametrize("roi", [(64, 64), (32, 96)])

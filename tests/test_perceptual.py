@@ -167,7 +167,7 @@ def test_learn_weights_short_run(vgg):
 # ---- the loss ------------------------------------------------------------------------------------------------------------
 def test_coper_loss_reaches_the_generator_not_the_network(resnet):
     generator = nn.Conv2d(2, 2, 3, padding=1)  # 2 target channels (eq. 4: m)
-    loss_fn = CoPerLoss(resnet)
+    loss_fn = CoPerLoss(resnet, feature_norm="none")
     loss_fn.train()  # a parent module's .train() must not switch the frozen network's BatchNorm to training
     assert not resnet.training
     x = torch.randn(2, 2, 32, 32, requires_grad=True)
@@ -182,6 +182,70 @@ def test_coper_loss_reaches_the_generator_not_the_network(resnet):
         expect = sum(((a - b) ** 2).mean() for j in range(2) for a, b in zip(resnet(pred[:, j:j + 1]), resnet(target[:, j:j + 1]))) / (2 * 5)
         torch.testing.assert_close(loss_fn(pred, target), expect)
         assert float(loss_fn(target, target)) == 0.0
+
+
+def _toy_extractor():
+    """Two 'layers' of a known network: A = [x, 2x] (2 channels, full grid), B = 3·avgpool2(x) (1 channel, half grid)."""
+    from benchmark.perceptual.metric import FeatureExtractor
+
+    return FeatureExtractor(nn.Identity(), lambda x: [torch.cat([x, 2 * x], dim=1), 3 * nn.functional.avg_pool2d(x, 2)],
+                            in_channels=1, name="toy", relu=True)
+
+
+def test_coper_loss_readings_of_eq3_on_known_values():
+    """ŷ = 1, y = 2 everywhere. Layer A: φ(y) = [2, 4], φ(ŷ) = [1, 2]: mean squared difference 2.5, target energy 10;
+    layer B: 6 vs 3: 9, energy 36. none (eq. 3-4 as printed) = (2.5 + 9) / 2; energy = (2.5/10 + 9/36) / 2 = 0.25;
+    unit: both images give parallel channel vectors, distance 0."""
+    ext = _toy_extractor()
+    pred, target = torch.ones(2, 1, 4, 4), torch.full((2, 1, 4, 4), 2.0)
+    values = {norm: float(CoPerLoss(ext, feature_norm=norm)(pred, target)) for norm in ("none", "energy", "unit")}
+    assert values == pytest.approx({"none": 5.75, "energy": 0.25, "unit": 0.0}, abs=1e-6)
+    # two target channels (eq. 4's m): each its own pass; the second identical to its target adds 0 over m n = 4 terms
+    two = CoPerLoss(ext, feature_norm="none")(torch.cat([pred, target], 1), torch.cat([target, target], 1))
+    assert float(two) == pytest.approx(11.5 / 4)
+    with pytest.raises(ValueError, match="feature_norm must be one of energy, unit, none"):
+        CoPerLoss(ext, feature_norm="lpips")
+
+
+def test_coper_loss_unit_reading_is_the_coper_metric_per_layer(vgg):
+    """feature_norm unit = the CoPer metric with weights one (LPIPS eq. 1) averaged over layers and the batch."""
+    fake, real = _images(seed=3)
+    loss = CoPerLoss(vgg, feature_norm="unit")(fake, real)
+    with torch.no_grad():
+        expect = coper_distance(fake, real, vgg).mean() / len(vgg(real))
+    torch.testing.assert_close(loss, expect)
+
+
+def test_default_coper_loss_stays_the_size_of_the_l1_term_on_a_network_with_large_deep_features():
+    """A VGG-16 whose conv weights are scaled by 1.6 (deep activations ~100x the shallow ones, as the smoke
+    SwAV-trained VGG-16: relu1_2 RMS 0.7 ... relu5_3 83): eq. 3 as printed makes the CoPer term hundreds of times the L1
+    term of a blurred, noisy prediction; the default reading keeps the two within 10x, whatever the network's scale."""
+    from benchmark.methods import get_method
+
+    ext = random_extractor("vgg16_unet", size="smoke", in_channels=1, seed=0)
+    with torch.no_grad():
+        for m in ext.network.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.mul_(1.6)
+    g = torch.Generator().manual_seed(0)
+    real = nn.functional.avg_pool2d(torch.randn(4, 1, 40, 40, generator=g), 9, stride=1)[..., :32, :32]
+    real = real / real.std()  # smooth, z-scored-like slices
+    fake = nn.functional.avg_pool2d(real, 3, stride=1, padding=1) + 0.2 * torch.randn(real.shape, generator=g)  # blurred, noisy
+    with torch.no_grad():
+        rms = [float(f.pow(2).mean().sqrt()) for f in ext(real)]
+    assert rms[-1] > 50 * rms[0], rms  # the premise: deep features far larger than shallow ones
+    l1 = float((fake - real).abs().mean())
+    default = get_method("l1+coper").make_config().feature_norm
+    term = {norm: float(CoPerLoss(ext, feature_norm=norm)(fake, real)) for norm in ("none", default)}
+    assert 0.1 < term[default] / l1 < 10, (term, l1)
+    assert term["none"] / l1 > 100, (term, l1)  # what the default guards against
+
+
+def test_the_methods_feature_norms_are_the_losss():
+    from benchmark.methods.synthesis_losses import FEATURE_NORMS as CONFIG_NORMS
+    from benchmark.perceptual.metric import FEATURE_NORMS
+
+    assert CONFIG_NORMS == FEATURE_NORMS
 
 
 # ---- checkpoints ------------------------------------------------------------------------------------------------------------

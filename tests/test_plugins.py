@@ -160,6 +160,46 @@ def test_check_method_passes_the_example_and_names_every_broken_check(site):
     assert "check_loss_is_finite_scalar" not in text  # only what broke
 
 
+def test_a_backbone_the_suite_adds_later_leaves_a_plugins_contract_intact(site):
+    """A plugin method written before the suite gained a backbone still keeps the contract: the backbones it never
+    declared (``vgg16_unet`` for the example, one registered now as the suite's own) are clean n/a cells whose
+    reason names them, its declared ones run. The suite's own methods are held to declaring every built-in backbone."""
+    from benchmark.testing import check_backbone_declarations, check_declares_every_builtin_backbone
+    from tasks import get_task
+
+    install_example(site)
+    from medssl_example_denoise import DenoisingAutoencoder
+
+    class LaterBackbone(UNet2D):
+        """A backbone the suite adds after the plugin was written."""
+
+    BACKBONES.register("later_backbone")(LaterBackbone)  # no origin: one of the suite's own
+    try:
+        assert "later_backbone" in BACKBONES.builtin_names()
+        check_backbone_declarations(DenoisingAutoencoder)
+        undeclared = sorted(set(BACKBONES.builtin_names()) - set(DenoisingAutoencoder.supported_backbones))
+        assert "later_backbone" in undeclared
+        for backbone in undeclared:
+            reason = DenoisingAutoencoder.unsupported_reason(task=get_task("brats"), backbone=backbone)
+            assert reason is not None and repr(backbone) in reason, reason
+        with pytest.raises(AssertionError, match="later_backbone"):
+            check_declares_every_builtin_backbone(DenoisingAutoencoder)  # what only the suite's own methods must do
+    finally:
+        BACKBONES.unregister("later_backbone")
+
+    class SilentNa(DenoisingAutoencoder):
+        """Says n/a without naming the backbone."""
+
+        supported_backbones = ("unet2d",)
+
+        @classmethod
+        def unsupported_reason(cls, *, task, backbone):
+            return None if backbone in cls.supported_backbones else "not here"
+
+    with pytest.raises(AssertionError, match="not here"):
+        check_backbone_declarations(SilentNa)
+
+
 def test_a_plugin_backbone_brings_its_profiles_and_keeps_the_contract(monkeypatch):
     from benchmark.profiles import SMOKE, TINY, with_plugin_backbones
 

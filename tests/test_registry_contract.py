@@ -82,8 +82,14 @@ def test_transfer_round_trip_to_a_task_with_other_channels(trained):
 # ---- which backbones each method declares -------------------------------------------------------------
 @pytest.mark.parametrize("name", sorted(list_methods()))
 def test_every_backbone_is_supported_or_na_with_a_reason(name):
-    """Each method declares every backbone of the suite: supported, or unsupported with a reason naming it."""
+    """Each method's declared backbones run, the declared unsupported ones and any undeclared one are n/a with a reason naming them."""
     contract.check_backbone_declarations(get_method(name))
+
+
+@pytest.mark.parametrize("name", METHODS.builtin_names())
+def test_the_suites_own_methods_declare_every_builtin_backbone(name):
+    """A backbone added to the suite is a decision for each of the suite's methods (supported, or a reason)."""
+    contract.check_declares_every_builtin_backbone(get_method(name))
 
 
 @pytest.mark.parametrize("name, backbones", [

@@ -66,14 +66,15 @@ def test_generator_loss_weights_follow_both_readings_of_eq5(balance, adversarial
     ext = random_extractor("vgg16_unet", size="smoke", in_channels=1, seed=0)
     torch.manual_seed(0)
     disc = build_discriminator(source_channels=2, target_channels=1, channels=8).eval()
-    cfg = get_method("l1+coper").make_config({"balance": balance, "lambda1": 0.7})
+    cfg = get_method("l1+coper").make_config({"balance": balance, "lambda1": 0.7, "feature_norm": "none"})
     lambda1, adv_w, rec_w = get_method("l1+coper").loss_weights(cfg, get_task("brats_synthesis"))
     assert (lambda1, adv_w, rec_w) == (0.7, adversarial, reconstruction)
-    out = generator_loss(fake, real, x, discriminator=disc, coper=CoPerLoss(ext), weights=LossWeights(lambda1, adv_w, rec_w))
+    coper_loss = CoPerLoss(ext, feature_norm=get_method("l1+coper").feature_norm_of(cfg))
+    out = generator_loss(fake, real, x, discriminator=disc, coper=coper_loss, weights=LossWeights(lambda1, adv_w, rec_w))
     l1 = (fake - real).abs().mean()
     with torch.no_grad():
         fa, re = ext(fake), ext(real)
-    coper = sum(((a - b) ** 2).mean() for a, b in zip(fa, re)) / len(fa)  # eq. 3-4, m = 1
+    coper = sum(((a - b) ** 2).mean() for a, b in zip(fa, re)) / len(fa)  # eq. 3-4 as printed, m = 1
     logits = disc(torch.cat([x, fake], 1))[-1]
     adv = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))  # non-saturating: D(X, G(X)) -> real
     torch.testing.assert_close(out["loss"], adversarial * adv + reconstruction * (0.7 * l1 + 0.3 * coper))
@@ -88,9 +89,36 @@ def test_pix2pix_balance_is_the_default_and_reproduces_pix2pix_for_l1():
     assert l1.make_config().balance == "pix2pix" and l1.loss_weights(l1.make_config(), task) == (1.0, 1.0, 100.0)
     literal = l1.loss_weights(l1.make_config({"balance": "eq5"}), task)
     assert literal == (1.0, 10.0, 1.0) and (100.0 / 1.0) / (literal[2] / literal[1]) == 1000.0
-    assert l1.loss_weights(l1.make_config({"lambda2": 50}), task) == (1.0, 1.0, 50.0)  # λ2 is the reading's one weight
     with pytest.raises(ValueError, match="balance"):
         l1.make_config({"balance": "lsgan"})
+
+
+@pytest.mark.parametrize("method", ["l1", "l1+coper"])
+def test_reconstruction_and_adversarial_weights_mean_the_same_under_both_balances(method):
+    """(λ1, adversarial weight, reconstruction weight): each override moves its own weight, whichever reading sets the other."""
+    task, cls = get_task("brats_synthesis"), get_method(method)
+    lam = cls.lambda1(cls.make_config(), task)
+    weights = lambda overrides: cls.loss_weights(cls.make_config(overrides), task)  # noqa: E731
+    assert weights({"reconstruction_weight": 50}) == (lam, 1.0, 50.0)
+    assert weights({"adversarial_weight": 3}) == (lam, 3.0, 100.0)
+    assert weights({"balance": "eq5", "adversarial_weight": 5}) == (lam, 5.0, 1.0)
+    assert weights({"balance": "eq5", "reconstruction_weight": 2}) == (lam, 10.0, 2.0)
+    with pytest.raises(ValueError, match="adversarial_weight must be >= 0"):
+        cls.make_config({"adversarial_weight": -1})
+
+
+def test_lambda2_is_a_deprecated_alias_read_as_the_papers_lambda2_under_each_balance():
+    """The paper's λ2 is pix2pix's reconstruction weight under ``pix2pix`` and eq. 5's adversarial weight under ``eq5``;
+    the Config records the unambiguous field."""
+    cls = get_method("l1+coper")
+    with pytest.warns(FutureWarning, match="lambda2 is deprecated .*use reconstruction_weight=50"):
+        cfg = cls.make_config({"lambda2": 50})
+    assert (cfg.reconstruction_weight, cfg.adversarial_weight) == (50, None) and "lambda2" not in dataclasses.asdict(cfg)
+    with pytest.warns(FutureWarning, match="use adversarial_weight=5"):
+        cfg = cls.make_config({"balance": "eq5", "lambda2": 5})
+    assert (cfg.reconstruction_weight, cfg.adversarial_weight) == (None, 5)
+    with pytest.raises(ValueError, match="lambda2 .* and reconstruction_weight both given"):
+        cls.make_config({"lambda2": 5, "reconstruction_weight": 5})
 
 
 def test_l1_method_has_no_perceptual_term_and_coper_defaults_follow_the_paper():
@@ -106,7 +134,7 @@ def test_l1_method_has_no_perceptual_term_and_coper_defaults_follow_the_paper():
 def test_discriminator_gets_gradients_only_from_its_own_step():
     torch.manual_seed(0)
     gen = torch.nn.Conv2d(2, 1, 3, padding=1)
-    model = Pix2Pix(gen, loss_network=None, weights=LossWeights(1.0, 1.0, 100.0), discriminator_channels=8, discriminator_lr=1e-3,
+    model = Pix2Pix(gen, coper=None, weights=LossWeights(1.0, 1.0, 100.0), discriminator_channels=8, discriminator_lr=1e-3,
                     source_channels=2, target_channels=1)
     trainer = GanTrainer(model, sources=(0, 1), targets=(2,))
     image = torch.randn(2, 3, 32, 32)
@@ -134,7 +162,7 @@ def test_discriminator_gets_gradients_only_from_its_own_step():
 
 def test_coper_loss_network_is_frozen():
     ext = random_extractor("vgg16_unet", size="smoke", in_channels=1, seed=0)
-    model = Pix2Pix(torch.nn.Conv2d(2, 1, 1), loss_network=ext, weights=LossWeights(0.7, 1.0, 100.0), discriminator_channels=8,
+    model = Pix2Pix(torch.nn.Conv2d(2, 1, 1), coper=CoPerLoss(ext, feature_norm="energy"), weights=LossWeights(0.7, 1.0, 100.0), discriminator_channels=8,
                     discriminator_lr=1e-3, source_channels=2, target_channels=1)
     assert all(not p.requires_grad for p in ext.parameters())
     assert {n.split(".")[0] for n, _ in model.named_parameters()} == {"generator"}  # nothing of the loss network is trained or saved
@@ -294,7 +322,7 @@ def test_plan_baseline_is_l1_and_ssl_methods_are_na(synthesis_data):
     assert {("l1", "vgg16_unet"), ("l1", "resnet_unet")} <= set(by)  # the baseline per loss-network backbone
     assert by[("swav", "resnet_unet")].na_reason and "generator losses" in by[("swav", "resnet_unet")].na_reason
     job = by[("l1+coper", "vgg16_unet")]
-    assert job.pretrain is not None and job.pretrain_channels == (1, 1) and job.roi == (64, 64)
+    assert job.pretrain is not None and job.pretrain_channels == (1, 1) and job.roi == tuple(SMOKE.rois["pix2pix"])  # the generator's crop
     assert by[("l1", "vgg16_unet")].pretrain is None
 
 
@@ -315,6 +343,18 @@ def test_coper_loss_network_and_backbone_are_config_fields_that_change_the_job(s
         get_method("l1+coper").make_config({"loss_network": "vgg"})
 
 
+def test_feature_norm_and_the_loss_weights_reach_the_job_but_not_the_pretraining_key(synthesis_data):
+    """feature_norm and the eq. 5 weights change fine-tuning only: one loss-network pretraining serves them all; the
+    Job's config (recorded per cell) holds the resolved fields, the deprecated lambda2 as the field it means."""
+    tmp, td = synthesis_data
+    variants = ["l1+coper", "l1+coper:feature_norm=none", "l1+coper:lambda2=5"]
+    with pytest.warns(FutureWarning, match="lambda2 is deprecated"):
+        jobs = [j for j in _plan(tmp, td, variants).jobs if j.method == "l1+coper"]
+    assert len({j.pretrain.key for j in jobs}) == 1
+    configs = {(j.method_config.feature_norm, j.method_config.reconstruction_weight) for j in jobs}
+    assert configs == {("energy", None), ("energy", 5), ("none", None)}
+
+
 def test_coper_on_another_backbone_than_its_config_is_na(synthesis_data):
     tmp, td = synthesis_data
     (job,) = [j for j in _plan(tmp, td, ["l1+coper"], backbone="resnet_unet").jobs if j.method == "l1+coper"]
@@ -325,11 +365,12 @@ def test_the_six_old_method_names_are_deprecated_aliases_of_variants(capsys):
     from benchmark.cli import build_parser, build_request
 
     args = build_parser().parse_args(["--methods", "l1+rand_resnet,l1+coper_simsiam_vgg:lambda1=0.4,l1+coper_swav_vgg", "--tasks", "brats_synthesis",
-                                      "--hparam", "l1+coper_swav_vgg:lambda2=5"])
+                                      "--hparam", "l1+coper_swav_vgg:reconstruction_weight=5"])
     request = build_request(args, [])
     got = [(m.name, m.overrides) for m in request.methods]
-    assert got == [("l1+coper", {"loss_network": "rand", "loss_backbone": "resnet_unet", "lambda2": 5}),
-                   ("l1+coper", {"loss_network": "simsiam", "lambda1": 0.4, "lambda2": 5}), ("l1+coper", {"lambda2": 5})]
+    assert got == [("l1+coper", {"loss_network": "rand", "loss_backbone": "resnet_unet", "reconstruction_weight": 5}),
+                   ("l1+coper", {"loss_network": "simsiam", "lambda1": 0.4, "reconstruction_weight": 5}),
+                   ("l1+coper", {"reconstruction_weight": 5})]
     err = capsys.readouterr().err
     assert "l1+rand_resnet is deprecated: use l1+coper:loss_network=rand:loss_backbone=resnet_unet" in err
     assert "l1+coper_swav_vgg" not in __import__("benchmark.methods", fromlist=["list_methods"]).list_methods()

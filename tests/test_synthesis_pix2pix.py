@@ -128,10 +128,11 @@ def test_adam_beta1_is_pix2pix_s_half_for_generator_and_discriminator():
     from benchmark.train import make_optimizer
 
     gen = UNetGenerator(in_channels=2, out_channels=1, filters=8, depth=6)
-    for profile in (SMOKE, PAPER):
+    for profile in (SMOKE, PAPER):  # the smoke profile runs few steps at a larger lr (benchmark/profiles.py)
         recipe = profile.finetune_recipes["pix2pix"]
-        assert make_optimizer(gen.parameters(), recipe).defaults["betas"] == (0.5, 0.999) and recipe.lr == 2e-4
-    model = Pix2Pix(gen, loss_network=None, weights=LossWeights(1.0, 1.0, 100.0), discriminator_channels=8, discriminator_lr=2e-4,
+        assert make_optimizer(gen.parameters(), recipe).defaults["betas"] == (0.5, 0.999)
+    assert PAPER.finetune_recipes["pix2pix"].lr == 2e-4  # CoPer appendix C
+    model = Pix2Pix(gen, coper=None, weights=LossWeights(1.0, 1.0, 100.0), discriminator_channels=8, discriminator_lr=2e-4,
                     source_channels=2, target_channels=1)
     assert GanTrainer(model, sources=(0, 1), targets=(2,)).optimizer.defaults["betas"] == (0.5, 0.999)
     lr_only = dict(SMOKE.finetune_recipes["vgg_unet"].__dict__, optimizer="adam")  # another Adam recipe keeps torch's 0.9

@@ -11,7 +11,9 @@ Two choices the paper leaves open, made here:
 * Crop sizes are in the paper's pixels (192 / 96 drawn from 240x240 slices). When the input
   side S is smaller than ``global_crop_size`` (the 64x64 smoke crops), every size -- global,
   local and the blur sigma -- is multiplied by S / global_crop_size: 192 / 96 become 64 / 32.
-  Scales are area fractions of the input, so they need no change.
+  Scales are area fractions of the input, so they need no change. A view is never smaller than
+  the encoder can read (``minimum``: its total stride, at most S): on 32x32 inputs to a stride-32
+  encoder the local views are 32 pixels too, still local by their area scale (0.05-0.14).
 * Multi-channel slices (BraTS: 4 modalities): CoPer feeds one grayscale modality stacked three
   times (appendix B). ``channel_mode="single"`` does the same in one network: each sample draws
   one of its C channels and repeats it C times (all views of a sample share it), so the input
@@ -71,10 +73,12 @@ class MultiCropConfig:
             raise ValueError(f"channel_mode must be 'single' or 'all', got {self.channel_mode!r}")
 
 
-def crop_sizes(cfg: MultiCropConfig, side: int) -> tuple[int, int, float]:
-    """(global size, local size, factor) for an input whose shorter side is ``side`` (module docstring)."""
+def crop_sizes(cfg: MultiCropConfig, side: int, *, minimum: int = 1) -> tuple[int, int, float]:
+    """(global size, local size, factor) for an input whose shorter side is ``side``, no view below ``minimum`` pixels
+    (nor above ``side``) (module docstring)."""
     factor = min(1.0, side / cfg.global_crop_size)
-    return max(1, round(cfg.global_crop_size * factor)), max(1, round(cfg.local_crop_size * factor)), factor
+    floor = max(1, min(minimum, side))
+    return max(floor, round(cfg.global_crop_size * factor)), max(floor, round(cfg.local_crop_size * factor)), factor
 
 
 def resized_crop(x: torch.Tensor, *, size: int, scale: tuple[float, float], u: torch.Tensor, flip: torch.Tensor,
@@ -137,13 +141,14 @@ def _one_view(x: torch.Tensor, cfg: MultiCropConfig, *, size: int, scale, factor
     return torch.where((u[:, 9] < cfg.blur_prob).view(-1, 1, 1, 1), blurred, view)
 
 
-def multi_crop(x: torch.Tensor, cfg: MultiCropConfig, *, generator: torch.Generator) -> list[torch.Tensor]:
-    """x [B, C, H, W] -> n_global views [B, C, g, g] then n_local views [B, C, l, l] (sizes: ``crop_sizes``)."""
+def multi_crop(x: torch.Tensor, cfg: MultiCropConfig, *, generator: torch.Generator, minimum: int = 1) -> list[torch.Tensor]:
+    """x [B, C, H, W] -> n_global views [B, C, g, g] then n_local views [B, C, l, l] (sizes: ``crop_sizes``; ``minimum``:
+    the encoder's total stride, the smallest view it reads)."""
     b, c, h, w = x.shape
     if cfg.channel_mode == "single":  # one modality per sample, repeated over the C input channels
         pick = torch.randint(c, (b,), generator=generator).to(x.device)
         x = x[torch.arange(b, device=x.device), pick][:, None].expand(b, c, h, w)
-    g, l, factor = crop_sizes(cfg, min(h, w))
+    g, l, factor = crop_sizes(cfg, min(h, w), minimum=minimum)
     views = [_one_view(x, cfg, size=g, scale=cfg.global_crop_scale, factor=factor, generator=generator) for _ in range(cfg.n_global_crops)]
     views += [_one_view(x, cfg, size=l, scale=cfg.local_crop_scale, factor=factor, generator=generator) for _ in range(cfg.n_local_crops)]
     return views

@@ -186,3 +186,16 @@ class TaskKind(ABC):
         """Metric rows on ``volumes`` (per case and per set); ``primary_only``: just what ``validation_score`` reads
         (model selection evaluates often: surface distances there would cost more than the fine-tuning). A kind
         that lists test-time augmentations also takes ``tta`` (one of them)."""
+
+    # ---- the task contract (``benchmark.testing.check_task``) ----------------------------------------
+    @abstractmethod
+    def target_problem(self, task: "Task", volume: "Volume") -> str | None:
+        """Why a loaded case's targets do not fit this kind (a label map of the image's grid with the task's label values,
+        a class index, ...), or None: what the task contract checks of every case a task's reader loads."""
+
+    @abstractmethod
+    def contract_metric_rows(self, task: "Task", volumes: list["Volume"]) -> tuple[list[MetricRow], list[MetricRow]]:
+        """(leaderboard rows, case-level prediction rows) that ``evaluate`` writes for ``volumes`` against a prediction
+        made from their own targets, without trained networks: the task contract checks that ``metric_info`` lists every
+        leaderboard row with its scope (``MetricRow.case_id`` None: "set") and no prediction row (classification's
+        probabilities, segmentation's empty-prediction flags), which are kept for re-analysis, not tabulated."""

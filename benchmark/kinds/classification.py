@@ -94,6 +94,22 @@ class ClassificationKind(TaskKind):
         rows.extend(MetricRow(metric=name, value=value) for name, value in summary.items())
         return rows
 
+    # ---- the task contract ---------------------------------------------------------------------------
+    def target_problem(self, task: "ClassificationTask", volume: "Volume") -> str | None:
+        if volume.label is not None:
+            return f"{task.name}: case {volume.case_id} has a label map; a classification case has one class, no map"
+        if volume.target is None or not 0 <= int(volume.target) < task.num_outputs:
+            return f"{task.name}: case {volume.case_id} has class {volume.target!r}; expected an index in [0, {task.num_outputs})"
+        return None
+
+    def contract_metric_rows(self, task: "ClassificationTask", volumes: list["Volume"]) -> tuple[list[MetricRow], list[MetricRow]]:
+        """The set metrics of one-hot probabilities of every case's own class; the per-case rows are predictions."""
+        targets = np.array([int(v.target) for v in volumes])
+        probs = np.eye(task.num_outputs)[targets]  # [N, K]
+        cases = [MetricRow(metric=name, value=value, case_id=v.case_id)
+                 for v, p, t in zip(volumes, probs, targets) for name, value in task.case_metrics(p, int(t)).items()]
+        return [MetricRow(metric=name, value=value) for name, value in task.set_metrics(probs, targets).items()], cases
+
 
 class ClassifierNet(nn.Module):
     """backbone bottleneck (``Backbone.bottleneck``) -> global average pool -> Linear(num_classes):

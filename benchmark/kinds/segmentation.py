@@ -20,7 +20,7 @@ from benchmark.augmentations import carvemix, mixup
 from benchmark.data import CropDataset
 from benchmark.inference import predict_volume, to_grid
 from benchmark.kinds.base import TaskKind, register_kind, resolve_finetune_loss
-from benchmark.records import FinetuneSettings, MetricInfo, MetricRow
+from benchmark.records import EMPTY_PRED_PREFIX, FinetuneSettings, MetricInfo, MetricRow
 
 if TYPE_CHECKING:
     from torch import nn
@@ -85,6 +85,35 @@ class SegmentationKind(TaskKind):
                        else task.metrics(pred, true, spacing=scored.spacing, image=scored.image, label=label))
             rows.extend(MetricRow(metric=name, value=value, case_id=v.case_id) for name, value in metrics.items())
         return rows
+
+    # ---- the task contract ---------------------------------------------------------------------------
+    def target_problem(self, task: "SegmentationTask", volume: "Volume") -> str | None:
+        return label_map_problem(task, volume)
+
+    def contract_metric_rows(self, task: "SegmentationTask", volumes: list["Volume"]) -> tuple[list[MetricRow], list[MetricRow]]:
+        """Each case's metrics with its own label as the prediction; the empty-prediction flags are the prediction rows."""
+        rows = []
+        for v in volumes:
+            label = torch.from_numpy(np.asarray(v.label, dtype=np.int64))[None, None]
+            regions = task.label_to_regions(label)
+            metrics = task.metrics(regions, regions, spacing=v.spacing, image=v.image, label=label)
+            rows += [MetricRow(metric=name, value=value, case_id=v.case_id) for name, value in metrics.items()]
+        flags = [r for r in rows if r.metric.startswith(EMPTY_PRED_PREFIX)]
+        return [r for r in rows if not r.metric.startswith(EMPTY_PRED_PREFIX)], flags
+
+
+def label_map_problem(task: "SegmentationTask", volume: "Volume") -> str | None:
+    """Why ``volume`` lacks ``task``'s label map (int64, the image's grid, values among ``task.label_values``), or None."""
+    label = volume.label
+    if label is None:
+        return f"{task.name}: case {volume.case_id} has no label map"
+    if label.dtype != np.int64 or label.shape != volume.image.shape[1:]:
+        return (f"{task.name}: case {volume.case_id}'s label map is {label.dtype} {tuple(label.shape)}; expected int64 of the image's "
+                f"grid {tuple(volume.image.shape[1:])}")
+    extra = sorted(set(np.unique(label).tolist()) - set(task.label_values))
+    if extra:
+        return f"{task.name}: case {volume.case_id} has label values {extra} outside {list(task.label_values)}"
+    return None
 
 
 SEGMENTATION = register_kind(SegmentationKind())

@@ -27,9 +27,10 @@ import torch
 from benchmark import storage
 from benchmark.backbones import build_backbone
 from benchmark.job import NetworkSpec
-from benchmark.kinds.base import NetworkPlanning, TaskKind, register_kind
+from benchmark.kinds.base import NetworkPlanning, TaskKind, kind_of, register_kind
 from benchmark.methods import get_method, list_methods
-from benchmark.perceptual.metric import cnn_extractor, random_extractor
+from benchmark.perceptual.metric import CoPerLoss, cnn_extractor, random_extractor
+from benchmark.protocol import DEFAULT_PROTOCOL
 from benchmark.records import FinetuneSettings, MetricInfo, MetricRow
 from benchmark.store import content_hash
 from benchmark.synthesis.data import SliceJitterDataset
@@ -157,7 +158,8 @@ class SynthesisKind(TaskKind):
             net.load_state_dict(state)
             loss_network = cnn_extractor(net, job.backbone, job.pretrain_channels[0])
         lambda1, adversarial, reconstruction = method_cls.loss_weights(job.method_config, task)
-        model = Pix2Pix(generator, loss_network=loss_network, weights=LossWeights(lambda1=lambda1, adversarial=adversarial, reconstruction=reconstruction),
+        coper = None if loss_network is None else CoPerLoss(loss_network, feature_norm=method_cls.feature_norm_of(job.method_config))
+        model = Pix2Pix(generator, coper=coper, weights=LossWeights(lambda1=lambda1, adversarial=adversarial, reconstruction=reconstruction),
                         discriminator_channels=filters, discriminator_lr=job.finetune_recipe.lr,
                         source_channels=len(task.sources), target_channels=len(task.targets))
         specs = {n.role: n for n in job.networks}
@@ -193,6 +195,31 @@ class SynthesisKind(TaskKind):
                                                 protocol=protocol))
             rows.extend(MetricRow(metric=k, value=val, case_id=v.case_id) for k, val in values.items())
         return rows
+
+    # ---- the task contract ---------------------------------------------------------------------------
+    def target_problem(self, task: "SynthesisTask", volume: "Volume") -> str | None:
+        """The targets are the image's own series; a labelled base task's label map is its kind's (Dice on synthetic images)."""
+        return None if task.label_task is None else kind_of(task.label_task).target_problem(task.label_task, volume)
+
+    def contract_metric_rows(self, task: "SynthesisTask", volumes: list["Volume"]) -> tuple[list[MetricRow], list[MetricRow]]:
+        """The image-quality rows of a slightly shifted copy of each case's target (no evaluator networks) and, for a
+        labelled base task, Dice on the real images of a fixed 1x1x1 segmenter."""
+        rows = []
+        for v in volumes:
+            image = torch.from_numpy(v.image)
+            scale = SliceScale.of(image, sources=task.source_index)
+            target = scale.to_pix2pix(image[list(task.target_index)], channels=task.target_index)  # [n, X, Y, Z] in [-1, 1]
+            values = quality_rows((target + 0.1).clamp(-1, 1), target, scale=scale, targets=task.target_index, evaluator=None,
+                                  primary_only=False)
+            if task.label_task is not None:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(0)
+                    segmenter = torch.nn.Conv3d(len(task.channels), task.label_task.num_outputs, 1)
+                values.update(dice_on_synthetic(segmenter, task.label_task, v.image, v.label, image[list(task.target_index)],
+                                                target_index=task.target_index, segmenter_roi=v.image.shape[1:], device="cpu",
+                                                protocol=DEFAULT_PROTOCOL))
+            rows += [MetricRow(metric=name, value=value, case_id=v.case_id) for name, value in values.items()]
+        return rows, []
 
 
 SYNTHESIS = register_kind(SynthesisKind())

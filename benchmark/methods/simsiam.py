@@ -87,7 +87,7 @@ class SimSiam(PretextTask):
         self.predictor = simsiam_predictor(d, hidden)
 
     def forward(self, batch, *, generator):
-        x1, x2 = multi_crop(batch["image"], self.cfg, generator=generator)  # 2 x [B, C, s, s]
+        x1, x2 = multi_crop(batch["image"], self.cfg, generator=generator, minimum=self.backbone.bottleneck_stride)  # 2 x [B, C, s, s]
         check_view_sizes([x1, x2], minimum=self.backbone.bottleneck_stride)
         # One encoder pass per view, as SimSiam's code (BatchNorm statistics per view).
         z1 = self.projector(pooled(self.backbone.bottleneck(x1)))  # [B, d]

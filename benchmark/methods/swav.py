@@ -130,8 +130,9 @@ class SwAV(PretextTask):
     def forward(self, batch, *, generator):
         x = batch["image"]  # [B, C, H, W]
         cfg = self.cfg
-        views = multi_crop(x, cfg, generator=generator)  # globals [B, C, g, g] first, then locals [B, C, l, l]
-        check_view_sizes(views, minimum=self.backbone.bottleneck_stride)
+        stride = self.backbone.bottleneck_stride
+        views = multi_crop(x, cfg, generator=generator, minimum=stride)  # globals [B, C, g, g] first, then locals [B, C, l, l]
+        check_view_sizes(views, minimum=stride)
         z = F.normalize(self.projector(embed_by_resolution(self.backbone, views)), dim=1)  # [V*B, d]
         # SwAV's code renormalises the prototype weights in place each step; normalising in the graph
         # gives the same scores (cosines) without mutating a parameter inside forward.

@@ -19,11 +19,14 @@ frozen loss network; ``balance`` says how eq. 5's weights are read (``SynthesisL
 The six names of earlier versions (``l1+rand_vgg``, ``l1+coper_swav_resnet``, ...) are deprecated aliases of
 ``l1+coper`` variants (``DEPRECATED_ALIASES``; the command line prints the new spelling). The generator is the same
 for every variant (the synthesis kind's pix2pix U-Net). λ1 and the loss weights affect fine-tuning only, so they are
-left out of the pretraining cache key (``pretraining_config``): a λ1 search pretrains once.
+left out of the pretraining cache key (``pretraining_config``): a λ1 search pretrains once. So is ``feature_norm``,
+how eq. 3 compares the loss network's features (``CoPerLossConfig``: raw as printed, or normalised per layer by the
+target's feature energy, the default, or per channel as the CoPer metric).
 """
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,51 +39,79 @@ from benchmark.methods.base import get_method, register_method, register_method_
 LAMBDA2 = 10.0  # CoPer III.C: "We use the default setting λ2 = 10 [25] in all of our experiments"
 PIX2PIX_LAMBDA = 100.0  # pix2pix [25] section 4 / its code's --lambda_L1: L = L_cGAN + λ L_L1, λ = 100
 BALANCES = ("pix2pix", "eq5")
+# (adversarial weight, reconstruction weight) of each reading of eq. 5 (``SynthesisLossConfig``)
+BALANCE_WEIGHTS = {"pix2pix": (1.0, PIX2PIX_LAMBDA), "eq5": (LAMBDA2, 1.0)}
 LOSS_NETWORKS = ("swav", "simsiam", "rand")  # Table III: "+ SwAV-", "+ SimSiam-", "+ rand." networks
 LOSS_BACKBONES = ("vgg16_unet", "resnet_unet", "vgg_unet")  # Table III: "-VGG" (VGG-16, Table II), "-ResNet"; vgg_unet: VGG11
+FEATURE_NORMS = ("energy", "unit", "none")  # the CoPer loss's readings of eq. 3 (benchmark.perceptual.metric.CoPerLoss)
 
 
 @dataclass(frozen=True)
 class SynthesisLossConfig:
     """λ1 of eq. 5 (None: the task's paper value, Fig. 8: 0.70 for T2, 0.55 for FLAIR) and how eq. 5 balances the
-    reconstruction against the adversarial term (``balance``, with ``lambda2`` the weight the paper calls λ2):
+    reconstruction against the adversarial term (``balance``); ``reconstruction_weight`` and ``adversarial_weight``
+    override the reading's weights (None: the reading's):
 
-    * ``pix2pix`` (default): L_G = L_adv + λ2·(λ1·L1 + (1 − λ1)·L_CoPer), λ2 = 100. The paper writes eq. 5 as
+    * ``pix2pix`` (default): L_G = 1·L_adv + 100·(λ1·L1 + (1 − λ1)·L_CoPer). The paper writes eq. 5 as
       λ1·L1 + (1 − λ1)·L_CoPer + λ2·L_adv but sets λ2 by citing pix2pix: "We use the default setting λ2 = 10 [25]".
       pix2pix's only weight is the one on its L1 term, L_cGAN + λ·L1 with λ = 100 (its section 4 and code's
       ``--lambda_L1 100``); CoPer's appendix C takes every other pix2pix default (lr 2e-4, load 286 / crop 256,
       flips, normalisation), so its networks were most likely trained with pix2pix's balance, i.e. the cited default
       on the reconstruction side. Read literally, eq. 5 weighs L1 (0.7 at λ1 = 0.7) about 1400 times less against the
       adversarial term than pix2pix (0.07 vs 100), a GAN-dominated objective no pix2pix setting produces;
-    * ``eq5``: eq. 5 as printed, L_G = λ1·L1 + (1 − λ1)·L_CoPer + λ2·L_adv, λ2 = 10.
+    * ``eq5``: eq. 5 as printed, L_G = 10·L_adv + 1·(λ1·L1 + (1 − λ1)·L_CoPer), the paper's λ2 = 10 on the adversarial term.
 
-    ``lambda2`` None: the reading's default (100 / 10)."""
+    The paper's λ2 is the reconstruction weight under ``pix2pix`` and the adversarial weight under ``eq5``; the
+    deprecated override ``lambda2`` is read that way (``SynthesisLoss.make_config``), the Config holds the
+    unambiguous fields."""
 
     lambda1: float | None = None
     balance: str = "pix2pix"
-    lambda2: float | None = None
+    reconstruction_weight: float | None = None  # None: the balance's (pix2pix 100, eq5 1)
+    adversarial_weight: float | None = None  # None: the balance's (pix2pix 1, eq5 λ2 = 10)
 
     def __post_init__(self) -> None:
         if self.lambda1 is not None and not 0.0 <= self.lambda1 <= 1.0:
             raise ValueError(f"lambda1 must be in [0, 1] (eq. 5 weighs L1 by lambda1 and CoPer by 1 - lambda1), got {self.lambda1}")
         if self.balance not in BALANCES:
-            raise ValueError(f"balance must be one of {', '.join(BALANCES)} (how eq. 5's lambda2 is read), got {self.balance!r}")
-        if self.lambda2 is not None and self.lambda2 < 0:
-            raise ValueError(f"lambda2 must be >= 0, got {self.lambda2}")
+            raise ValueError(f"balance must be one of {', '.join(BALANCES)} (how eq. 5's λ2 is read), got {self.balance!r}")
+        for name in ("reconstruction_weight", "adversarial_weight"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
 
     def loss_weights(self) -> tuple[float, float]:
-        """(adversarial weight, reconstruction weight) of the generator loss under ``balance``."""
-        if self.balance == "pix2pix":
-            return 1.0, PIX2PIX_LAMBDA if self.lambda2 is None else float(self.lambda2)
-        return LAMBDA2 if self.lambda2 is None else float(self.lambda2), 1.0
+        """(adversarial weight, reconstruction weight) of the generator loss: the ``balance``'s, overridden where set."""
+        adversarial, reconstruction = BALANCE_WEIGHTS[self.balance]
+        return (adversarial if self.adversarial_weight is None else float(self.adversarial_weight),
+                reconstruction if self.reconstruction_weight is None else float(self.reconstruction_weight))
 
 
 @dataclass(frozen=True)
 class CoPerLossConfig(SynthesisLossConfig):
-    """eq. 5's weights and the CoPer loss network: how it is obtained (``loss_network``) and its backbone (``loss_backbone``)."""
+    """eq. 5's weights, the CoPer loss network: how it is obtained (``loss_network``) and its backbone (``loss_backbone``),
+    and how eq. 3 compares its features (``feature_norm``, ``benchmark.perceptual.metric.CoPerLoss``):
+
+    * ``energy`` (default): eq. 3's squared distance of the raw ReLU activations, each layer divided by the target's
+      mean squared activation (eq. 3 on the same network with every layer rescaled to unit RMS);
+    * ``unit``: the CoPer metric's channel unit-normalisation (III.B, Fig. 2a; LPIPS);
+    * ``none``: eq. 3-4 as printed, on the raw activations.
+
+    Why ``energy``: the paper prints eq. 3 on raw activations (Johnson et al., its ref. [5]; its metric, Fig. 2a,
+    unit-normalises as LPIPS [1] does), its code is not published, and the published numbers come from a loss whose
+    two reconstruction terms were of one size: Fig. 8 trades λ1 between 0.1 and 0.9 with an interior optimum (0.70 for
+    T2, 0.55 for FLAIR), which a CoPer term hundreds of times the L1 term cannot give (every λ1 < 1 would be the
+    CoPer loss alone). Raw eq. 3 has that size only on a network whose activations are O(1); the suite's VGG-16 has no
+    BatchNorm, and after SwAV its relu5_3 RMS is about 100 times its relu1_2's (smoke run: 83 vs 0.7), so ``none`` makes
+    the CoPer term about 250 times the L1 term at λ1 = 0.7 (the untrained generator's first batch; ``energy``: 0.7
+    times) and the λ1 search finds no balance. ``energy`` removes exactly that arbitrary per-layer
+    scale and keeps eq. 3's distance on the ReLU features (the term is about the L1 term's size, see the README);
+    ``unit`` changes the distance itself (a cosine over channels) and is kept as the metric's reading.
+    The field changes fine-tuning only: it is not in the pretraining cache key."""
 
     loss_network: str = "swav"
     loss_backbone: str = "vgg16_unet"
+    feature_norm: str = "energy"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -88,6 +119,9 @@ class CoPerLossConfig(SynthesisLossConfig):
             raise ValueError(f"loss_network must be one of {', '.join(LOSS_NETWORKS)}, got {self.loss_network!r}")
         if self.loss_backbone not in LOSS_BACKBONES:
             raise ValueError(f"loss_backbone must be one of {', '.join(LOSS_BACKBONES)}, got {self.loss_backbone!r}")
+        if self.feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"feature_norm must be one of {', '.join(FEATURE_NORMS)} (how eq. 3 compares the loss network's "
+                             f"features), got {self.feature_norm!r}")
 
 
 class SynthesisLoss(PretextTask):
@@ -105,8 +139,29 @@ class SynthesisLoss(PretextTask):
     # Which tasks: the task kinds decide (``SynthesisKind`` takes only these methods; the other kinds none of them).
 
     @classmethod
+    def make_config(cls, overrides: dict[str, Any] | None = None) -> Any:
+        """``PretextTask.make_config``, reading the deprecated ``lambda2`` as the weight the paper's λ2 is under the
+        balance: ``reconstruction_weight`` under ``pix2pix``, ``adversarial_weight`` under ``eq5``."""
+        overrides = dict(overrides or {})
+        if "lambda2" in overrides:
+            value = overrides.pop("lambda2")
+            balance = overrides.get("balance", cls.Config.balance)
+            field = "adversarial_weight" if balance == "eq5" else "reconstruction_weight"
+            if field in overrides:
+                raise ValueError(f"{cls.registry_name}: lambda2 (deprecated) and {field} both given; give {field} only")
+            warnings.warn(f"{cls.registry_name}: lambda2 is deprecated (under balance {balance} it is {field}): use {field}={value}",
+                          FutureWarning, stacklevel=2)
+            overrides[field] = value
+        return super().make_config(overrides)
+
+    @classmethod
     def loss_network_of(cls, cfg: Any) -> str:
         """How the loss network is obtained: none (pure L1), rand (seeded random) or the pretext that pretrains it."""
+        return "none"
+
+    @classmethod
+    def feature_norm_of(cls, cfg: Any) -> str:
+        """How the CoPer loss compares the loss network's features (``CoPerLossConfig.feature_norm``); "none" without one."""
         return "none"
 
     @classmethod
@@ -132,7 +187,7 @@ class L1(SynthesisLoss):
 
 @register_method("l1+coper")
 class L1CoPer(SynthesisLoss):
-    """L1 + CoPer loss on a SwAV / SimSiam-pretrained or random VGG / ResNet (CoPer Table III; Config: loss_network, loss_backbone)."""
+    """L1 + CoPer loss on a SwAV / SimSiam-pretrained or random VGG / ResNet (CoPer Table III; Config: loss_network, loss_backbone, feature_norm)."""
 
     Config = CoPerLossConfig
     transfer = "encoder"
@@ -146,6 +201,10 @@ class L1CoPer(SynthesisLoss):
     @classmethod
     def backbone_for(cls, cfg: CoPerLossConfig) -> str:
         return cfg.loss_backbone
+
+    @classmethod
+    def feature_norm_of(cls, cfg: CoPerLossConfig) -> str:
+        return cfg.feature_norm
 
     @classmethod
     def pretrains_with(cls, cfg: CoPerLossConfig) -> bool:

@@ -7,7 +7,7 @@ self-supervised representation", sections III.B-C, appendices A-B).
   channels, scale channel-wise by w_l, squared l2 over channels, spatial mean, sum over layers.
 * ``load_extractor``: a suite checkpoint (``<cache>/pretrained/<key>.pt`` from ``benchmark.train``)
   or ``"rand:<backbone>"`` (the paper's randomly initialised "rand." baselines, Tables II-III).
-* ``CoPerLoss``: eqs. 3-4, per target channel, on the frozen network's ReLU features.
+* ``CoPerLoss``: eqs. 3-4, per target channel, on the frozen network's ReLU features (raw, energy- or unit-normalised).
 * ``learn_weights``: LPIPS's 2AFC ranking training of w_l (LPIPS section 3: a small network G maps
   (d0, d1) to the probability that p1 is preferred; binary cross-entropy against h; w_l >= 0).
 
@@ -236,20 +236,46 @@ def load_extractor(spec: str | Path, *, size: BackboneSize | str = "paper", seed
 
 
 # ---- the loss ----------------------------------------------------------------------------------------------
-class CoPerLoss(nn.Module):
-    """CoPer loss (III.C, eqs. 3-4): (1 / m n) sum_j sum_i 1/(C_i H_i W_i) ||phi_ij(y_j) - phi_ij(ŷ_j)||^2.
+FEATURE_NORMS = ("energy", "unit", "none")  # CoPerLoss's readings of eq. 3 (its docstring); the method's Config picks one
 
-    Each of the m target channels goes through the frozen network on its own (as grey, repeated to the
-    network's channels, appendix B); phi_i are its n feature maps (ReLU activations for resnet / vgg).
-    The squared norm per sample is averaged over the batch. The target's features carry no gradient;
-    the prediction's carry gradients to the generator, never to the network. The full generator loss
-    (eq. 5) weighs ``lambda1 * L1 + (1 - lambda1) * CoPerLoss`` against the adversarial term (the synthesis kind's job,
-    ``benchmark/synthesis/pix2pix.py``). The images are on the scale the network was trained on (the caller's job).
+
+class CoPerLoss(nn.Module):
+    """CoPer loss (III.C, eqs. 3-4): (1 / m n) sum_j sum_i L_ij(y_j, ŷ_j), the i-th of the network's n feature maps φ_ij of
+    the j-th of m target channels, each channel through the frozen network on its own (as grey, repeated to the
+    network's channels, appendix B). Per layer, by ``feature_norm`` (``FEATURE_NORMS``):
+
+    * ``none``: eq. 3 as printed, 1/(C_i H_i W_i)·||φ_ij(y_j) − φ_ij(ŷ_j)||² on the raw activations (Johnson et al.'s
+      feature reconstruction loss, CoPer ref. [5]), averaged over the batch. Its size is the network's activation scale
+      squared: on the smoke profile's SwAV-trained VGG-16 (no BatchNorm) relu5_3 has an RMS about 100 times relu1_2's,
+      so this term is hundreds of times the L1 term at any λ1 the paper searched;
+    * ``energy``: the same squared distance divided by the layer's mean φ_ij(y_j)² over the batch (the target's feature
+      energy, no gradient): eq. 3 on the function-equivalent network (ReLU layers are positively homogeneous) whose
+      every layer is rescaled to unit RMS on the targets. It keeps eq. 3's distance on the raw ReLU activations and
+      removes only the scale that a network's training happened to give each layer;
+    * ``unit``: the CoPer metric's per-layer distance (III.B, Fig. 2a; LPIPS eq. 1, weights one): features unit-normalised
+      over channels, squared difference summed over channels, averaged over space and batch (``coper_distance`` / n).
+
+    The target's features carry no gradient; the prediction's carry gradients to the generator, never to the network.
+    The full generator loss (eq. 5) weighs ``lambda1 * L1 + (1 - lambda1) * CoPerLoss`` against the adversarial term
+    (``benchmark/synthesis/pix2pix.py``); which reading, and why the default, is ``CoPerLossConfig.feature_norm``
+    (``benchmark/methods/synthesis_losses.py``). The images are on the scale the network was trained on (the caller's job).
     """
 
-    def __init__(self, extractor: FeatureExtractor) -> None:
+    def __init__(self, extractor: FeatureExtractor, *, feature_norm: str) -> None:
         super().__init__()
+        if feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"CoPerLoss: feature_norm must be one of {', '.join(FEATURE_NORMS)}, got {feature_norm!r}")
         self.extractor = extractor
+        self.feature_norm = feature_norm
+
+    def layer_term(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """One layer's term, fake φ(ŷ) and real φ(y) [B, C, *grid] -> scalar (the batch mean of eq. 3 under ``feature_norm``)."""
+        if self.feature_norm == "unit":
+            return (unit_normalize(fake) - unit_normalize(real)).pow(2).sum(dim=1).mean()
+        raw = F.mse_loss(fake, real)  # mean over B, C_i, H_i, W_i: eq. 3 averaged over the batch
+        if self.feature_norm == "none":
+            return raw
+        return raw / real.pow(2).mean().clamp_min(EPS)  # energy: the target's mean squared activation of this layer
 
     def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """prediction ŷ, target y [B, m, H, W] -> scalar."""
@@ -262,8 +288,8 @@ class CoPerLoss(nn.Module):
             with torch.no_grad():
                 real = self.extractor(target[:, j:j + 1])
             n = len(fake)
-            for a, b in zip(fake, real):
-                total = total + F.mse_loss(a, b)  # mean over B, C_i, H_i, W_i: eq. 3 averaged over the batch
+            for a, b in zip(fake, real, strict=True):
+                total = total + self.layer_term(a, b)
         return total / (m * n)
 
 

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.perceptual.metric import CoPerLoss, FeatureExtractor
+from benchmark.perceptual.metric import CoPerLoss
 from benchmark.synthesis.scaling import to_zscore
 
 MAX_DEPTH = 8  # unet_256
@@ -142,20 +142,20 @@ class LossWeights:
 
 
 class Pix2Pix(nn.Module):
-    """The fine-tuned model of a synthesis task: generator G (the only trained, selected and saved part), the frozen
-    loss network of the variant (None for ``l1``) and the loss weights. ``forward`` is G.
+    """The fine-tuned model of a synthesis task: generator G (the only trained, selected and saved part), the CoPer loss
+    on the variant's frozen loss network (None for ``l1``) and the loss weights. ``forward`` is G.
 
     ``evaluator`` (``benchmark.synthesis.evaluation.Evaluator``: the segmentation model and metric networks)
     is kept out of the module tree, so model selection's state copies hold the generator only."""
 
-    def __init__(self, generator: nn.Module, *, loss_network: FeatureExtractor | None, weights: LossWeights,
+    def __init__(self, generator: nn.Module, *, coper: CoPerLoss | None, weights: LossWeights,
                  discriminator_channels: int, discriminator_lr: float, source_channels: int, target_channels: int) -> None:
         super().__init__()
         self.generator = generator
         self.weights = weights
         self.discriminator_channels, self.discriminator_lr = discriminator_channels, discriminator_lr
         self.source_channels, self.target_channels = source_channels, target_channels
-        self.__dict__["coper"] = CoPerLoss(loss_network) if loss_network is not None else None  # not a submodule: frozen, not saved
+        self.__dict__["coper"] = coper  # not a submodule: its network is frozen and not saved with G
         self.__dict__["evaluator"] = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, m, H, W] -> [B, n, H, W]
