@@ -164,6 +164,24 @@ def _execute(request: RunRequest) -> int:
 
 def _run_plan(request: RunRequest, plan, *, store, versions: dict[str, str], phases: "_Phases") -> int:
     """Search, the pending Jobs and the report, with whatever the process prints going to the run's log file."""
+    try:
+        failures = _search_and_run(request, plan, store=store, versions=versions, phases=phases)
+    finally:  # also on Ctrl-C: the workers' last lines then reach the run's log, not the console after "interrupted"
+        _release_ray()
+    phases.mark("jobs")
+    paths = build_report([request.output], output=request.output, title=f"medssl-bench leaderboard – {request.run_name}", options=request.report)
+    phases.mark("report")
+    store.write_json("timings.json", phases.seconds)  # the driver's phases (benchmark.perf reads them)
+    _log(f"results: {store.results_path}")
+    _log(f"leaderboard: {paths.get('markdown')} and {paths.get('html')}")
+    if failures:
+        _log(f"{failures} job(s) failed; see 'failed' rows in {store.cells_path}", err=True)
+        return 1
+    return 0
+
+
+def _search_and_run(request: RunRequest, plan, *, store, versions: dict[str, str], phases: "_Phases") -> int:
+    """The search (when asked for), the n/a cells, then the pending cells; returns the number of failed Jobs."""
     if request.search.trials:
         plan = dataclasses.replace(plan, jobs=tuple(search(plan.jobs, request=request, store=store)))
         phases.mark("search")
@@ -185,25 +203,13 @@ def _run_plan(request: RunRequest, plan, *, store, versions: dict[str, str], pha
         gpus_per_worker = _start(request)
         phases.mark("ray_start")
         _check_estimate(pending, request=request, gpus_per_worker=gpus_per_worker)
-    failures = _run_jobs(pending, request=request, store=store, versions=versions)
-    if pending or request.search.trials:
-        _release_ray()
-    phases.mark("jobs")
-    paths = build_report([request.output], output=request.output, title=f"medssl-bench leaderboard – {request.run_name}", options=request.report)
-    phases.mark("report")
-    store.write_json("timings.json", phases.seconds)  # the driver's phases (benchmark.perf reads them)
-    _log(f"results: {store.results_path}")
-    _log(f"leaderboard: {paths.get('markdown')} and {paths.get('html')}")
-    if failures:
-        _log(f"{failures} job(s) failed; see 'failed' rows in {store.cells_path}", err=True)
-        return 1
-    return 0
+    return _run_jobs(pending, request=request, store=store, versions=versions)
 
 
 def _release_ray() -> None:
-    from benchmark import ray_runner  # lazy: Ray loads only when something runs (not for --report)
-
-    ray_runner.release()
+    ray_runner = sys.modules.get("benchmark.ray_runner")  # not loaded (nothing ran, Ray not imported): nothing to release
+    if ray_runner is not None:
+        ray_runner.release()
 
 
 class _Phases:

@@ -5,7 +5,8 @@ profile, on one CPU thread (what each of the default run's two concurrent Jobs g
 
 Overrides (key=value): ft_steps, ft_bs, ft_lr, ft_sched, pt_steps, pt_bs, pt_lr, pt_sched (the backbone's smoke
 fine-tuning / pretraining recipe), aug (the fine-tuning spatial augmentation: auto, none, si, dae, ...), roi (e.g. 64x64x32), vol (the profile's volume size, e.g. 32x32x32), shape (the built-in data's written grid),
-unet (unet_features), swin_norm (instance | layer | batch), swin_feature_size, swin_window, vit_dim, vit_depth, vit_patch,
+unet (unet_features), swin_norm (instance | layer | batch | group), cases (the built-in data's case count),
+vals (validations per fine-tuning), swin_feature_size, swin_window, vit_dim, vit_depth, vit_patch,
 dir (work folder, default /tmp/medssl-probe). Prints each cell's mean test Dice, its seconds, and the pretraining's
 logged losses: the numbers behind choosing the smoke recipes (issue 20), without a 7-minute run per try.
 """
@@ -50,7 +51,8 @@ def probe_profile(backbone: str, overrides: dict[str, str]) -> profiles.Profile:
     volume_size = tuple(int(x) for x in overrides["vol"].split("x")) if "vol" in overrides else base.volume_size
     task_recipes = {task: {**recipes, backbone: recipe(recipes[backbone], "ft")} if backbone in recipes else recipes
                     for task, recipes in base.task_finetune_recipes.items()}
-    return dataclasses.replace(base, name="probe", rois=rois, backbone_size=size, volume_size=volume_size, task_finetune_recipes=task_recipes,
+    protocol = dataclasses.replace(base.protocol, validations_per_finetune=int(overrides.get("vals", base.protocol.validations_per_finetune)))
+    return dataclasses.replace(base, name="probe", protocol=protocol, rois=rois, backbone_size=size, volume_size=volume_size, task_finetune_recipes=task_recipes,
                                finetune_recipes={**base.finetune_recipes, backbone: recipe(base.finetune_recipes[backbone], "ft")},
                                smoke_pretrain={**base.smoke_pretrain, backbone: recipe(base.smoke_pretrain[backbone], "pt")})
 
@@ -62,9 +64,10 @@ def main(argv: list[str]) -> None:
     work = Path(overrides.get("dir", "/tmp/medssl-probe"))
     task = get_task(task_name)
     shape = tuple(int(x) for x in overrides["shape"].split("x")) if "shape" in overrides else task.synthetic_shape
-    data = work / f"data-{task_name}-{'x'.join(map(str, shape))}"
+    cases = int(overrides.get("cases", task.synthetic_cases))
+    data = work / f"data-{task_name}-n{cases}-{'x'.join(map(str, shape))}"
     if not data.exists():  # the default run's built-in data: same case count, grid and seed
-        task.write_synthetic(data, n_cases=task.synthetic_cases, shape=shape, seed=0)
+        task.write_synthetic(data, n_cases=cases, shape=shape, seed=0)
     task_data = resolve_task_data(task, data_root=data, cache_dir=work / "cache")
     plan = build_plan(finetune=FinetuneSettings(spatial_aug=overrides.get("aug", "auto")), methods=[MethodEntry(method)], task_data=[task_data], fractions=parse_fractions(overrides.get("fr", "100%,25%")),
                       seeds=[0], profile=probe_profile(backbone, overrides), cache_dir=work / "cache",

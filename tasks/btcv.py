@@ -29,6 +29,8 @@ class BTCV(SegmentationTask):
     label_values = tuple(range(14))
     region_names = tuple(BTCV_ORGANS[v][0] for v in range(1, 14))
     multilabel = False  # organs are disjoint: softmax over background + 13 organs
+    # 12 (3 test cases). Measured at 24 (6 test cases, 4 labelled at 25 %): in the default run the 25 % rows beat the
+    # 100 % rows on every backbone (Swin-UNETR 0.84 vs 0.69), the drawn 4-case subset being fitted faster.
     synthetic_cases = 12
     # The smoke profile's grid: organs are drawn where they are trained (written at 64x64x32 and resampled, the adrenal
     # glands and the gallbladder lost half their voxels).

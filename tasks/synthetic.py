@@ -111,6 +111,7 @@ _PAINT_ORDER = (6, 1, 7, 2, 3, 11, 10, 8, 9, 4, 5, 12, 13)
 ORGAN_SCALE = 1.25
 MIN_ORGAN_VOXELS = 3.0
 ANATOMY_SHIFT, ORGAN_SHIFT, ORGAN_SIZE_RANGE = 0.12, 0.05, (0.8, 1.25)  # normalised units, size factors
+ORGAN_HU_JITTER, NOISE_HU = 2.0, 4.0  # per case and organ (SD); per voxel (SD)
 
 
 def btcv_case(shape: tuple[int, int, int], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -136,8 +137,8 @@ def btcv_case(shape: tuple[int, int, int], rng: np.random.Generator) -> tuple[np
         organ = _ellipsoid(grid, np.add(centre, shift + rng.uniform(-ORGAN_SHIFT, ORGAN_SHIFT, 3)), radii)
         organ &= viscera
         label[organ] = value
-        hu[organ] = organ_hu + rng.normal(0.0, 2.0)
-    hu = gaussian_filter(hu, sigma=0.5) + rng.normal(0.0, 4.0, size=shape)
+        hu[organ] = organ_hu + rng.normal(0.0, ORGAN_HU_JITTER)
+    hu = gaussian_filter(hu, sigma=0.5) + rng.normal(0.0, NOISE_HU, size=shape)
     return hu.astype(np.float32), label
 
 

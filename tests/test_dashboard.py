@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import ray
 
 from benchmark import ray_runner
 from benchmark.cli import main
@@ -42,14 +43,18 @@ def _unit_actors(url: str) -> dict[str, dict]:
     return {a["repr_name"]: a for a in actors if a.get("class_name", "").endswith("MedsslUnit")}
 
 
-def test_every_unit_is_found_by_name_with_its_latest_metrics(tmp_path, capsys):
+def test_every_unit_is_found_by_name_with_its_latest_metrics(tmp_path, monkeypatch):
     ray_runner.shutdown()
+    # The cluster is the test's own, started before the runs as a user's notebook or `ray start` would: a run
+    # stops only the cluster it started itself, and the dashboard is read after the runs have returned.
+    for key, value in ray_runner._TRAIN_ENV.items():
+        monkeypatch.setenv(key, value)
+    context = ray.init(address="local", include_dashboard=True, log_to_driver=False, logging_level="ERROR")
     try:
-        ddp = _run(tmp_path, "ddp", "--num-workers", "2", "--cpus-per-worker", "1")
-        out = capsys.readouterr().out
-        url = next((line.split("Ray dashboard: ")[1].split()[0] for line in out.splitlines() if "Ray dashboard: " in line), None)
-        if url is None:
+        if not context.dashboard_url:
             pytest.skip("the Ray dashboard did not start on this machine (ray[default] missing?)")
+        url = f"http://{context.dashboard_url}"
+        ddp = _run(tmp_path, "ddp", "--num-workers", "2", "--cpus-per-worker", "1")
         # --num-workers 2: the Train view lists a Train run per unit, named after it
         runs = _get(f"{url}/api/train/v2/runs/v1")
         names = {run["name"] for run in runs.get("train_runs", runs.get("runs", []))}
