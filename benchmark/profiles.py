@@ -41,8 +41,8 @@ class Profile:
 SMOKE = Profile(
     name="smoke",
     # Model selection 4 times per fine-tuning run: each validation is one sliding window per validation volume at the
-    # 32^3 grid (0.3-1.1 s a validation); the constant-lr recipes' last step is not always their best (brats unet2d
-    # 100 %: step 50 of 100 validated better than step 100).
+    # 32^3 grid (0.3-1.1 s a validation); a constant-lr recipe's last step is not always its best (brats unet2d at
+    # constant lr, 100 %: step 50 of 100 validated better than step 100).
     # The fine-tuning augmentation's elastic part on 2D slices only (~3 ms each); on 3D crops it costs ~0.5 s per deformed crop.
     # The pretraining augmentation's not at all: SI source pools deform 5 slices per sample (benchmark/protocol.py).
     protocol=dataclasses.replace(DEFAULT_PROTOCOL, validations_per_finetune=4, spatial_aug_elastic_dims=(2,), pretrain_aug_elastic_dims=()),
@@ -58,8 +58,8 @@ SMOKE = Profile(
     # labels, mean test Dice; 2026-12-06, smoke grid 32^3): the numbers are in each recipe's ``source``.
     finetune_recipes={
         "unet2d": Recipe(steps=100, batch_size=8, lr=1e-2, optimizer="adamw",
-                         source="smoke, probe_smoke_recipe.py: brats scratch 100 steps cosine 0.82 (25 %: 0.43); constant lr "
-                                "0.81 (0.81), in the default run 0.81 (0.86)"),
+                         source="smoke, probe_smoke_recipe.py: brats scratch 100 steps cosine 0.82 (25 %: 0.43), in the default "
+                                "run 0.81 (0.65); constant lr 0.81 (0.81), in the default run 0.81 (0.86)"),
         "vgg_unet": Recipe(steps=100, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke (no normalisation layers: lower lr)"),
         "vgg16_unet": Recipe(steps=100, batch_size=8, lr=1e-3, optimizer="adamw", source="smoke: vgg_unet's (no normalisation layers: lower lr)"),
         # A constant lr: Swin-UNETR is still learning its classes when a cosine decay would stop it (btcv 150 steps:

@@ -208,8 +208,12 @@ def _search_and_run(request: RunRequest, plan, *, store, versions: dict[str, str
 
 def _release_ray() -> None:
     ray_runner = sys.modules.get("benchmark.ray_runner")  # not loaded (nothing ran, Ray not imported): nothing to release
-    if ray_runner is not None:
+    if ray_runner is None:
+        return
+    try:
         ray_runner.release()
+    except Exception as exc:  # never in place of the run's own outcome (an input error's exit code 2, a failed Job)
+        _log(f"could not stop the Ray cluster cleanly: {type(exc).__name__}: {exc}", err=True)
 
 
 class _Phases:

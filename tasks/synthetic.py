@@ -85,7 +85,7 @@ def brats_subject(shape: tuple[int, int, int], rng: np.random.Generator) -> tupl
 
 # BTCV organ label numbers (Landman et al. 2015): name, centre, radii, HU. Painted large to small.
 # The HU values keep real CT's order where it has one (air < fat < stomach contents < parenchyma < enhanced vessels) but
-# are spread 25 HU apart (left and right organs too), so each organ is one intensity band above the noise (8 HU): real
+# are spread 25 HU apart (left and right organs too), so each organ is one intensity band above the noise (NOISE_HU): real
 # CT separates liver, spleen, pancreas or the two kidneys by shape and context learned over thousands of steps, which
 # the few hundred steps of a smoke run cannot teach a network at 64x64x32 (measured: the kidneys, adrenals and vessels
 # stayed at Dice 0 after 180 Swin-UNETR steps with the real, overlapping values).

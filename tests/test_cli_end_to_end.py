@@ -144,15 +144,16 @@ def test_check_data_validates_without_training(tmp_path, capsys):
 
 def test_cli_new_objectives_and_tasks_with_variants_folds_and_missing_series(tmp_path, ray_session):
     """Issue 4/5 paths through Ray at 2 steps per stage: a contrastive and a transformer objective, a method variant,
-    a classification task (AUC), a segmentation task with surface metrics, 2 folds, missing series (the default
-    version; the slow one adds MAE and CSM on their backbones)."""
-    _run_new_objectives(tmp_path, "dae,dae:cmcl=false,swav", hie_rows={("dae", "swin_unetr"), ("swav", "resnet_unet"), ("scratch", "resnet_unet")})
+    a classification task (AUC), a segmentation task with surface metrics, 2 folds, missing series through CSM's
+    series-aware input (the default version; the slow one adds MAE)."""
+    _run_new_objectives(tmp_path, "dae,dae:cmcl=false,swav,csm",
+                        hie_rows={("dae", "swin_unetr"), ("swav", "resnet_unet"), ("csm", "vit"), ("scratch", "resnet_unet")})
 
 
 @pytest.mark.slow
 def test_cli_new_objectives_every_backbone_with_variants_folds_and_missing_series(tmp_path, ray_session):
     _run_new_objectives(tmp_path, "dae,dae:cmcl=false,swav,mae,csm",
-                        hie_rows={("dae", "swin_unetr"), ("swav", "resnet_unet"), ("mae", "swin_unetr"), ("scratch", "resnet_unet")})
+                        hie_rows={("dae", "swin_unetr"), ("swav", "resnet_unet"), ("mae", "swin_unetr"), ("csm", "vit"), ("scratch", "resnet_unet")})
 
 
 def _run_new_objectives(tmp_path, methods: str, *, hie_rows: set[tuple[str, str]]) -> None:
