@@ -26,7 +26,7 @@ from torch import nn
 
 from benchmark.backbones.base import Backbone, conv_like
 from benchmark.backbones.registry import BACKBONES, BackboneSize
-from benchmark.blocks.tokens import grid_position_embedding
+from benchmark.blocks.tokens import grid_position_embedding, resized_series_embedding
 
 PATCH = 16  # monai.networks.nets.UNETR: patch_size = ensure_tuple_rep(16, spatial_dims)
 TAPS = (3, 6, 9)  # hidden states after blocks 4, 7, 10 (0-based 3, 6, 9) feed encoder2-4 (UNETR section 3.1)
@@ -177,15 +177,7 @@ class UNETR3D(Backbone):
         from monai.networks.blocks import UnetrBasicBlock
 
         enc = self.encoder
-        old = enc.series_embed.data
-        if inflate:
-            if old.shape[1] != 1:
-                raise ValueError(f"inflate widens a one-series UNETR, this one has {old.shape[1]} series")
-            new = old.repeat(1, channels, 1, 1).clone()
-        else:
-            new = torch.zeros(1, channels, 1, enc.dim)
-            nn.init.trunc_normal_(new, std=0.02)
-            new[:, : min(channels, old.shape[1])] = old[:, : min(channels, old.shape[1])]
+        new = resized_series_embedding(enc.series_embed.data, channels, inflate=inflate, network="UNETR")
         enc.series_embed, enc.num_series = nn.Parameter(new), channels
         block = self.net.encoder1.layer  # UnetResBlock: conv1 reads the input, conv3 is the 1x1 residual projection
         if inflate and hasattr(block, "conv3"):  # conv3 exists when the input width differs from feature_size

@@ -6,7 +6,7 @@ from torch import nn
 
 from benchmark.backbones.base import Backbone, conv_like
 from benchmark.backbones.registry import BACKBONES, BackboneSize
-from benchmark.blocks.tokens import grid_position_embedding
+from benchmark.blocks.tokens import grid_position_embedding, resized_series_embedding
 
 
 class SeriesViTEncoder(nn.Module):
@@ -138,15 +138,7 @@ class ViTSegmenter(Backbone):
         from monai.networks.blocks import UnetResBlock
 
         enc = self.encoder
-        old = enc.series_embed.data
-        if inflate:
-            if old.shape[1] != 1:
-                raise ValueError(f"inflate widens a one-series ViT, this one has {old.shape[1]} series")
-            new = old.repeat(1, channels, 1, 1).clone()
-        else:
-            new = torch.zeros(1, channels, 1, enc.dim)
-            nn.init.trunc_normal_(new, std=0.02)
-            new[:, : min(channels, old.shape[1])] = old[:, : min(channels, old.shape[1])]
+        new = resized_series_embedding(enc.series_embed.data, channels, inflate=inflate, network="ViT")
         enc.series_embed, enc.num_series = nn.Parameter(new), channels
         skip = self.skip
         if inflate and hasattr(skip, "conv3"):

@@ -26,3 +26,18 @@ def grid_position_embedding(pos: torch.Tensor, *, grid: tuple[int, ...], to: tup
     maps = pos.reshape(-1, *grid, channels).movedim(-1, 1)  # [L, C, *grid]
     maps = F.interpolate(maps, size=to, mode="trilinear" if len(grid) == 3 else "bilinear", align_corners=False)
     return maps.movedim(1, -1).reshape(*lead, math.prod(to), channels)
+
+
+def resized_series_embedding(old: torch.Tensor, channels: int, *, inflate: bool, network: str) -> torch.Tensor:
+    """A series embedding [1, S, 1, dim] for ``channels`` series. ``inflate`` (pretrained on one series, DAE): every
+    series gets the pretrained embedding; otherwise the first min(S, channels) are kept and the rest drawn anew
+    (truncated normal, std 0.02, as at construction). ``network`` names the model in the error."""
+    if inflate:
+        if old.shape[1] != 1:
+            raise ValueError(f"inflate widens a one-series {network}, this one has {old.shape[1]} series")
+        return old.repeat(1, channels, 1, 1).clone()
+    new = torch.zeros(1, channels, 1, old.shape[-1])
+    torch.nn.init.trunc_normal_(new, std=0.02)
+    keep = min(channels, old.shape[1])
+    new[:, :keep] = old[:, :keep]
+    return new
