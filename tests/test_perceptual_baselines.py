@@ -9,7 +9,7 @@ import torch
 from benchmark.perceptual.baselines import PIXEL_METRICS, pixel_distance, pixel_triplet_distances
 from benchmark.perceptual.cli import main
 from benchmark.perceptual.twoafc import Triplet, twoafc_score
-from tasks.nifti import save_nifti
+from rating_fixtures import write_rated_noise_series
 
 
 def _smooth(rng: np.random.Generator, size: int = 48) -> np.ndarray:
@@ -80,12 +80,7 @@ def test_cli_agreement_rows_for_baselines(tmp_path, capsys):
     """Ratings that fall as the noise grows: every pixel baseline ranks the synthetic images as the expert does."""
     rng = np.random.default_rng(1)
     real = _smooth(rng, 32)[0]
-    save_nifti(real, tmp_path / "real.nii.gz")
-    lines = ["image,reference,rating", "real.nii.gz,real.nii.gz,6"]
-    for i, (noise, stars) in enumerate([(0.05, 6), (0.3, 4), (1.0, 1)]):
-        save_nifti(real + noise * rng.normal(size=real.shape).astype(np.float32), tmp_path / f"syn{i}.nii.gz")
-        lines.append(f"syn{i}.nii.gz,real.nii.gz,{stars}")
-    (tmp_path / "ratings.csv").write_text("\n".join(lines) + "\n")
+    write_rated_noise_series(tmp_path, real, rng)
     assert main(["agreement", str(tmp_path), "--network", "l1,psnr,ssim"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in out] == ["l1", "psnr", "ssim"]

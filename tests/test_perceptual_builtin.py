@@ -10,6 +10,7 @@ from benchmark.perceptual.cli import main
 from benchmark.perceptual.metric import random_extractor, triplet_distances
 from benchmark.perceptual.triplets import DISTORTIONS, SEVERITIES, builtin_triplet_root, distort, triplet_kinds
 from benchmark.perceptual.twoafc import read_triplets, twoafc_score
+from rating_fixtures import write_rated_noise_series
 from tasks.nifti import save_nifti
 
 
@@ -81,12 +82,7 @@ def test_cli_errors_name_the_file(tmp_path, capsys):
 def test_cli_agreement_on_ratings(tmp_path, capsys):
     rng = np.random.default_rng(1)
     real = rng.normal(size=(32, 32)).astype(np.float32)
-    save_nifti(real, tmp_path / "real.nii.gz")
-    lines = ["image,reference,rating", "real.nii.gz,real.nii.gz,6"]
-    for i, (noise, stars) in enumerate([(0.05, 6), (0.3, 4), (1.0, 1)]):
-        save_nifti(real + noise * rng.normal(size=real.shape).astype(np.float32), tmp_path / f"syn{i}.nii.gz")
-        lines.append(f"syn{i}.nii.gz,real.nii.gz,{stars}")
-    (tmp_path / "ratings.csv").write_text("\n".join(lines) + "\n")
+    write_rated_noise_series(tmp_path, real, rng)
     assert main(["agreement", str(tmp_path), "--network", "rand:vgg_unet", "--size", "smoke"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("rater: n 3.0000") and "spearman 1.0000" in out
