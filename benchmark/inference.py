@@ -60,7 +60,7 @@ def to_grid(logits: torch.Tensor, shape, *, multilabel: bool = False) -> torch.T
     weighted by its distance to the native voxel's centre, and the K probabilities of a voxel still sum to one.
     Nearest-neighbour resampling of the label map would keep ONE upscaled voxel per native voxel and discard the rest
     (15 of 16 in-plane at 256 / 64). A prediction equal to the upscaled label comes back as the native label
-    (``benchmark.data._resize`` upscales labels centre-aligned; tests/test_hie_native_grid.py). The LADP authors'
+    (``benchmark.volumes._resize`` upscales labels centre-aligned; tests/test_hie_native_grid.py). The LADP authors'
     challenge submission resamples probabilities too (github.com/Ninalgad/LADP, docker/process.py: sigmoid outputs
     zoomed back to the native shape, then thresholded). A grid that also differs along Z (not produced by the
     in-plane pre-processing) is interpolated trilinearly."""

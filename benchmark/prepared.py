@@ -3,7 +3,7 @@
 Decoding a BraTS subject's NIfTI files and giving it the paper pre-processing takes about 2 s and 0.15 GB; doing it
 in every Job and every DDP worker, for every train, validation and test case, does not survive a real dataset. So,
 as nnU-Net's preprocessed folder does, each case is decoded, reoriented, normalised and pre-processed
-(``benchmark.data.load_volumes``: the same function, so the values are the same) ONCE per (file content,
+(``benchmark.volumes.load_volumes``: the same function, so the values are the same) ONCE per (file content,
 pre-processing settings) and written as ``.npy`` arrays::
 
     <cache>/prepared/<task>-<settings hash>/<quoted case id>-<file fingerprint>/
@@ -57,7 +57,7 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
-import benchmark.data as preprocessing
+import benchmark.volumes as preprocessing
 import tasks.intensity
 import tasks.nifti
 from benchmark import storage
@@ -184,7 +184,7 @@ def _warn(message: str) -> None:
 
 def open_volumes(task: Task, cases: list[Case], root: Path, *, volume_size: tuple[int, int, int] | None,
                  log: Callable[[str], None] = _warn) -> list[Volume]:
-    """``cases`` as prepared volumes (``benchmark.data.load_volumes``'s values, memory-mapped); a case not yet
+    """``cases`` as prepared volumes (``benchmark.volumes.load_volumes``'s values, memory-mapped); a case not yet
     prepared (a case added since the driver prepared) is prepared here first, and a corrupt copy is reported,
     removed and prepared again."""
     volumes = []
@@ -201,7 +201,7 @@ def open_volumes(task: Task, cases: list[Case], root: Path, *, volume_size: tupl
 
 def read_volumes(task: Task, cases: list[Case], *, volume_size: tuple[int, int, int] | None, folder: str | Path | None) -> list[Volume]:
     """What the loops read: prepared, memory-mapped volumes from ``folder`` (``prepared_dir``), or, without one, the
-    files decoded into memory (``benchmark.data.load_volumes``; the values are the same)."""
+    files decoded into memory (``benchmark.volumes.load_volumes``; the values are the same)."""
     if folder is None:
         return preprocessing.load_volumes(task, cases, volume_size=volume_size)
     local = storage.local_path(folder)

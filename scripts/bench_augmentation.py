@@ -53,7 +53,7 @@ def pretraining_steps(steps: int) -> None:
 
     from benchmark.backbones import build_backbone
     from benchmark.datasources import resolve_task_data
-    from benchmark.data import load_volumes
+    from benchmark.volumes import load_volumes
     from benchmark.methods import get_method
     from benchmark.profiles import SMOKE
     from benchmark.train import pretraining_dataset

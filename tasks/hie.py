@@ -13,7 +13,7 @@ RAS orientation, RAS affine, the same voxel spacing). A copy converted to NIfTI 
 
 Normalisation (LADP paper, section II.B): each map z-scored over the brain, "background values ...
 assigned a constant value of −6"; the brain is where the skull-stripped ADC is > 0. The paper's 2D
-protocol upscales axial slices to 256² (``inplane``, applied by benchmark.data.load_volumes in the
+protocol upscales axial slices to 256² (``inplane``, applied by benchmark.volumes.load_volumes in the
 paper profile); the 2D backbones then train on 256² slices and predict the test cases there, and the
 metrics are computed on each case's native grid at its native spacing, as the challenge scores a
 submission: the predicted probabilities are resampled back (``benchmark.inference.to_grid``) and

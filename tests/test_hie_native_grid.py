@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import tasks.hie  # noqa: F401  (registration)
-from benchmark.data import inplane_resize, load_volumes
+from benchmark.volumes import inplane_resize, load_volumes
 from benchmark.inference import to_grid
 from benchmark.kinds import SEGMENTATION
 from benchmark.protocol import DEFAULT_PROTOCOL

@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("ray_runner", ("benchmark.ray_runner",)),
     ("train/plan", ("benchmark.train", "benchmark.plan")),
     ("kinds", ("benchmark.kinds",)),
-    ("data", ("benchmark.synthesis", "benchmark.perceptual", "benchmark.inference", "benchmark.prepared", "benchmark.data", "benchmark.datasources",
+    ("data", ("benchmark.synthesis", "benchmark.perceptual", "benchmark.inference", "benchmark.prepared", "benchmark.data", "benchmark.volumes", "benchmark.datasources",
               "benchmark.job", "benchmark.external", "benchmark.profiles", "benchmark.spatial_augmentation", "benchmark.augmentations", "search_spaces")),
     ("science", ("benchmark.methods", "benchmark.backbones", "benchmark.blocks")),
     ("tasks", ("tasks",)),

@@ -90,7 +90,7 @@ def test_report_labels_rows_by_overrides_and_missing_series():
 # ---- per-paper in-plane pre-processing (paper profile, native resolution) ------------------------------
 def test_crop_pad_inplane_keeps_foreground_and_every_slice():
     """SI paper 5.1: 200 x 200 x Z around the brain; a 240 x 180 volume is cropped in X and padded in Y."""
-    from benchmark.data import _crop_pad_inplane
+    from benchmark.volumes import _crop_pad_inplane
 
     image = np.zeros((2, 240, 180, 7), dtype=np.float32)
     image[:, 30:190, 20:170, :] = 1.0  # off-centre "brain", 160 x 150

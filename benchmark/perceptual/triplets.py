@@ -92,7 +92,7 @@ def motion(image: np.ndarray, *, shift: float, fraction: float, seed: int) -> np
 def reference_slices(cache_dir: Path, *, n_cases: int, slices_per_case: int, volume_size=(64, 64, 32)) -> list[tuple[str, np.ndarray]]:
     """(name, T2 slice [1, H, W]) from the built-in BraTS volumes: the slices with the most brain
     (the paper keeps slices whose foreground exceeds 20% of the image, IV.A.2), spread over the volume."""
-    from benchmark.data import load_volumes
+    from benchmark.volumes import load_volumes
     from benchmark.datasources import resolve_task_data
     from tasks import get_task
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from benchmark.data import body_slices
+from benchmark.volumes import body_slices
 from benchmark.errors import BenchmarkInputError
 from benchmark.synthesis.scaling import foreground, slice_ranges, to_pix2pix
 
