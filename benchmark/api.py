@@ -63,7 +63,7 @@ class RunOptions:
     hparam: list[str] = field(default_factory=list)  # METHOD:KEY=VALUE items
     finetune_aug: str = "none"
     mixup_alpha: float | None = None
-    spatial_aug: str = "auto"
+    spatial_aug: str = "profile"  # the run profile's (paper: auto = each task's paper policy; smoke: btcv none)
     finetune_loss: str = "auto"
     tta: str = "auto"
     missing_series: float = 0.0

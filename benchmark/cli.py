@@ -60,10 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-aug", choices=["none", "mixup", "carvemix"],
                    help="fine-tuning augmentation for every method: mixup (SI paper 6.4) or carvemix (default: %(default)s)")
     p.add_argument("--mixup-alpha", type=float, help="mixup Beta(alpha, alpha) parameter (default: 0.4, benchmark.protocol)")
-    p.add_argument("--spatial-aug", choices=["auto", "none", "si", "ladp", "csm", "dae"],
+    p.add_argument("--spatial-aug", choices=["profile", "auto", "none", "si", "ladp", "csm", "dae"],
                    help="flips / rotation / scaling / elastic / intensity augmentation of every fine-tuning sample, the same draws for "
-                        "every method: a paper's policy (benchmark/spatial_augmentation.py), none, or auto = the policy of the "
-                        "paper each task comes from (default: %(default)s)")
+                        "every method: a paper's policy (benchmark/spatial_augmentation.py), none, auto = the policy of the "
+                        "paper each task comes from, or profile = the run profile's (paper: auto; smoke: auto but none on btcv) (default: %(default)s)")
     p.add_argument("--finetune-loss", choices=["auto", "default", "dicefocal"],
                    help="fine-tuning loss of every method: default = the task's Dice + CE, dicefocal = LADP eq. 7 (BCE + Dice + "
                         "3 Focal; hie only), auto = the loss of the paper each task comes from (hie: dicefocal) (default: %(default)s)")

@@ -196,9 +196,11 @@ def build_plan(
     jobs: list[Job] = []
     for td in task_data:
         task = td.task
-        # The fine-tuning augmentation this task gets (``--spatial-aug auto``: its paper's policy), resolved in the Job.
+        # The fine-tuning augmentation this task gets (``--spatial-aug auto``: its paper's policy; ``profile``: the run
+        # profile's choice), resolved in the Job.
         # Its key is absent when none is applied, so the cell ids of runs without augmentation stay valid.
-        task_finetune = dataclasses.replace(finetune, spatial_aug=resolve_policy(finetune.spatial_aug, task))
+        spatial = profile.spatial_aug(task.name) if finetune.spatial_aug == "profile" else finetune.spatial_aug
+        task_finetune = dataclasses.replace(finetune, spatial_aug=resolve_policy(spatial, task))
         spatial_key = {"spatial_aug": task_finetune.spatial_aug} if task_finetune.spatial_aug != "none" else {}
         # Its fine-tuning loss and test-time augmentation (``auto``: its paper's, HIE: LADP eq. 7 and flips), resolved
         # likewise; in the cell id only when not the suite's default, so the other tasks' cell ids stay valid.

@@ -1,17 +1,21 @@
-"""The only module that imports Ray: cluster start-up, Ray Tune scheduling of planned Jobs, DDP through Ray
-Train, and the hyperparameter search (Ray Tune + Optuna).
+"""The driver's side of Ray: cluster start-up, Ray Tune scheduling of planned Jobs, DDP through Ray Train, and the
+hyperparameter search (Ray Tune + Optuna). With ``benchmark.ray_trial`` (the Tune trial of a one-worker Job) and
+``benchmark.ray_unit`` (what a unit runs with inside Ray) the only modules that import Ray.
 
 Every planned Job (``benchmark.job``: one pretraining + its fine-tuning cells) and every search trial is a Ray
 Tune trial that starts as soon as resources free up, so one long Job holds back nothing behind it. With one worker
-(the laptop case) the trial runs the Job itself: a few seconds to start, no Ray Train start-up. With
-``--num-workers N > 1`` the trial holds no CPU and runs a Ray Train ``TorchTrainer`` of N DDP workers named after
-it (the pattern of Ray's "Hyperparameter Tuning with Ray Tune" guide for Train V2; metrics reach Tune through
+(the laptop case) a Job's trial runs it as a named Ray task in a pooled worker that Ray reuses for the next Job (no
+Ray Train start-up, and torch / MONAI load once per worker, not once per Job); a search trial runs its Job itself.
+With ``--num-workers N > 1`` the trial holds no CPU and runs a Ray Train ``TorchTrainer`` of N DDP workers named
+after it (the pattern of Ray's "Hyperparameter Tuning with Ray Tune" guide for Train V2; metrics reach Tune through
 ``TuneReportCallback``).
 
 Where a user finds a unit in the Ray dashboard, by the name the run prints (method-backbone-task-s<seed>-f<fold>-...;
 search trials: method-backbone-task-s<seed>-trial<k>):
-- Actors view (``/api/v0/actors``): the trial's actor shows the unit's name as its repr; its page shows the unit's
-  live log (loss every few steps, validation scores);
+- Tasks view (``/api/v0/tasks``), one worker: the Job's task, by the unit's name; its log holds the unit's live
+  lines (loss every few steps, validation scores);
+- Actors view (``/api/v0/actors``): the trial's actor shows the unit's name as its repr (a search trial's page shows
+  its live log);
 - Metrics view / Prometheus (``ray_medssl_unit_<metric>{unit=...}``): its latest train loss, validation score
   and step, as Ray gauges (exported every ~10 s while the unit runs);
 - Train view (``/api/train/v2/runs``), with ``--num-workers > 1``: the Train run of the same name.
@@ -27,7 +31,6 @@ import importlib
 import json
 import os
 import re
-import sys
 import threading
 import time
 import traceback
@@ -40,6 +43,8 @@ from ray.tune.stopper import Stopper
 from benchmark import storage as storage_uri
 from benchmark.job import Job
 from benchmark.plan import apply_params
+from benchmark.ray_trial import job_trial, warm_workers
+from benchmark.ray_unit import KeyLeases, Lease, claim, log, node, progress_sender, publish, unit_hooks
 from benchmark.train import Hooks, local_claim, run_job
 
 # Ray Train V2, and its state tracking (else the dashboard's Train view stays empty), in every process of the run.
@@ -114,85 +119,6 @@ def _probe(address: str, *, timeout_s: float) -> None:
                                  "if it was stopped, run 'ray stop' to clear it, or omit --address to run on an embedded local cluster") from None
 
 
-def _log(message: str) -> None:
-    # Not print(): Ray Train V2 patches print to also log, which shows every line twice.
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
-
-
-# ---- who builds a shared cache entry: a lease of the driver's --------------------------------------------------
-LEASE_SECONDS = 60.0  # a holder renews its lease every third of this; a dead holder's lease lapses after it
-
-
-class LeaseBook:
-    """The run's one record of who builds which shared entry (a pretraining two Jobs share, a split's evaluation
-    network, a search configuration): an actor of the driver, so every node asks the same place and no two can
-    disagree, whatever their disks share. A lease is renewed while its holder works and lapses when the holder dies
-    (kill -9, node lost), so the next asker takes over; the same holder (a retried Job) gets its lease back at once."""
-
-    def __init__(self) -> None:
-        self.leases: dict[str, tuple[str, float]] = {}
-
-    def acquire(self, key: str, holder: str, seconds: float) -> bool:
-        now = time.monotonic()
-        current = self.leases.get(key)
-        if current is None or current[0] == holder or current[1] < now:
-            self.leases[key] = (holder, now + seconds)
-            return True
-        return False
-
-    def acquire_any(self, keys: list[str], holder: str, seconds: float) -> str | None:
-        """The first of ``keys`` free (or already ``holder``'s), now leased to ``holder``; None when all are held."""
-        return next((key for key in keys if self.acquire(key, holder, seconds)), None)
-
-    def renew(self, key: str, holder: str, seconds: float) -> None:
-        if self.leases.get(key, ("",))[0] == holder:
-            self.leases[key] = (holder, time.monotonic() + seconds)
-
-    def release(self, key: str, holder: str) -> None:
-        if self.leases.get(key, ("",))[0] == holder:
-            del self.leases[key]
-
-
-KeyLeases = ray.remote(num_cpus=0)(LeaseBook)  # the book as an actor of the driver (``KeyLeases.remote()``)
-
-
-class _Lease:
-    """``with _Lease(leases, key, holder):`` waits for the lease of ``key`` (or, given several keys, of any one of
-    them: a slot of a pool), keeps it renewed, and releases it."""
-
-    def __init__(self, leases, key: str | list[str], holder: str, *, seconds: float = LEASE_SECONDS, poll_s: float = 1.0) -> None:
-        self.keys = [key] if isinstance(key, str) else list(key)
-        self.leases, self.key, self.holder, self.seconds, self.poll_s = leases, self.keys[0], holder, seconds, poll_s
-        self._done = threading.Event()
-
-    def __enter__(self) -> "_Lease":
-        while (key := ray.get(self.leases.acquire_any.remote(self.keys, self.holder, self.seconds))) is None:
-            time.sleep(self.poll_s)
-        self.key = key
-        threading.Thread(target=self._renew, daemon=True).start()
-        return self
-
-    def _renew(self) -> None:
-        while not self._done.wait(self.seconds / 3):
-            self.leases.renew.remote(self.key, self.holder, self.seconds)
-
-    def __exit__(self, *exc) -> None:
-        self._done.set()
-        ray.get(self.leases.release.remote(self.key, self.holder))
-
-
-def _claim(leases, holder: str) -> Callable[[str], _Lease]:
-    """``Hooks.claim`` of a unit: the driver's lease of a cache entry, held by the unit named ``holder``."""
-    return lambda location: _Lease(leases, location, holder)
-
-
-def _node() -> str:
-    """This Ray node as ``cells.csv`` records it: its IP and the start of its node id (nodes may share an IP)."""
-    context = ray.get_runtime_context()
-    return f"{ray.util.get_node_ip_address()}/{context.get_node_id()[:8]}"
-
-
 def _ray_storage(location: str) -> dict[str, Any]:
     """``storage_path`` (and ``storage_filesystem`` for a URI) of Ray Train / Tune for the storage ``location``."""
     if storage_uri.local_path(location) is not None:
@@ -202,14 +128,18 @@ def _ray_storage(location: str) -> dict[str, Any]:
 
 
 # ---- resources --------------------------------------------------------------------------------------------
+# Tune refuses an all-zero request, hence one byte of the ``memory`` resource.
+NO_RESOURCES = {"cpu": 0.0, "gpu": 0.0, "memory": 1.0}
+
+
 def trial_resources(*, num_workers: int, cpus_per_worker: float, gpus_per_worker: float) -> dict[str, float]:
-    """What one Tune trial (a Job or a search trial) holds. One worker: the worker's CPUs / GPUs, the trial trains
-    itself. Several: the trial only drives a Ray Train run whose workers hold the CPUs / GPUs, so the trial itself
-    holds none (holding a CPU would starve the workers of a small cluster: 1 + 2 workers do not fit 2 cores). Tune
-    refuses an all-zero request, hence one byte of the ``memory`` resource."""
+    """What one search trial holds. One worker: the worker's CPUs / GPUs, the trial trains itself. Several: the trial
+    only drives a Ray Train run whose workers hold the CPUs / GPUs, so the trial itself holds none (holding a CPU
+    would starve the workers of a small cluster: 1 + 2 workers do not fit 2 cores). A planned Job's trial never
+    trains itself (``run_jobs``): it holds ``NO_RESOURCES``."""
     if num_workers == 1:
         return {"cpu": cpus_per_worker, "gpu": gpus_per_worker}
-    return {"cpu": 0.0, "gpu": 0.0, "memory": 1.0}
+    return dict(NO_RESOURCES)
 
 
 def default_concurrency(*, cluster: dict[str, float], num_workers: int, cpus_per_worker: float, gpus_per_worker: float) -> int:
@@ -223,24 +153,6 @@ def default_concurrency(*, cluster: dict[str, float], num_workers: int, cpus_per
 def default_cpus_per_worker(*, cluster: dict[str, float], num_workers: int, gpus_per_worker: float) -> float:
     """Default CPUs per worker: 1 with GPUs, else half the cluster's CPUs per Job (two Jobs at once)."""
     return 1.0 if gpus_per_worker else max(1.0, float(int(float(cluster.get("CPU", 1)) // (2 * num_workers))))
-
-
-# ---- the unit as the dashboard shows it ----------------------------------------------------------------------
-_GAUGES: dict[str, Any] = {}
-
-
-def _publish(unit: str, metrics: dict[str, Any]) -> None:
-    """The unit's latest numbers as Ray gauges ``ray_medssl_unit_<key>{unit=<name>}`` (dashboard Metrics view,
-    Prometheus), next to Tune's own record of them."""
-    from ray.util.metrics import Gauge
-
-    for key, value in metrics.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            continue
-        gauge = _GAUGES.get(key)
-        if gauge is None:
-            gauge = _GAUGES[key] = Gauge(f"medssl_unit_{key}", description=f"latest {key} of a medssl-bench unit", tag_keys=("unit",))
-        gauge.set(float(value), tags={"unit": unit})
 
 
 def _unit_trainable(function: Callable, *, name: str, resources: dict[str, float], **parameters) -> type:
@@ -308,22 +220,22 @@ def _train_loop(config: dict[str, Any]) -> None:
 
     def report(metrics: dict[str, Any]) -> None:
         if rank == 0:
-            _publish(name, metrics)
+            publish(name, metrics)
         ray.train.report(metrics)  # every worker evaluates, so every worker reaches this barrier
 
     hooks = Hooks(
-        log=_log,
+        log=log,
         report=report,
         prepare_model=lambda model, **kw: ray.train.torch.prepare_model(model, parallel_strategy_kwargs=kw or None),
         prepare_loader=lambda loader: ray.train.torch.prepare_data_loader(loader, move_to_device=False),
         rank=rank,
         world_size=context.get_world_size(),
         device=ray.train.torch.get_device(),
-        claim=_claim(config["leases"], name),
-        node=_node(),
+        claim=claim(config["leases"], name),
+        node=node(),
     )
     if config.get("progress") is not None:
-        hooks.progress = _progress_sender(config["progress"], name)
+        hooks.progress = progress_sender(config["progress"], name)
     job = Job.from_json(config["job"])
     if config.get("search"):  # the trial reports the final step itself, once it recorded the score (a Train Result
         best = _search_job(job, hooks)  # holds no metrics without a checkpoint: the score goes through storage)
@@ -342,60 +254,17 @@ def _train_loop(config: dict[str, Any]) -> None:
         config["queue"].put((name, results, None))
 
 
-PROGRESS_EVERY_S = 1.0  # a unit's progress reaches the driver at most this often (and at every stage's start and end)
-
-
-def _progress_sender(progress_queue, name: str) -> Callable[[str, int, int, float | None], None]:
-    """``Hooks.progress`` of a unit: its steps to the driver's progress display through ``progress_queue``, throttled."""
-    last = {"stage": None, "at": 0.0}
-
-    def send(stage: str, step: int, steps: int, loss: float | None) -> None:
-        now = time.monotonic()
-        if stage == last["stage"] and step not in (1, steps) and now - last["at"] < PROGRESS_EVERY_S:
-            return
-        last.update(stage=stage, at=now)
-        progress_queue.put((name, stage, step, steps, loss))
-
-    return send
-
-
-def _local_hooks(name: str, *, gpus_per_worker: float, leases, progress_queue=None):
-    """Hooks of a one-worker trial: live metrics to Tune and to the dashboard's gauges; shared cache entries under
-    the driver's ``leases``."""
-    import torch
-    from ray import tune
-
-    torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1))))
-    device = torch.device("cuda") if gpus_per_worker and torch.cuda.is_available() else torch.device("cpu")
-
-    def report(metrics: dict[str, Any]) -> None:
-        _publish(name, metrics)
-        tune.report(metrics)
-
-    progress = _progress_sender(progress_queue, name) if progress_queue is not None else Hooks.progress
-    return Hooks(log=_log, report=report, progress=progress, device=device, claim=_claim(leases, name), node=_node())
-
-
 # ---- planned Jobs ---------------------------------------------------------------------------------------------
-def _job_trial(config: dict[str, Any], *, jobs: dict[str, str], results_queue, leases, num_workers: int, cpus_per_worker: float,
-               gpus_per_worker: float, storage: str, max_failures: int = 0, progress_queue=None) -> None:
-    """One planned Job as one Ray Tune trial: run here (one worker: a few seconds to start, no Ray Train start-up) or
-    as a Ray Train DDP run named after the Job. Results go to the driver through ``results_queue`` as the Job ends."""
+def _ddp_job_trial(config: dict[str, Any], *, jobs: dict[str, str], results_queue, leases, num_workers: int, cpus_per_worker: float,
+                   gpus_per_worker: float, storage: str, max_failures: int = 0, progress_queue=None) -> None:
+    """One planned Job as one Ray Tune trial that runs a Ray Train DDP run named after the Job (``--num-workers > 1``;
+    one worker: ``benchmark.ray_trial.job_trial``). Results go to the driver through ``results_queue`` as the Job ends."""
     name = config["name"]
-    if num_workers > 1:
-        try:
-            _train_run(name, {"job": jobs[name], "queue": results_queue, "leases": leases, "progress": progress_queue}, num_workers=num_workers,
-                       cpus_per_worker=cpus_per_worker,
-                       gpus_per_worker=gpus_per_worker, storage=storage, max_failures=max_failures)
-        except Exception as exc:  # noqa: BLE001 - a Train run that died (worker lost, ...); the other trials go on
-            results_queue.put((name, None, f"{type(exc).__name__}: {exc}"))
-        return
     try:
-        results = run_job(Job.from_json(jobs[name]), _local_hooks(name, gpus_per_worker=gpus_per_worker, leases=leases, progress_queue=progress_queue))
-    except Exception as exc:  # noqa: BLE001 - the driver records the Job as failed and the other trials go on
-        results_queue.put((name, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}"))
-        return
-    results_queue.put((name, results, None))
+        _train_run(name, {"job": jobs[name], "queue": results_queue, "leases": leases, "progress": progress_queue}, num_workers=num_workers,
+                   cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage, max_failures=max_failures)
+    except Exception as exc:  # noqa: BLE001 - a Train run that died (worker lost, ...); the other trials go on
+        results_queue.put((name, None, f"{type(exc).__name__}: {exc}"))
 
 
 def job_slots(n_jobs: int, *, num_workers: int, gpus_per_worker: float, cpus_per_worker: float | None,
@@ -437,10 +306,15 @@ def run_jobs(
     results_queue, leases = Queue(), KeyLeases.remote()
     progress_queue = Queue() if on_progress is not None else None
     _INTERRUPTED.clear()
-    trainable = _unit_trainable(_job_trial, name="jobs", resources=trial_resources(num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                                                                      gpus_per_worker=gpus_per_worker),
-                                jobs=dict(jobs), results_queue=results_queue, leases=leases, num_workers=num_workers, cpus_per_worker=cpus_per_worker,
-                                gpus_per_worker=gpus_per_worker, storage=storage, max_failures=max_failures, progress_queue=progress_queue)
+    shared = {"jobs": dict(jobs), "results_queue": results_queue, "leases": leases, "cpus_per_worker": cpus_per_worker,
+              "gpus_per_worker": gpus_per_worker, "max_failures": max_failures, "progress_queue": progress_queue}
+    # The trial never trains itself: its Ray task (one worker) or its Train run's workers hold the CPUs / GPUs.
+    if num_workers == 1:
+        if not gpus_per_worker:
+            warm_workers(concurrency, cpus_per_worker=cpus_per_worker)
+        trainable = _unit_trainable(job_trial, name="jobs", resources=NO_RESOURCES, **shared)
+    else:
+        trainable = _unit_trainable(_ddp_job_trial, name="jobs", resources=NO_RESOURCES, num_workers=num_workers, storage=storage, **shared)
     tuner = tune.Tuner(
         trainable,
         param_space={"name": tune.grid_search([name for name, _ in jobs])},
@@ -448,7 +322,8 @@ def run_jobs(
                                     trial_dirname_creator=lambda t: _dirname(t.config["name"])),
         run_config=tune.RunConfig(name=f"jobs-{time.strftime('%Y%m%d-%H%M%S')}", **_ray_storage(storage), verbose=0,
                                   stop=_StopAll(),
-                                  # a DDP Job is retried by Ray Train (its workers); retrying its trial too would multiply the attempts
+                                  # a DDP Job is retried by Ray Train (its workers), a one-worker Job by Ray (its task); the
+                                  # trial's own actor (lost with its node) by Tune, except a DDP one: that would multiply the attempts
                                   failure_config=tune.FailureConfig(max_failures=0 if num_workers > 1 else max_failures)),
     )
     failure: list[str] = []
@@ -590,20 +465,20 @@ def _search_trial(config: dict[str, Any], *, base_job: str, budget: int, finishe
 
     def evaluate() -> float:
         if num_workers == 1:
-            return _search_job(job, _local_hooks(name, gpus_per_worker=gpus_per_worker, leases=leases))
+            return _search_job(job, unit_hooks(name, gpus_per_worker=gpus_per_worker, leases=leases, also_report=tune.report))
         score_path = storage_uri.join(finished, f"{trial}.score.json")
-        with _Lease(leases, [f"train-slot-{slot}" for slot in range(max(1, train_slots))], name):
+        with Lease(leases, [f"train-slot-{slot}" for slot in range(max(1, train_slots))], name):
             _train_run(name, {"job": job.to_json(), "search": True, "score_path": score_path, "leases": leases}, num_workers=num_workers,
                        cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker, storage=storage)
         last = json.loads(storage_uri.read_bytes(score_path))
         world["size"] = int(last["world_size"])
         return float(last["best_validation_score"])
 
-    score, repeats = evaluate_once(params, folder=finished, trial=trial, evaluate=evaluate, claim=_claim(leases, name))
+    score, repeats = evaluate_once(params, folder=finished, trial=trial, evaluate=evaluate, claim=claim(leases, name))
     final = {"step": job.finetune_steps * job.finetune_rounds + 1, "validation_score": score, "best_validation_score": score, "done": True,
              "world_size": world["size"]}
     if repeats is not None and repeats != trial:  # (== trial: this trial, restarted after an interruption that came after its evaluation)
-        _log(f"[medssl-bench] {name}: same configuration as finished trial {repeats}; its validation score {score:.4f} is reused")
+        log(f"[medssl-bench] {name}: same configuration as finished trial {repeats}; its validation score {score:.4f} is reused")
         final["duplicate_of"] = repeats
     # last, and only after the record is written: at this step the scheduler ends the trial (its actor is stopped)
     tune.report(final)
@@ -652,7 +527,7 @@ def run_search(
     unfinished = [f"{exp['name']} ({grid.num_terminated}/{trials})" for exp, grid in zip(experiments, grids)
                   if grid.num_terminated + grid.num_errors < trials]
     if unfinished:  # Ctrl-C: every Tuner stopped, saved its experiment and returned
-        _log(f"[medssl-bench] search interrupted with {len(unfinished)} experiment(s) unfinished (trials finished): "
+        log(f"[medssl-bench] search interrupted with {len(unfinished)} experiment(s) unfinished (trials finished): "
              f"{', '.join(unfinished)}; they continue from there")
         raise KeyboardInterrupt
     return [row for exp, grid in zip(experiments, grids) for row in _trial_rows(exp["name"], grid)]
@@ -724,7 +599,7 @@ def _search_tuner(exp: dict[str, Any], *, trials: int, seed: int, max_concurrent
     trainable = _registered(trainable)  # _fit_together fits every experiment's Tuner in its own thread
     restore_at, filesystem = f"{where['storage_path']}/{exp['name']}", where.get("storage_filesystem")
     if tune.Tuner.can_restore(restore_at, storage_filesystem=filesystem):
-        _log(f"[medssl-bench] search {exp['name']}: continuing the interrupted experiment in {path}")
+        log(f"[medssl-bench] search {exp['name']}: continuing the interrupted experiment in {path}")
         return tune.Tuner.restore(restore_at, trainable=trainable, resume_errored=True, storage_filesystem=filesystem)
     searcher = OptunaSearch(space=exp["space"], metric="validation_score", mode="max", sampler=optuna.samplers.TPESampler(seed=seed))
     scheduler = ASHAScheduler(time_attr="step", max_t=exp["max_step"], grace_period=max(1, exp["max_step"] // 4))

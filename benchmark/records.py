@@ -97,7 +97,8 @@ class FinetuneSettings:
     mixup_alpha: float | None = None
     missing_series: float = 0.0
     # The paper's spatial/intensity augmentation of each sample (benchmark/spatial_augmentation.py): auto = the
-    # task's paper policy (Task.spatial_aug); a planned Job holds the resolved name (none | si | ladp | csm | dae).
+    # task's paper policy (Task.spatial_aug), profile = the run profile's choice (``Profile.finetune_spatial_aug``);
+    # a planned Job holds the resolved name (none | si | ladp | csm | dae).
     spatial_aug: str = "auto"
     # The fine-tuning loss: auto = the task's paper loss (``paper_loss`` of the task, "default" where it has none),
     # default = the task's own ``make_loss()``, or a loss the task lists in ``finetune_losses`` (HIE: dicefocal,

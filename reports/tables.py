@@ -91,6 +91,7 @@ class Cell:
     n_cases: int = 0  # case-level values (test cases x splits), defined or not
     n_undefined: int = 0  # of them NaN: undefined (a distance with an empty prediction or reference), left out of the mean
     n_empty_pred: int | None = None  # of the undefined, cases with an empty prediction (None: the run has no such flags)
+    per_split: pd.Series | None = None  # mean per (seed, fold), NaN-free: the unit of analysis when enough splits match
 
     @property
     def undefined_text(self) -> str:
@@ -301,8 +302,8 @@ def compare(a: Cell, b: Cell, *, scope: str, test: str) -> Paired:
     """Paired test of cell a vs cell b: over per-split means when ≥ ``MIN_SPLITS`` splits match (the unit is a training
     run), else over the matched test cases of the matched splits (set-level metrics: always over matched splits)."""
     if scope == "case":
-        means = [c.values.groupby(["seed", "fold"])["value"].mean() for c in (a, b)]
-        splits = pd.concat(means, axis=1, join="inner").dropna()
+        means = [c.per_split if c.per_split is not None else c.values.groupby(["seed", "fold"])["value"].mean().dropna() for c in (a, b)]
+        splits = pd.concat(means, axis=1, join="inner")
         if len(splits) >= MIN_SPLITS:
             return dataclasses.replace(paired_test(splits.iloc[:, 0], splits.iloc[:, 1], test=test), unit="split")
     pairs = a.values.merge(b.values, on=_keys(scope), suffixes=("_a", "_b"))
@@ -328,6 +329,11 @@ def build_tables(runs: Runs, *, test: str = "ttest", holm: bool = True, metrics:
                                           results.loc[results["fraction"] == fraction, "n_labeled"]]), errors="coerce").dropna()
             n_labeled[fraction] = (f"{int(ns.min())}" if ns.min() == ns.max() else f"{int(ns.min())}–{int(ns.max())}") if len(ns) else "?"
         names = runs.task_metrics(task) or [runs.primary(task)]  # only n/a / failed cells: still one table saying so
+        cell_rows = {}  # (row, fraction) -> its cells.csv records: the same for every metric of the task
+        for row in rows:
+            row_cells = cells[cells["cell_id"].isin(row.cell_ids)]
+            for fraction in fractions:
+                cell_rows[(row.label, fraction)] = row_cells[row_cells["fraction"] == fraction]
         if metrics == "primary":
             names = names[:1]
         for metric in names:
@@ -338,9 +344,8 @@ def build_tables(runs: Runs, *, test: str = "ttest", holm: bool = True, metrics:
             grouped = dict(list(values.groupby("cell_id"))) if len(values) else {}
             flags = dict(list(empty_pred.groupby("cell_id"))) if len(empty_pred) else {}
             for row in rows:
-                row_cells = cells[cells["cell_id"].isin(row.cell_ids)]
                 for fraction in fractions:
-                    here = row_cells[row_cells["fraction"] == fraction]
+                    here = cell_rows[(row.label, fraction)]
                     parts = [grouped[c] for c in here["cell_id"] if c in grouped]
                     frame = pd.concat(parts) if parts else values.iloc[0:0]
                     table.cells[(row.label, fraction)] = _cell(row, fraction, here, frame, scope, runs)
@@ -356,6 +361,7 @@ def _cell(row: Row, fraction: str, cells: pd.DataFrame, values: pd.DataFrame, sc
     frame = values.groupby(keys, as_index=False)["value"].mean() if len(values) else pd.DataFrame(columns=keys + ["value"])
     cell = Cell(row=row, fraction=fraction, status="missing", values=frame, repro=reproducibility(cells, runs))
     per_split = frame.groupby(["seed", "fold"])["value"].mean().dropna() if len(frame) else pd.Series(dtype=float)
+    cell.per_split = per_split
     if len(per_split):
         cell.status = "ok"
         cell.mean = float(per_split.mean())
@@ -378,6 +384,9 @@ def _count_undefined(cell: Cell, metric: str, flags: list[pd.DataFrame]) -> None
     undefined = frame[frame["value"].isna()] if len(frame) else frame
     cell.n_undefined = int(len(undefined))
     if not flags:
+        return
+    if not cell.n_undefined:  # nothing to attribute (most cells): the merge below would find no case
+        cell.n_empty_pred = 0
         return
     flags = pd.concat(flags)
     region = metric.split("_", 1)[1] if "_" in metric else ""

@@ -73,6 +73,8 @@ def main(argv: list[str]) -> None:
                       seeds=[0], profile=probe_profile(backbone, overrides), cache_dir=work / "cache",
                       backbone=backbone if method == "scratch" else None)
     job = next(j for j in plan.jobs if j.method == method and j.backbone == backbone)
+    if job.na_reason:  # e.g. dae on btcv alone: its CMCL needs the default run's multi-modality pretraining corpus
+        sys.exit(f"{method}/{backbone} on {task_name} is n/a here: {job.na_reason}")
     if job.pretrain is not None:  # never a cached pretraining: the probe measures this recipe's
         job = dataclasses.replace(job, pretrain=dataclasses.replace(job.pretrain, path=str(work / f"pretrain-{time.time_ns()}.pt")))
     logs: list[str] = []

@@ -1,8 +1,8 @@
 """The Ray dashboard as a user watches it: every unit of work is found by its name through the dashboard's HTTP
 APIs, with its latest metrics. One cluster serves both paths (its own module: the test needs a cluster started
 WITH the dashboard): --num-workers 2 (a Ray Train run named after the unit, in the Train view) and one worker
-(a Tune trial whose actor is named after the unit, no Train run; its page's log holds its live loss and
-validation score)."""
+(no Train run: a Tune trial whose actor is named after the unit, and the unit's Ray task of the same name, whose log
+holds its live loss and validation score)."""
 from __future__ import annotations
 
 import json
@@ -61,16 +61,18 @@ def test_every_unit_is_found_by_name_with_its_latest_metrics(tmp_path, monkeypat
         expected = {f"scratch-unet2d-brats-s0-f0-scratch-{cell_id[-8:]}" for cell_id in ddp.cell_id}
         assert expected <= names, (expected, names)
 
-        # one worker (same cluster, seed 1: other units): no Train run, the unit is its Tune trial's actor, by name
+        # one worker (same cluster, seed 1: other units): no Train run; the unit's trial actor and its task, by name
         local = _run(tmp_path, "local", "--seeds", "1")
         expected = {f"scratch-unet2d-brats-s1-f0-scratch-{cell_id[-8:]}": cell_id for cell_id in local.cell_id}
         actors = _unit_actors(url)
         assert set(expected) <= set(actors), (expected, sorted(actors))
         runs = _get(f"{url}/api/train/v2/runs/v1")
         assert not set(expected) & {run["name"] for run in runs.get("train_runs", runs.get("runs", []))}
+        tasks = {t["name"]: t for t in _get(f"{url}/api/v0/tasks?detail=true&limit=1000")["data"]["result"]["result"]}
+        assert set(expected) <= set(tasks), (expected, sorted(tasks))
         for unit, cell_id in expected.items():
-            # the actor's log (its dashboard page) holds its live loss and the validation-selected score
-            query = urllib.parse.urlencode({"actor_id": actors[unit]["actor_id"], "suffix": "out", "lines": 1000})
+            # the task's log (its dashboard page) holds its live loss and the validation-selected score
+            query = urllib.parse.urlencode({"task_id": tasks[unit]["task_id"], "suffix": "out", "lines": 1000})
             log = _get(f"{url}/api/v0/logs/file?{query}", raw=True)
             cell = local.set_index("cell_id").loc[cell_id]
             assert f"validation-selected step {cell.selected_step} (score {float(cell.validation_score):.4f})" in log

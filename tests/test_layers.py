@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # The Python API the command line is a thin layer on, and the registry contracts a plugin author runs (public surface).
     ("api", ("benchmark.api", "benchmark.testing")),
     ("run", ("benchmark.run", "benchmark.request", "benchmark.estimate")),
-    ("ray_runner", ("benchmark.ray_runner",)),
+    ("ray_runner", ("benchmark.ray_runner", "benchmark.ray_trial", "benchmark.ray_unit")),
     ("train/plan", ("benchmark.train", "benchmark.plan")),
     ("kinds", ("benchmark.kinds",)),
     ("data", ("benchmark.synthesis", "benchmark.perceptual", "benchmark.inference", "benchmark.prepared", "benchmark.data", "benchmark.volumes", "benchmark.datasources",
@@ -203,9 +205,18 @@ def _imported_roots(path: Path) -> set[str]:
     return roots
 
 
-def test_only_the_ray_runner_imports_ray():
+def test_only_the_ray_layer_imports_ray():
     importers = sorted(str(p.relative_to(ROOT)) for m, p in MODULES.items() if "ray" in _imported_roots(p))
-    assert importers == ["benchmark/ray_runner.py"]
+    assert importers == ["benchmark/ray_runner.py", "benchmark/ray_trial.py", "benchmark/ray_unit.py"]
+
+
+def test_the_one_worker_trial_module_stays_free_of_torch():
+    """A one-worker Job's Tune trial is a new process per Job that only submits the Job's task: importing torch or
+    MONAI there would cost each Job seconds again (``benchmark.ray_trial``)."""
+    code = ("import sys, benchmark.ray_trial; heavy = sorted({'torch', 'monai', 'benchmark.train', 'benchmark.ray_unit'} & set(sys.modules)); "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == ""
 
 
 def test_no_kind_checks_outside_the_task_kinds():

@@ -296,6 +296,28 @@ def test_smoke_leaves_out_3d_elastic_only():
     assert has_elastic(PAPER, 2) and has_elastic(PAPER, 3)
 
 
+def test_spatial_aug_profile_is_the_run_profiles_choice_and_auto_still_the_papers(tmp_path):
+    """``--spatial-aug profile`` (the default): smoke fine-tunes BTCV without augmentation (its DAE policy's flips put a
+    left organ's label on either side) and BraTS with the SI policy; tiny and paper give every task its paper's policy;
+    an explicit ``auto`` gives the paper's policy under smoke too. The Job holds the resolved name."""
+    from benchmark.cli import parse_fractions
+    from benchmark.datasources import resolve_task_data
+    from benchmark.plan import MethodEntry, build_plan
+    from benchmark.profiles import PAPER, SMOKE, TINY
+
+    data = [resolve_task_data(get_task(name), data_root=None, cache_dir=tmp_path / "cache") for name in ("brats", "btcv")]
+
+    def policies(profile, spatial_aug):
+        plan = build_plan(methods=[MethodEntry("scratch")], task_data=data, fractions=parse_fractions("100%"), seeds=[0], profile=profile,
+                          cache_dir=tmp_path / "cache", backbone="unet2d", finetune=FinetuneSettings(spatial_aug=spatial_aug))
+        return {job.task: job.finetune.spatial_aug for job in plan.jobs}
+
+    assert policies(SMOKE, "profile") == {"brats": "si", "btcv": "none"}
+    assert policies(SMOKE, "auto") == {"brats": "si", "btcv": "dae"}
+    assert policies(TINY, "profile") == policies(PAPER, "profile") == {"brats": "si", "btcv": "dae"}
+    assert policies(SMOKE, "ladp") == {"brats": "ladp", "btcv": "ladp"}
+
+
 # ---- every method of a comparison: same draws ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def brats_data(tmp_path_factory):
@@ -364,7 +386,8 @@ def test_cli_flag(tmp_path):
     from benchmark.cli import build_parser, build_request
 
     base = ["--methods", "csi", "--tasks", "brats", "--cache-dir", str(tmp_path)]
-    assert build_request(build_parser().parse_args(base), []).finetune.spatial_aug == "auto"
+    assert build_request(build_parser().parse_args(base), []).finetune.spatial_aug == "profile"
+    assert build_request(build_parser().parse_args([*base, "--spatial-aug", "auto"]), []).finetune.spatial_aug == "auto"
     assert build_request(build_parser().parse_args([*base, "--spatial-aug", "none"]), []).finetune.spatial_aug == "none"
     with pytest.raises(SystemExit):
         build_parser().parse_args([*base, "--spatial-aug", "elastic"])

@@ -4,10 +4,8 @@ its cases from the storage alone: the data folder is gone); a truncated prepared
 prepared again; the run layer's key lease lets one holder in at a time and passes a dead holder's lease on."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -126,13 +124,13 @@ def test_a_truncated_prepared_array_is_detected_and_copied_again(s3_job, capsys)
 
 
 def test_a_key_lease_admits_one_holder_and_passes_on_when_its_holder_dies(monkeypatch):
-    """The driver's lease book (``ray_runner.LeaseBook``, an actor under Ray): a second holder waits; the same holder
+    """The driver's lease book (``ray_unit.LeaseBook``, an actor under Ray): a second holder waits; the same holder
     (a retried Job) gets its lease back at once; a lease nobody renews lapses and the next asker takes it."""
-    from benchmark import ray_runner
+    from benchmark import ray_unit
 
     clock = [100.0]
-    monkeypatch.setattr(ray_runner.time, "monotonic", lambda: clock[0])
-    book = ray_runner.LeaseBook()
+    monkeypatch.setattr(ray_unit.time, "monotonic", lambda: clock[0])
+    book = ray_unit.LeaseBook()
     assert book.acquire("s3://b/pretrained/k.pt", "job-a", 60.0)
     assert not book.acquire("s3://b/pretrained/k.pt", "job-b", 60.0) and book.acquire("s3://b/pretrained/k.pt", "job-a", 60.0)
     assert book.acquire("s3://b/pretrained/other.pt", "job-b", 60.0)  # another key: no wait
@@ -151,11 +149,11 @@ def test_a_key_lease_admits_one_holder_and_passes_on_when_its_holder_dies(monkey
 def test_a_pool_of_slot_leases_admits_as_many_holders_as_it_has_slots(monkeypatch):
     """``LeaseBook.acquire_any``: the DDP search trials of all experiments share the cluster's Train-run slots; a
     third asker of two slots waits until a holder releases (or dies), the same holder keeps its slot."""
-    from benchmark import ray_runner
+    from benchmark import ray_unit
 
     clock = [0.0]
-    monkeypatch.setattr(ray_runner.time, "monotonic", lambda: clock[0])
-    book, slots = ray_runner.LeaseBook(), ["train-slot-0", "train-slot-1"]
+    monkeypatch.setattr(ray_unit.time, "monotonic", lambda: clock[0])
+    book, slots = ray_unit.LeaseBook(), ["train-slot-0", "train-slot-1"]
     assert book.acquire_any(slots, "trial-a", 60.0) == "train-slot-0" and book.acquire_any(slots, "trial-b", 60.0) == "train-slot-1"
     assert book.acquire_any(slots, "trial-c", 60.0) is None and book.acquire_any(slots, "trial-b", 60.0) == "train-slot-1"
     book.release("train-slot-0", "trial-a")
