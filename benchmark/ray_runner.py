@@ -43,7 +43,7 @@ from ray.tune.stopper import Stopper
 from benchmark import storage as storage_uri
 from benchmark.job import Job
 from benchmark.plan import apply_params
-from benchmark.ray_trial import job_trial, warm_workers
+from benchmark.ray_trial import job_trial
 from benchmark.ray_unit import KeyLeases, Lease, claim, log, node, progress_sender, publish, unit_hooks
 from benchmark.train import Hooks, local_claim, run_job
 
@@ -310,8 +310,6 @@ def run_jobs(
               "gpus_per_worker": gpus_per_worker, "max_failures": max_failures, "progress_queue": progress_queue}
     # The trial never trains itself: its Ray task (one worker) or its Train run's workers hold the CPUs / GPUs.
     if num_workers == 1:
-        if not gpus_per_worker:
-            warm_workers(concurrency, cpus_per_worker=cpus_per_worker)
         trainable = _unit_trainable(job_trial, name="jobs", resources=NO_RESOURCES, **shared)
     else:
         trainable = _unit_trainable(_ddp_job_trial, name="jobs", resources=NO_RESOURCES, num_workers=num_workers, storage=storage, **shared)

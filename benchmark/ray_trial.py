@@ -30,18 +30,6 @@ def _run_unit(name: str, job_json: str, **kwargs: Any) -> None:
 unit_task = ray.remote(_run_unit)
 
 
-def _load_training_code() -> None:
-    import benchmark.ray_unit  # noqa: F401  (torch, MONAI, the training loops: what a unit's first seconds go to)
-
-
-def warm_workers(count: int, *, cpus_per_worker: float) -> list:
-    """``count`` pooled workers with the training code already imported, started now (while Tune sets up its trials):
-    Ray gives a task the most recently used idle worker, so the first Jobs start in warm processes. CPU workers only:
-    a GPU Job gets a fresh process anyway (``job_trial``)."""
-    warm = ray.remote(_load_training_code).options(name="medssl-bench: load torch and MONAI", num_cpus=cpus_per_worker)
-    return [warm.remote() for _ in range(count)]
-
-
 def job_trial(config: dict[str, Any], *, jobs: dict[str, str], results_queue, leases, cpus_per_worker: float, gpus_per_worker: float,
               max_failures: int = 0, progress_queue=None) -> None:
     """One planned Job (``config["name"]``) as its Ray task, holding the worker's CPUs / GPU; results reach the driver
