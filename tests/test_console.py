@@ -33,16 +33,18 @@ def test_without_a_tty_one_line_per_stage_and_a_summary_with_the_time_left(tmp_p
     console = Console(out, out)
     console.open_log(tmp_path / "run.log")
     progress = Progress(console, UNITS, summary_every_s=30, clock=clock)
+    clock.now = 15.0  # start-up: the first step comes 15 s after the plan
     for step in range(1, 11):
         progress.event("a", "pretrain", step, 10, 1.0 / step)
     progress.event("a", "finetune 100%", 1, 5, 0.5)
     assert out.getvalue().count("csi/unet2d on brats: pretrain (10 steps)") == 1  # one line per transition, not per step
     assert "csi/unet2d on brats: finetune 100% (5 steps)" in out.getvalue()
-    # the pretraining's 10 s of 60 s planned are done (+ 1/5 of the first 10-s fine-tuning): 20 % after 20 s -> 80 s left
-    clock.now = 20.0
+    # the pretraining's 10 s of 60 s planned are done (+ 1/5 of the first 10-s fine-tuning): 20 % 20 s after the first
+    # step -> 80 s left (the 15 s of start-up are not extrapolated)
+    clock.now = 35.0
     assert abs(progress.fraction_done() - 12 / 60) < 1e-9
     assert abs(progress.eta_seconds() - 20.0 * (48 / 60) / (12 / 60)) < 1e-6
-    clock.now = 31.0
+    clock.now = 46.0
     progress.event("a", "finetune 100%", 2, 5, 0.4)
     summary = [line for line in out.getvalue().splitlines() if "progress:" in line]
     assert len(summary) == 1 and "units 0/2 (1 running)" in summary[0] and "left" in summary[0], out.getvalue()
