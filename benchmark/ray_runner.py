@@ -17,7 +17,7 @@ search trials: method-backbone-task-s<seed>-trial<k>):
 - Actors view (``/api/v0/actors``): the trial's actor shows the unit's name as its repr (a search trial's page shows
   its live log);
 - Metrics view / Prometheus (``ray_medssl_unit_<metric>{unit=...}``): its latest train loss, validation score
-  and step, as Ray gauges (exported every ~10 s while the unit runs);
+  and step, as Ray gauges (exported every ~10 s while the unit runs and as long as its worker lives);
 - Train view (``/api/train/v2/runs``), with ``--num-workers > 1``: the Train run of the same name.
 Results stream back to the driver through a Ray queue as each Job finishes, so they are recorded cell by cell
 even if a later Job fails or the run is interrupted; this also works on multi-node clusters where workers and
@@ -293,9 +293,10 @@ def run_jobs(
 ) -> None:
     """Run (name, Job JSON) pairs as Ray Tune trials named after them; ``on_done(name, results, error)`` is called in
     the driver as each Job finishes. Each Job starts when resources free up (a long Job holds back nothing behind
-    it); by default as many run at once as the cluster fits. A Job whose worker dies (killed, out of memory, node
-    lost) is retried up to ``max_failures`` times (Tune's trial retries; Ray Train's for a DDP Job) and continues from
-    its stages' checkpoints; an error the Job raises itself is recorded at once (running it again would raise it again).
+    it); by default as many run at once as the cluster fits. A Job whose worker dies (killed, node lost) is retried up
+    to ``max_failures`` times (its Ray task's retries with one worker, Ray Train's for a DDP Job, Tune's when the
+    trial's own actor is lost; a worker killed by Ray's memory monitor follows Ray's out-of-memory retry policy) and
+    continues from its stages' checkpoints; an error the Job raises itself is recorded at once (running it again would raise it again).
     ``on_progress(name, stage, step, steps, loss)``: each running Job's steps, about once a second (``Hooks.progress``)."""
     from ray import tune
     from ray.util.queue import Queue

@@ -1,15 +1,17 @@
 """The Ray Tune trial of a one-worker Job: a named Ray task that runs the Job in a pooled Ray worker.
 
 Ray keeps a finished task's worker process and gives it the next task: the second Job on a lane starts with torch,
-MONAI and the suite already imported (measured on a 2-core laptop: ~7 s of Ray actor start and imports per Job in a
-fresh process, ~0.5 s this way; the default command runs 10 Jobs on 2 lanes). A Tune trial's own actor is a new
-process every time, so the trial only submits the task and waits: this module imports Ray and nothing heavy, and the
-trial's actor starts in about half a second.
+MONAI and the suite already imported (measured on a 2-core laptop: from the end of one Job to the first step of the
+next ~4.5 s, about 2 s of it Tune's trial turnover, against ~8.6 s when each Job trained in its trial's own fresh
+actor process; the default command runs 10 Jobs on 2 lanes). A Tune trial's actor is a new process every time, so
+the trial only submits the task and waits: this module imports Ray and nothing heavy, and the trial's actor starts
+in about half a second.
 
 In the dashboard the unit is its task (Tasks view, by the unit's name, with its live log: loss every few steps,
-validation scores) and its trial's actor (Actors view, same name). A worker that dies (killed, out of memory) is
-replaced and the task runs again (``max_retries``), continuing from its stages' checkpoints; an error the Job raises
-itself is recorded at once (``benchmark.ray_unit.run_unit``).
+validation scores) and its trial's actor (Actors view, same name). A worker that dies (killed) is replaced and the
+task runs again (``max_retries``; one that Ray's memory monitor kills, under Ray's out-of-memory retry policy),
+continuing from its stages' checkpoints; an error the Job raises itself is recorded at once
+(``benchmark.ray_unit.run_unit``).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ profile, on one CPU thread (what each of the default run's two concurrent Jobs g
     python scripts/probe_smoke_recipe.py scratch unet2d btcv ft_steps=300 unet=8,16,32,64,64,8 [fr=100%,25%]
 
 Overrides (key=value): ft_steps, ft_bs, ft_lr, ft_sched, pt_steps, pt_bs, pt_lr, pt_sched (the backbone's smoke
-fine-tuning / pretraining recipe), aug (the fine-tuning spatial augmentation: auto, none, si, dae, ...), roi (e.g. 64x64x32), vol (the profile's volume size, e.g. 32x32x32), shape (the built-in data's written grid),
+fine-tuning / pretraining recipe), aug (the fine-tuning spatial augmentation: profile (default: the smoke profile's), auto, none, si, dae, ...), roi (e.g. 64x64x32), vol (the profile's volume size, e.g. 32x32x32), shape (the built-in data's written grid),
 unet (unet_features), swin_norm (instance | layer | batch | group), cases (the built-in data's case count),
 vals (validations per fine-tuning), swin_feature_size, swin_window, vit_dim, vit_depth, vit_patch,
 dir (work folder, default /tmp/medssl-probe). Prints each cell's mean test Dice, its seconds, and the pretraining's
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
     if not data.exists():  # the default run's built-in data: same case count, grid and seed
         task.write_synthetic(data, n_cases=cases, shape=shape, seed=0)
     task_data = resolve_task_data(task, data_root=data, cache_dir=work / "cache")
-    plan = build_plan(finetune=FinetuneSettings(spatial_aug=overrides.get("aug", "auto")), methods=[MethodEntry(method)], task_data=[task_data], fractions=parse_fractions(overrides.get("fr", "100%,25%")),
+    plan = build_plan(finetune=FinetuneSettings(spatial_aug=overrides.get("aug", "profile")), methods=[MethodEntry(method)], task_data=[task_data], fractions=parse_fractions(overrides.get("fr", "100%,25%")),
                       seeds=[0], profile=probe_profile(backbone, overrides), cache_dir=work / "cache",
                       backbone=backbone if method == "scratch" else None)
     job = next(j for j in plan.jobs if j.method == method and j.backbone == backbone)

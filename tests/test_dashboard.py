@@ -68,11 +68,13 @@ def test_every_unit_is_found_by_name_with_its_latest_metrics(tmp_path, monkeypat
         assert set(expected) <= set(actors), (expected, sorted(actors))
         runs = _get(f"{url}/api/train/v2/runs/v1")
         assert not set(expected) & {run["name"] for run in runs.get("train_runs", runs.get("runs", []))}
-        tasks = {t["name"]: t for t in _get(f"{url}/api/v0/tasks?detail=true&limit=1000")["data"]["result"]["result"]}
-        assert set(expected) <= set(tasks), (expected, sorted(tasks))
         for unit, cell_id in expected.items():
+            # the unit's task, by name (filtered by the State API: actor method calls are tasks too, thousands of them)
+            query = urllib.parse.urlencode({"detail": "true", "filter_keys": "name", "filter_predicates": "=", "filter_values": unit})
+            tasks = [t for t in _get(f"{url}/api/v0/tasks?{query}")["data"]["result"]["result"] if t["state"] == "FINISHED"]
+            assert len(tasks) == 1, (unit, tasks)
             # the task's log (its dashboard page) holds its live loss and the validation-selected score
-            query = urllib.parse.urlencode({"task_id": tasks[unit]["task_id"], "suffix": "out", "lines": 1000})
+            query = urllib.parse.urlencode({"task_id": tasks[0]["task_id"], "suffix": "out", "lines": 1000})
             log = _get(f"{url}/api/v0/logs/file?{query}", raw=True)
             cell = local.set_index("cell_id").loc[cell_id]
             assert f"validation-selected step {cell.selected_step} (score {float(cell.validation_score):.4f})" in log
