@@ -28,6 +28,7 @@ the comparisons vs each column's best.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -91,7 +92,12 @@ class Cell:
     n_cases: int = 0  # case-level values (test cases x splits), defined or not
     n_undefined: int = 0  # of them NaN: undefined (a distance with an empty prediction or reference), left out of the mean
     n_empty_pred: int | None = None  # of the undefined, cases with an empty prediction (None: the run has no such flags)
-    per_split: pd.Series | None = None  # mean per (seed, fold), NaN-free: the unit of analysis when enough splits match
+
+    @functools.cached_property
+    def per_split(self) -> pd.Series:
+        """Mean per (seed, fold), NaN-free: the cell's mean and the unit of analysis when enough splits match
+        (computed once: a cell is compared with the best and with its scratch baselines)."""
+        return self.values.groupby(["seed", "fold"])["value"].mean().dropna() if len(self.values) else pd.Series(dtype=float)
 
     @property
     def undefined_text(self) -> str:
@@ -302,8 +308,7 @@ def compare(a: Cell, b: Cell, *, scope: str, test: str) -> Paired:
     """Paired test of cell a vs cell b: over per-split means when ≥ ``MIN_SPLITS`` splits match (the unit is a training
     run), else over the matched test cases of the matched splits (set-level metrics: always over matched splits)."""
     if scope == "case":
-        means = [c.per_split if c.per_split is not None else c.values.groupby(["seed", "fold"])["value"].mean().dropna() for c in (a, b)]
-        splits = pd.concat(means, axis=1, join="inner")
+        splits = pd.concat([a.per_split, b.per_split], axis=1, join="inner")
         if len(splits) >= MIN_SPLITS:
             return dataclasses.replace(paired_test(splits.iloc[:, 0], splits.iloc[:, 1], test=test), unit="split")
     pairs = a.values.merge(b.values, on=_keys(scope), suffixes=("_a", "_b"))
@@ -360,8 +365,7 @@ def _cell(row: Row, fraction: str, cells: pd.DataFrame, values: pd.DataFrame, sc
     keys = _keys(scope)
     frame = values.groupby(keys, as_index=False)["value"].mean() if len(values) else pd.DataFrame(columns=keys + ["value"])
     cell = Cell(row=row, fraction=fraction, status="missing", values=frame, repro=reproducibility(cells, runs))
-    per_split = frame.groupby(["seed", "fold"])["value"].mean().dropna() if len(frame) else pd.Series(dtype=float)
-    cell.per_split = per_split
+    per_split = cell.per_split
     if len(per_split):
         cell.status = "ok"
         cell.mean = float(per_split.mean())
